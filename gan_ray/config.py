@@ -1,0 +1,266 @@
+"""The one typed, validated configuration every layer of gan_ray receives.
+
+Load it from YAML with :func:`load_config`; derive variants (what a sweep trial does) with
+:meth:`GanConfig.with_overrides`. Bad values fail here, before anything expensive starts, with a
+:class:`ConfigError` naming the field, the value and what is allowed.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from gan_ray.datasets import DATASETS, IMAGE_DATASETS, MIXTURE_DATASETS
+from gan_ray.losses import get_loss
+from gan_ray.noise import NOISE
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot be run; the message names the field, the value and what is allowed."""
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class DataConfig(_Strict):
+    """What to train on. ``root`` is the torchvision root for mnist / fashion_mnist / cifar10."""
+
+    name: str = "ring8"
+    root: str | None = None
+    download: bool = False
+    # Images are resized to this side length; None keeps the dataset's own (8, 28 or 32).
+    image_size: Literal[8, 28, 32, 64] | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _known_dataset(cls, v: str) -> str:
+        if v not in DATASETS:
+            raise ValueError(f"unknown dataset {v!r}; expected one of {sorted(DATASETS)}")
+        return v
+
+    @property
+    def is_mixture(self) -> bool:
+        return self.name in MIXTURE_DATASETS
+
+
+class ModelConfig(_Strict):
+    """Architecture: ``mlp`` (Goodfellow et al. 2014) for 2-D data, ``dcgan`` for images; ``auto`` picks by dataset."""
+
+    family: Literal["auto", "mlp", "dcgan"] = "auto"
+    hidden_dim: int = Field(128, gt=0, description="MLP width")
+    hidden_layers: int = Field(3, gt=0, description="MLP hidden layers in G and in D")
+    d_dropout: float = Field(0.0, ge=0.0, lt=1.0, description="dropout in the MLP discriminator")
+    g_filters: int = Field(64, gt=0, description="DCGAN ngf")
+    d_filters: int = Field(64, gt=0, description="DCGAN ndf")
+
+
+class NoiseConfig(_Strict):
+    """p(z): a distribution from :data:`gan_ray.noise.NOISE` and its dimension (None: 2 x data dim for mlp, 100 for dcgan)."""
+
+    distribution: str = "normal"
+    dim: int | None = Field(None, gt=0)
+
+    @field_validator("distribution")
+    @classmethod
+    def _known_noise(cls, v: str) -> str:
+        if v not in NOISE:
+            raise ValueError(f"unknown noise distribution {v!r}; expected one of {sorted(NOISE)}")
+        return v
+
+
+class LossConfig(_Strict):
+    """A loss from :data:`gan_ray.losses.LOSSES` and its own parameters (``clip`` for wasserstein, ``gp_weight`` for wgan_gp)."""
+
+    name: str = "non_saturating"
+    params: dict[str, float] = Field(default_factory=dict)
+
+    @model_validator(mode="after")
+    def _known_loss(self) -> LossConfig:
+        get_loss(self.name, **self.params)  # raises with the allowed names / parameters
+        return self
+
+    def resolved_params(self) -> dict[str, float]:
+        """Every parameter of this loss, defaults filled in (only those that apply to it)."""
+        return get_loss(self.name, **self.params).params()
+
+
+class OptimConfig(_Strict):
+    """Adam for G and for D, each with its own learning rate (TTUR-style)."""
+
+    lr_g: float = Field(2e-4, gt=0)
+    lr_d: float = Field(2e-4, gt=0)
+    beta1: float = Field(0.5, ge=0.0, lt=1.0)
+    beta2: float = Field(0.999, ge=0.0, lt=1.0)
+
+
+class TrainConfig(_Strict):
+    """The alternating loop. One *step* is k = ``d_steps_per_g_step`` D-steps followed by one G-step;
+    ``batch_size`` is per worker (the global batch is num_workers x batch_size)."""
+
+    d_steps_per_g_step: int = Field(1, ge=1, description="k of Goodfellow et al.: D-steps per G-step")
+    batch_size: int = Field(64, gt=0)
+    steps: int = Field(2000, gt=0, description="G-steps to train for")
+    eval_every: int = Field(500, gt=0, description="G-steps between metric reads, evals and checkpoints")
+    eval_samples: int = Field(2500, gt=0, description="generated samples per quality evaluation")
+    seed: int = 0
+    device: str = "auto"
+    precision: Literal["auto", "fp32", "bf16"] = "auto"
+    cuda_graphs: bool = Field(True, description="capture the whole step in a CUDA graph where it applies")
+
+    @field_validator("device")
+    @classmethod
+    def _known_device(cls, v: str) -> str:
+        if v not in ("auto", "cpu", "cuda") and not (v.startswith("cuda:") and v[5:].isdigit()):
+            raise ValueError(f"unknown device {v!r}; expected 'auto', 'cpu', 'cuda' or 'cuda:N'")
+        return v
+
+
+class ScalingConfig(_Strict):
+    """How Ray Train places the run: data-parallel workers, each with its own resources."""
+
+    num_workers: int = Field(1, gt=0)
+    use_gpu: bool = False
+    cpus_per_worker: float = Field(1.0, gt=0)
+    gpus_per_worker: float = Field(1.0, gt=0, le=1.0, description="a fraction packs several trials per GPU")
+    max_failures: int = Field(0, ge=-1, description="worker-group restarts from the last checkpoint (-1: forever)")
+    storage_path: str | None = Field(None, description="Ray Train storage; None: $GAN_RAY_STORAGE or ./ray_results")
+
+
+class GanConfig(_Strict):
+    """Everything one training run needs."""
+
+    name: str = "gan"
+    output_dir: str = "outputs"
+    data: DataConfig = Field(default_factory=DataConfig)
+    model: ModelConfig = Field(default_factory=ModelConfig)
+    noise: NoiseConfig = Field(default_factory=NoiseConfig)
+    loss: LossConfig = Field(default_factory=LossConfig)
+    optim: OptimConfig = Field(default_factory=OptimConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    scaling: ScalingConfig = Field(default_factory=ScalingConfig)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> GanConfig:
+        family = self.model_family
+        if family == "mlp" and self.data.name in IMAGE_DATASETS:
+            raise ValueError(f"model.family 'mlp' is for 2-D mixtures; dataset {self.data.name!r} needs 'dcgan'")
+        if family == "dcgan" and self.data.name in MIXTURE_DATASETS:
+            raise ValueError(f"model.family 'dcgan' is for images; dataset {self.data.name!r} needs 'mlp'")
+        if self.data.name in IMAGE_DATASETS and self.data.name != "digits" and self.data.root is None:
+            raise ValueError(f"data.root is required for dataset {self.data.name!r} (a torchvision root folder)")
+        return self
+
+    @property
+    def model_family(self) -> str:
+        if self.model.family != "auto":
+            return self.model.family
+        return "mlp" if self.data.name in MIXTURE_DATASETS else "dcgan"
+
+    @property
+    def noise_dim(self) -> int:
+        if self.noise.dim is not None:
+            return self.noise.dim
+        return 100 if self.model_family == "dcgan" else 8
+
+    def flat(self) -> dict[str, Any]:
+        """Dotted keys to values, loss parameters resolved (only the current loss's): what MLflow logs."""
+        out = _flatten(self.model_dump(mode="json"))
+        out = {k: v for k, v in out.items() if not k.startswith("loss.params.")}
+        for key, value in self.loss.resolved_params().items():
+            out[f"loss.params.{key}"] = value
+        out["model.family"] = self.model_family
+        out["noise.dim"] = self.noise_dim
+        return out
+
+    def with_overrides(self, overrides: dict[str, Any]) -> GanConfig:
+        """A new validated config with dotted keys replaced, e.g. ``{"optim.lr_g": 1e-3}``."""
+        data = self.model_dump()
+        for dotted, value in overrides.items():
+            _set_dotted(data, dotted, value)
+        return validate_config(data)
+
+
+def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict) and v:
+            out.update(_flatten(v, key + "."))
+        elif not isinstance(v, dict):
+            out[key] = v
+    return out
+
+
+def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
+    *parents, leaf = dotted.split(".")
+    node = data
+    for i, part in enumerate(parents):
+        child = node.get(part) if isinstance(node, dict) else None
+        if not isinstance(child, dict):
+            raise ConfigError(f"unknown config key {dotted!r}: {'.'.join(parents[: i + 1])!r} is not a section")
+        node = child
+    node[leaf] = value
+
+
+def known_keys() -> set[str]:
+    """Every dotted key a config (or a search space) may set. Loss parameters are ``loss.params.NAME``."""
+    from gan_ray.losses import LOSSES, loss_param_names
+
+    keys = {k for k in _flatten(GanConfig().model_dump(mode="json")) if not k.startswith("loss.params")}
+    keys |= {"noise.dim", "data.root", "data.image_size", "scaling.storage_path"}
+    keys |= {f"loss.params.{p}" for name in LOSSES for p in loss_param_names(name)}
+    return keys
+
+
+def _section_keys(loc: tuple[Any, ...]) -> list[str] | None:
+    """The keys allowed in the config section that holds ``loc`` (None if it is not a config section)."""
+    model: type[BaseModel] = GanConfig
+    for part in loc[:-1]:
+        field = model.model_fields.get(str(part))
+        annotation = field.annotation if field is not None else None
+        if not (isinstance(annotation, type) and issubclass(annotation, BaseModel)):
+            return None
+        model = annotation
+    return sorted(model.model_fields)
+
+
+def _format_errors(err: ValidationError, source: str) -> str:
+    lines = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in e["loc"]) or "<top level>"
+        if e["type"] == "extra_forbidden":
+            allowed = _section_keys(e["loc"])
+            expected = f"expected one of {allowed}" if allowed else "check the spelling against the documented keys"
+            lines.append(f"{loc}: unknown key (value {e['input']!r}); {expected}")
+        else:
+            msg = e["msg"].removeprefix("Value error, ")
+            got = e.get("input")
+            shown = "" if isinstance(got, dict) else f" (got {got!r})"
+            lines.append(f"{loc}: {msg}{shown}")
+    return f"invalid config{source}: " + "; ".join(lines)
+
+
+def validate_config(data: dict[str, Any] | None, source: str = "") -> GanConfig:
+    """A :class:`GanConfig` from a plain dict, or a :class:`ConfigError` naming every bad field."""
+    try:
+        return GanConfig.model_validate(data or {})
+    except ValidationError as err:
+        raise ConfigError(_format_errors(err, source)) from None
+
+
+def load_config(path: str | Path) -> GanConfig:
+    """Read and validate a YAML config file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"config file not found: {path}")
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as err:
+        raise ConfigError(f"config file {path} is not valid YAML: {err}") from None
+    if data is not None and not isinstance(data, dict):
+        raise ConfigError(f"config file {path} must hold a mapping at the top level, got {type(data).__name__}")
+    return validate_config(data, source=f" in {path}")

@@ -1,0 +1,207 @@
+"""The training core: build G, D, optimisers and data for a config, then run the alternating loop.
+
+Plain PyTorch: no Ray, no MLflow. :func:`run_loop` yields an :class:`EvalReport` every eval interval;
+whoever iterates it (the single-process runner, a Ray Train worker) decides what to report and save.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from gan_ray.checkpoint import restore, training_state
+from gan_ray.config import GanConfig
+from gan_ray.datasets import make_source
+from gan_ray.losses import get_loss
+from gan_ray.metrics import mode_metrics, objective_for
+from gan_ray.models import build_models
+from gan_ray.noise import get_noise
+from gan_ray.step import GanStep, StepMetrics, unwrap
+
+
+class DivergedError(RuntimeError):
+    """The losses or D's outputs became NaN or infinite."""
+
+    def __init__(self, step: int, metrics: dict[str, float]):
+        self.step = step
+        self.metrics = metrics
+        bad = {k: v for k, v in metrics.items() if not math.isfinite(v)}
+        super().__init__(f"training diverged by step {step}: non-finite {bad}")
+
+
+def resolve_device(name: str) -> torch.device:
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    device = torch.device(name)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        raise RuntimeError(f"train.device is {name!r} but no CUDA device is available")
+    return device
+
+
+def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
+    """bf16 autocast on GPUs that support it when precision is auto or bf16; fp32 otherwise."""
+    if precision == "fp32" or device.type != "cuda":
+        return None
+    if precision == "bf16" or torch.cuda.is_bf16_supported():
+        return torch.bfloat16
+    return None
+
+
+@dataclass
+class EvalReport:
+    """What the loop says at an eval: the step reached and the metrics of the interval just ended."""
+
+    step: int
+    metrics: dict[str, float]
+    is_last: bool
+
+
+@dataclass
+class Training:
+    """A run's live objects. ``generator``/``discriminator`` may be wrapped (DDP) by ``wrap_model``."""
+
+    config: GanConfig
+    device: torch.device
+    generator: nn.Module
+    discriminator: nn.Module
+    opt_g: torch.optim.Optimizer
+    opt_d: torch.optim.Optimizer
+    step_fn: GanStep
+    rank: int = 0
+    world_size: int = 1
+    step: int = 0
+    eval_noise: Tensor = field(init=False)
+
+    def __post_init__(self) -> None:
+        # Fixed evaluation noise, from its own generator, so evals are comparable and training RNG untouched.
+        g = torch.Generator().manual_seed(self.config.train.seed + 7919)
+        n = self.config.train.eval_samples
+        self.eval_noise = get_noise(self.config.noise.distribution)(n, self.config.noise_dim, generator=g).to(self.device)
+
+    def state_dict(self) -> dict[str, Any]:
+        return training_state(
+            self.step, self.generator, self.discriminator, self.opt_g, self.opt_d, self.config.model_dump(mode="json")
+        )
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.step = restore(state, self.generator, self.discriminator, self.opt_g, self.opt_d)
+        if self.rank:
+            # Rank 0's RNG was saved; the other ranks must keep drawing different noise and data.
+            torch.manual_seed(_rank_seed(self.config.train.seed, self.rank, self.step))
+
+    @torch.no_grad()
+    def sample(self, n: int | None = None) -> Tensor:
+        """Samples from G in eval mode, from the fixed eval noise (or the first n of it)."""
+        g = unwrap(self.generator)
+        was_training = g.training
+        g.eval()
+        try:
+            z = self.eval_noise if n is None else self.eval_noise[:n]
+            return g(z).float()
+        finally:
+            g.train(was_training)
+
+
+def _rank_seed(seed: int, rank: int, step: int = 0) -> int:
+    return (seed * 1_000_003 + rank * 7_919 + step) % (2**63)
+
+
+def _optimizers(cfg: GanConfig, g: nn.Module, d: nn.Module, device: torch.device):
+    o = cfg.optim
+    kwargs: dict[str, Any] = {"betas": (o.beta1, o.beta2)}
+    if device.type == "cuda":
+        kwargs["fused"] = True  # one kernel per parameter group; graph-capturable
+    return (
+        torch.optim.Adam(g.parameters(), lr=o.lr_g, **kwargs),
+        torch.optim.Adam(d.parameters(), lr=o.lr_d, **kwargs),
+    )
+
+
+def build_training(
+    cfg: GanConfig,
+    device: torch.device | None = None,
+    rank: int = 0,
+    world_size: int = 1,
+    wrap_model: Callable[[nn.Module], nn.Module] | None = None,
+) -> Training:
+    """Seeded models, optimisers, data and step for ``cfg``; ``wrap_model`` is e.g. Ray's prepare_model."""
+    device = device or resolve_device(cfg.train.device)
+    torch.manual_seed(cfg.train.seed)  # identical initial weights on every rank
+    g, d = build_models(cfg)
+    channels_last = device.type == "cuda" and cfg.model_family == "dcgan"
+    g, d = g.to(device), d.to(device)
+    if channels_last:
+        g, d = g.to(memory_format=torch.channels_last), d.to(memory_format=torch.channels_last)
+    if wrap_model is not None:
+        g, d = wrap_model(g), wrap_model(d)
+    opt_g, opt_d = _optimizers(cfg, unwrap(g), unwrap(d), device)
+    source = make_source(cfg.data, device, rank, world_size)
+    torch.manual_seed(_rank_seed(cfg.train.seed, rank))  # different noise and batches per rank
+    step_fn = GanStep(
+        generator=g,
+        discriminator=d,
+        opt_g=opt_g,
+        opt_d=opt_d,
+        loss=get_loss(cfg.loss.name, **cfg.loss.params),
+        source=source,
+        noise=get_noise(cfg.noise.distribution),
+        noise_dim=cfg.noise_dim,
+        batch_size=cfg.train.batch_size,
+        d_steps_per_g_step=cfg.train.d_steps_per_g_step,
+        metrics=StepMetrics(device),
+        autocast_dtype=autocast_dtype(cfg.train.precision, device),
+        channels_last=channels_last,
+    )
+    return Training(cfg, device, g, d, opt_g, opt_d, step_fn, rank=rank, world_size=world_size)
+
+
+Evaluator = Callable[[Tensor], dict[str, float]]
+
+
+def default_evaluator(cfg: GanConfig, device: torch.device) -> Evaluator:
+    """The quality metrics for the config's dataset: mode metrics for mixtures, a Fréchet distance for images."""
+    if cfg.data.is_mixture:
+        return lambda samples: mode_metrics(samples, cfg.data.name)
+    from gan_ray.metrics.frechet import FrechetEvaluator
+
+    frechet = FrechetEvaluator(cfg.data, device=device)
+    return lambda samples: {"fid": frechet.evaluate(samples)}
+
+
+def run_loop(training: Training, evaluator: Evaluator | None = None) -> Iterator[EvalReport]:
+    """Train from ``training.step`` to ``config.train.steps``, yielding a report every ``eval_every`` steps.
+
+    Raises :class:`DivergedError` at the first eval whose losses are not finite.
+    """
+    cfg = training.config
+    total, every = cfg.train.steps, cfg.train.eval_every
+    images_per_step = cfg.train.batch_size * cfg.train.d_steps_per_g_step * training.world_size
+    metrics = training.step_fn.metrics
+    objective, _ = objective_for(cfg.data.name)
+    while training.step < total:
+        interval = min(every - training.step % every, total - training.step)
+        metrics.reset()
+        start = time.perf_counter()
+        for _ in range(interval):
+            training.step_fn()
+        values = metrics.read()  # the interval's only host sync
+        elapsed = time.perf_counter() - start
+        training.step += interval
+        values["images_per_s"] = interval * images_per_step / elapsed
+        if not all(math.isfinite(values[k]) for k in ("loss_d", "loss_g", "d_real", "d_fake")):
+            raise DivergedError(training.step, values)
+        if evaluator is not None:
+            samples = training.sample()
+            if not torch.isfinite(samples).all():
+                raise DivergedError(training.step, {**values, "samples": float("nan")})
+            values.update(evaluator(samples))
+        values["step"] = training.step
+        if objective in values:
+            values["objective"] = values[objective]
+        yield EvalReport(training.step, values, training.step >= total)

@@ -1,0 +1,17 @@
+"""Quality metrics computed at each eval, and which one is the search objective per dataset."""
+
+from __future__ import annotations
+
+from gan_ray.datasets import MIXTURE_DATASETS
+from gan_ray.metrics.mixture import mode_metrics
+
+__all__ = ["mode_metrics", "objective_for"]
+
+
+def objective_for(dataset_name: str) -> tuple[str, str]:
+    """(metric name, "min" | "max") that a sweep on this dataset optimises.
+
+    2-D mixtures: ``mode_distance`` (min; see :func:`mode_metrics`). Images: ``fid``, the Fréchet
+    distance on a classifier's features (min).
+    """
+    return ("mode_distance", "min") if dataset_name in MIXTURE_DATASETS else ("fid", "min")

@@ -1,0 +1,36 @@
+"""Generator and discriminator architectures, built from the config."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from torch import nn
+
+from gan_ray.datasets import data_shape
+from gan_ray.models.dcgan import DCGANDiscriminator, DCGANGenerator
+from gan_ray.models.mlp import MLPDiscriminator, MLPGenerator
+
+if TYPE_CHECKING:
+    from gan_ray.config import GanConfig
+
+__all__ = ["DCGANDiscriminator", "DCGANGenerator", "MLPDiscriminator", "MLPGenerator", "build_models", "build_generator"]
+
+
+def build_generator(cfg: GanConfig) -> nn.Module:
+    shape = data_shape(cfg.data)
+    if cfg.model_family == "mlp":
+        return MLPGenerator(cfg.noise_dim, shape[0], cfg.model.hidden_dim, cfg.model.hidden_layers)
+    return DCGANGenerator(cfg.noise_dim, shape[0], shape[1], cfg.model.g_filters)
+
+
+def build_models(cfg: GanConfig) -> tuple[nn.Module, nn.Module]:
+    """(G, D) for the config's data shape and model family, freshly initialised."""
+    shape = data_shape(cfg.data)
+    g = build_generator(cfg)
+    if cfg.model_family == "mlp":
+        d = MLPDiscriminator(shape[0], cfg.model.hidden_dim, cfg.model.hidden_layers, cfg.model.d_dropout)
+    else:
+        # Batch statistics couple the samples of a batch, which breaks WGAN-GP's per-sample penalty.
+        norm = "layer" if cfg.loss.name == "wgan_gp" else "batch"
+        d = DCGANDiscriminator(shape[0], shape[1], cfg.model.d_filters, norm=norm)
+    return g, d

@@ -1,0 +1,90 @@
+"""DCGAN (Radford et al. 2016) generator and discriminator for 1- or 3-channel images of side 8, 28, 32 or 64.
+
+Each side is a base (4 or 7) doubled n times: 64 = 4*2^4, 32 = 4*2^3, 28 = 7*2^2, 8 = 4*2^1. G starts
+from a base x base map with ngf*2^(n-1) channels and halves them at each doubling; D mirrors it.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from torch import Tensor, nn
+
+SUPPORTED_SIZES = {8: (4, 1), 28: (7, 2), 32: (4, 3), 64: (4, 4)}
+
+
+def _plan(image_size: int) -> tuple[int, int]:
+    try:
+        return SUPPORTED_SIZES[image_size]
+    except KeyError:
+        raise ValueError(f"DCGAN image size {image_size} not supported; expected one of {sorted(SUPPORTED_SIZES)}") from None
+
+
+def _norm(kind: str, channels: int) -> nn.Module:
+    if kind == "batch":
+        return nn.BatchNorm2d(channels)
+    if kind == "layer":  # per-sample normalisation keeps WGAN-GP's per-sample gradients valid
+        return nn.GroupNorm(1, channels)
+    return nn.Identity()
+
+
+class DCGANGenerator(nn.Module):
+    def __init__(self, noise_dim: int = 100, channels: int = 3, image_size: int = 64, filters: int = 64):
+        super().__init__()
+        base, doublings = _plan(image_size)
+        width = filters * 2 ** (doublings - 1)
+        layers: list[nn.Module] = [
+            nn.ConvTranspose2d(noise_dim, width, base, 1, 0, bias=False),
+            nn.BatchNorm2d(width),
+            nn.ReLU(True),
+        ]
+        for _ in range(doublings - 1):
+            layers += [
+                nn.ConvTranspose2d(width, width // 2, 4, 2, 1, bias=False),
+                nn.BatchNorm2d(width // 2),
+                nn.ReLU(True),
+            ]
+            width //= 2
+        layers += [nn.ConvTranspose2d(width, channels, 4, 2, 1, bias=False), nn.Tanh()]
+        self.net = nn.Sequential(*layers)
+        self.noise_dim = noise_dim
+        self.apply(dcgan_init)
+
+    def forward(self, z: Tensor) -> Tensor:
+        return self.net(z.view(z.shape[0], -1, 1, 1))
+
+
+class DCGANDiscriminator(nn.Module):
+    """Returns logits of shape (N,). No normalisation on the first layer, as in the paper."""
+
+    def __init__(
+        self,
+        channels: int = 3,
+        image_size: int = 64,
+        filters: int = 64,
+        norm: Literal["batch", "layer", "none"] = "batch",
+    ):
+        super().__init__()
+        base, doublings = _plan(image_size)
+        layers: list[nn.Module] = [nn.Conv2d(channels, filters, 4, 2, 1, bias=False), nn.LeakyReLU(0.2, True)]
+        width = filters
+        for _ in range(doublings - 1):
+            layers += [nn.Conv2d(width, width * 2, 4, 2, 1, bias=False), _norm(norm, width * 2), nn.LeakyReLU(0.2, True)]
+            width *= 2
+        layers.append(nn.Conv2d(width, 1, base, 1, 0, bias=False))
+        self.net = nn.Sequential(*layers)
+        self.apply(dcgan_init)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x).flatten()
+
+
+def dcgan_init(m: nn.Module) -> None:
+    """N(0, 0.02) for conv weights; N(1, 0.02) scale and zero shift for normalisation layers."""
+    if isinstance(m, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear)):
+        nn.init.normal_(m.weight, 0.0, 0.02)
+        if m.bias is not None:
+            nn.init.zeros_(m.bias)
+    elif isinstance(m, (nn.BatchNorm2d, nn.GroupNorm)):
+        nn.init.normal_(m.weight, 1.0, 0.02)
+        nn.init.zeros_(m.bias)

@@ -1,0 +1,42 @@
+"""Fully connected G and D for low-dimensional data, as in Goodfellow et al. (2014)."""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+
+class MLPGenerator(nn.Module):
+    """z -> [Linear, ReLU] x layers -> Linear(out_dim). The output is unbounded (the grid spans [-4, 4])."""
+
+    def __init__(self, noise_dim: int, out_dim: int = 2, hidden_dim: int = 128, hidden_layers: int = 3):
+        super().__init__()
+        layers: list[nn.Module] = []
+        width = noise_dim
+        for _ in range(hidden_layers):
+            layers += [nn.Linear(width, hidden_dim), nn.ReLU()]
+            width = hidden_dim
+        layers.append(nn.Linear(width, out_dim))
+        self.net = nn.Sequential(*layers)
+        self.noise_dim = noise_dim
+
+    def forward(self, z: Tensor) -> Tensor:
+        return self.net(z)
+
+
+class MLPDiscriminator(nn.Module):
+    """x -> [Linear, LeakyReLU(0.2), Dropout] x layers -> Linear(1); returns logits of shape (N,)."""
+
+    def __init__(self, in_dim: int = 2, hidden_dim: int = 128, hidden_layers: int = 3, dropout: float = 0.0):
+        super().__init__()
+        layers: list[nn.Module] = []
+        width = in_dim
+        for _ in range(hidden_layers):
+            layers += [nn.Linear(width, hidden_dim), nn.LeakyReLU(0.2)]
+            if dropout > 0:
+                layers.append(nn.Dropout(dropout))
+            width = hidden_dim
+        layers.append(nn.Linear(width, 1))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.net(x).squeeze(1)

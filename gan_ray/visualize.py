@@ -1,0 +1,63 @@
+"""Pictures of a run: sample grids for images, scatter plots for 2-D data, loss curves."""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: workers and CI have no display
+import matplotlib.pyplot as plt  # noqa: E402
+import torch  # noqa: E402
+from torch import Tensor  # noqa: E402
+from torchvision.utils import save_image  # noqa: E402
+
+from gan_ray.datasets import MIXTURE_DATASETS, mixture  # noqa: E402
+
+
+def save_samples(samples: Tensor, path: str | Path, dataset_name: str, max_images: int = 64) -> Path:
+    """A PNG of generated samples: an image grid, or a scatter over the mixture's modes for 2-D data."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    samples = samples.detach().float().cpu()
+    if dataset_name in MIXTURE_DATASETS:
+        _scatter(samples, path, dataset_name)
+    else:
+        images = samples[:max_images]
+        save_image(images, path, nrow=int(math.ceil(math.sqrt(images.shape[0]))), normalize=True, value_range=(-1, 1))
+    return path
+
+
+def _scatter(samples: Tensor, path: Path, dataset_name: str) -> None:
+    modes = mixture(dataset_name).modes
+    span = float(modes.abs().max()) * 1.5
+    fig, ax = plt.subplots(figsize=(5, 5))
+    finite = samples[torch.isfinite(samples).all(dim=1)]
+    ax.scatter(finite[:, 0], finite[:, 1], s=2, alpha=0.4, label="generated")
+    ax.scatter(modes[:, 0], modes[:, 1], s=30, c="red", marker="x", label="modes")
+    ax.set_xlim(-span, span)
+    ax.set_ylim(-span, span)
+    ax.set_aspect("equal")
+    ax.legend(loc="upper right", fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def save_loss_curves(history: Sequence[dict[str, float]], path: str | Path) -> Path:
+    """loss_d and loss_g against the step, from the eval reports."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    steps = [h["step"] for h in history]
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for key in ("loss_d", "loss_g"):
+        ax.plot(steps, [h[key] for h in history], marker=".", label=key)
+    ax.set_xlabel("step (G-steps)")
+    ax.set_ylabel("loss")
+    ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
