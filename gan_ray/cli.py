@@ -6,13 +6,20 @@ import argparse
 import sys
 
 from gan_ray.config import ConfigError
+from gan_ray.loop import DivergedError
 
 
 def _train(args: argparse.Namespace) -> int:
     from gan_ray.api import train
 
-    result = train(args.config, resume=args.resume)
-    print(f"output: {result.output_dir}")
+    result = train(
+        args.config, workers=args.workers, gpu=args.gpu or None, backend=args.backend, resume=args.resume
+    )
+    if getattr(result, "diverged", False):
+        print(f"gan-ray: training diverged: {result.metrics}", file=sys.stderr)
+        return 1
+    where = getattr(result, "output_dir", None) or getattr(result, "path", None)
+    print(f"results: {where}")
     return 0
 
 
@@ -22,7 +29,18 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("train", help="train one GAN from a YAML config")
     p.add_argument("config", help="path to a YAML config (see README)")
-    p.add_argument("--resume", action="store_true", help="continue from the checkpoint in the output folder")
+    p.add_argument("--workers", type=int, default=None, help="Ray Train with N data-parallel workers")
+    p.add_argument("--gpu", action="store_true", help="one GPU per Ray Train worker")
+    p.add_argument(
+        "--backend",
+        choices=("auto", "local", "ray"),
+        default="auto",
+        help="local: this process; ray: Ray Train (a local Ray, or the cluster at $RAY_ADDRESS); "
+        "auto: Ray when --workers/--gpu/$RAY_ADDRESS or the config asks for it",
+    )
+    p.add_argument(
+        "--resume", action="store_true", help="local backend: continue from the output folder's checkpoint"
+    )
     p.set_defaults(func=_train)
     return parser
 
@@ -34,6 +52,9 @@ def main(argv: list[str] | None = None) -> int:
     except (ConfigError, FileNotFoundError) as err:
         print(f"gan-ray: error: {err}", file=sys.stderr)
         return 2
+    except DivergedError as err:
+        print(f"gan-ray: {err}", file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

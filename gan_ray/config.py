@@ -59,7 +59,7 @@ class ModelConfig(_Strict):
 
 
 class NoiseConfig(_Strict):
-    """p(z): a distribution from :data:`gan_ray.noise.NOISE` and its dimension (None: 2 x data dim for mlp, 100 for dcgan)."""
+    """p(z): a distribution from :data:`gan_ray.noise.NOISE` and its dimension (None: 8 for mlp, 100 for dcgan)."""
 
     distribution: str = "normal"
     dim: int | None = Field(None, gt=0)
@@ -126,8 +126,12 @@ class ScalingConfig(_Strict):
     use_gpu: bool = False
     cpus_per_worker: float = Field(1.0, gt=0)
     gpus_per_worker: float = Field(1.0, gt=0, le=1.0, description="a fraction packs several trials per GPU")
-    max_failures: int = Field(0, ge=-1, description="worker-group restarts from the last checkpoint (-1: forever)")
-    storage_path: str | None = Field(None, description="Ray Train storage; None: $GAN_RAY_STORAGE or ./ray_results")
+    max_failures: int = Field(
+        0, ge=-1, description="worker-group restarts from the last checkpoint (-1: forever)"
+    )
+    storage_path: str | None = Field(
+        None, description="Ray Train storage; None: $GAN_RAY_STORAGE or ./ray_results"
+    )
 
 
 class GanConfig(_Strict):
@@ -147,11 +151,15 @@ class GanConfig(_Strict):
     def _consistent(self) -> GanConfig:
         family = self.model_family
         if family == "mlp" and self.data.name in IMAGE_DATASETS:
-            raise ValueError(f"model.family 'mlp' is for 2-D mixtures; dataset {self.data.name!r} needs 'dcgan'")
+            raise ValueError(
+                f"model.family 'mlp' is for 2-D mixtures; dataset {self.data.name!r} needs 'dcgan'"
+            )
         if family == "dcgan" and self.data.name in MIXTURE_DATASETS:
             raise ValueError(f"model.family 'dcgan' is for images; dataset {self.data.name!r} needs 'mlp'")
         if self.data.name in IMAGE_DATASETS and self.data.name != "digits" and self.data.root is None:
-            raise ValueError(f"data.root is required for dataset {self.data.name!r} (a torchvision root folder)")
+            raise ValueError(
+                f"data.root is required for dataset {self.data.name!r} (a torchvision root folder)"
+            )
         return self
 
     @property
@@ -201,7 +209,9 @@ def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
     for i, part in enumerate(parents):
         child = node.get(part) if isinstance(node, dict) else None
         if not isinstance(child, dict):
-            raise ConfigError(f"unknown config key {dotted!r}: {'.'.join(parents[: i + 1])!r} is not a section")
+            raise ConfigError(
+                f"unknown config key {dotted!r}: {'.'.join(parents[: i + 1])!r} is not a section"
+            )
         node = child
     node[leaf] = value
 
@@ -234,7 +244,7 @@ def _format_errors(err: ValidationError, source: str) -> str:
         loc = ".".join(str(p) for p in e["loc"]) or "<top level>"
         if e["type"] == "extra_forbidden":
             allowed = _section_keys(e["loc"])
-            expected = f"expected one of {allowed}" if allowed else "check the spelling against the documented keys"
+            expected = f"expected one of {allowed}" if allowed else "check the spelling against the docs"
             lines.append(f"{loc}: unknown key (value {e['input']!r}); {expected}")
         else:
             msg = e["msg"].removeprefix("Value error, ")
@@ -262,5 +272,7 @@ def load_config(path: str | Path) -> GanConfig:
     except yaml.YAMLError as err:
         raise ConfigError(f"config file {path} is not valid YAML: {err}") from None
     if data is not None and not isinstance(data, dict):
-        raise ConfigError(f"config file {path} must hold a mapping at the top level, got {type(data).__name__}")
+        raise ConfigError(
+            f"config file {path} must hold a mapping at the top level, got {type(data).__name__}"
+        )
     return validate_config(data, source=f" in {path}")

@@ -96,10 +96,7 @@ def load_torchvision(name: str, root: str | Path, download: bool = False, train:
 
     root = Path(root).expanduser()
     if not download and not root.is_dir():
-        raise FileNotFoundError(
-            f"dataset root {str(root)!r} for {name!r} does not exist; point data.root at a torchvision "
-            f"root holding the files, or set data.download: true on a machine with internet access"
-        )
+        raise FileNotFoundError(_missing_root_message(name, root))
     cls = {"mnist": tvd.MNIST, "fashion_mnist": tvd.FashionMNIST, "cifar10": tvd.CIFAR10}[name]
     try:
         ds = cls(str(root), train=train, download=download)
@@ -116,7 +113,9 @@ def load_torchvision(name: str, root: str | Path, download: bool = False, train:
 def resize(images: Tensor, size: int | None) -> Tensor:
     if size is None or images.shape[-1] == size:
         return images
-    return F.interpolate(images, size=(size, size), mode="bilinear", antialias=True, align_corners=False).clamp_(-1, 1)
+    return F.interpolate(
+        images, size=(size, size), mode="bilinear", antialias=True, align_corners=False
+    ).clamp_(-1, 1)
 
 
 def load_images(cfg: DataConfig, train: bool = True) -> Tensor:
@@ -148,3 +147,18 @@ def make_source(
         return MixtureSource(cfg.name, device)
     images = load_images(cfg)
     return TensorSource(images[rank::world_size], device)
+
+
+def check_available(cfg: DataConfig) -> None:
+    """Fail fast, before workers start, when a torchvision dataset's root is missing and no download is asked."""
+    if cfg.name in TORCHVISION_DATASETS and not cfg.download:
+        root = Path(cfg.root or "").expanduser()
+        if not root.is_dir():
+            raise FileNotFoundError(_missing_root_message(cfg.name, root))
+
+
+def _missing_root_message(name: str, root: Path) -> str:
+    return (
+        f"dataset root {str(root)!r} for {name!r} does not exist; point data.root at a torchvision root "
+        f"holding the files, or set data.download: true on a machine with internet access"
+    )

@@ -46,10 +46,24 @@ class StepMetrics:
         self.d_terms = self.g_terms = 0
 
     def read(self) -> dict[str, float]:
-        """Means since the last reset: the one host sync of an eval interval."""
-        values = self.sums.tolist()
+        """Means since the last reset: the one host sync of an eval interval.
+
+        Under torch.distributed the sums are averaged over ranks first, so every rank sees the same
+        values and a divergence stops all ranks at the same eval (none is left waiting in a collective).
+        """
+        sums = self.sums
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            sums = sums.clone()
+            torch.distributed.all_reduce(sums)
+            sums /= torch.distributed.get_world_size()
+        values = sums.tolist()
         d, g = max(self.d_terms, 1), max(self.g_terms, 1)
-        return {"loss_d": values[0] / d, "loss_g": values[1] / g, "d_real": values[2] / d, "d_fake": values[3] / d}
+        return {
+            "loss_d": values[0] / d,
+            "loss_g": values[1] / g,
+            "d_real": values[2] / d,
+            "d_fake": values[3] / d,
+        }
 
 
 @dataclass
@@ -75,7 +89,9 @@ class GanStep:
         params = self.loss.params()
         self.gp_weight = params.get("gp_weight", 0.0)
         # D's outputs read as probabilities only for the cross-entropy losses.
-        self.d_output: Callable[[Tensor], Tensor] = torch.sigmoid if self.loss.has_probabilities else (lambda x: x)
+        self.d_output: Callable[[Tensor], Tensor] = (
+            torch.sigmoid if self.loss.has_probabilities else (lambda x: x)
+        )
 
     def _autocast(self):
         if self.autocast_dtype is None:
