@@ -31,6 +31,8 @@ def train(
     backend: Backend = "auto",
     resume: bool = False,
     verbose: bool = True,
+    tracking: bool = True,
+    tracking_uri: str | None = None,
 ):
     """Train one GAN from a config object or YAML path.
 
@@ -38,6 +40,10 @@ def train(
     Train with ``workers`` data-parallel workers (``backend="ray"``, or ``auto`` with several workers
     or a GPU: returns a :class:`gan_ray.distributed.RayTrainResult`). Bad configs and missing datasets
     fail here, before Ray or any worker starts.
+
+    With ``tracking`` (the default) the run is recorded as one MLflow run in experiment ``config.name``
+    at ``tracking_uri`` (default ``$MLFLOW_TRACKING_URI`` or ``./mlflow.db``); an unreachable
+    tracking server fails here too.
     """
     cfg = _as_config(config)
     overrides: dict[str, object] = {}
@@ -50,10 +56,40 @@ def train(
     check_available(cfg.data)
     if workers is not None or gpu:
         backend = "ray" if backend == "auto" else backend
+    if tracking:
+        from gan_ray.tracking import check_tracking_server, resolve_tracking_uri
+
+        tracking_uri = resolve_tracking_uri(tracking_uri)
+        check_tracking_server(tracking_uri)
     if uses_ray(cfg, backend):
-        from gan_ray.distributed import fit
-
-        return fit(cfg)
+        return _train_ray(cfg, tracking_uri if tracking else None)
     from gan_ray.runner import train as train_local
+    from gan_ray.tracking import tracked_observers
 
-    return train_local(cfg, resume=resume, verbose=verbose)
+    observers = tracked_observers(cfg, tracking_uri) if tracking else []
+    return train_local(cfg, resume=resume, verbose=verbose, observers=observers)
+
+
+def _train_ray(cfg: GanConfig, tracking_uri: str | None):
+    from gan_ray.distributed import fit
+
+    if tracking_uri is None:
+        return fit(cfg)
+    from gan_ray.ray_tracking import TrainRunTracker, end_run, log_checkpoint_generator, start_run
+    from gan_ray.tracking import ensure_experiment, make_client
+
+    client = make_client(tracking_uri)
+    run_id = start_run(client, ensure_experiment(client, cfg.name, tracking_uri), cfg, cfg.name, {})
+    status, error = "failed", None
+    result = None
+    try:
+        result = fit(cfg, callbacks=[TrainRunTracker(tracking_uri, run_id)])
+        status = "diverged" if result.diverged else "completed"
+        if not result.diverged and result.checkpoint_path:
+            log_checkpoint_generator(tracking_uri, run_id, result.checkpoint_path, cfg)
+        return result
+    except BaseException as err:
+        error = f"{type(err).__name__}: {err}"
+        raise
+    finally:
+        end_run(client, run_id, status, result.history if result else [], error)

@@ -7,19 +7,50 @@ import sys
 
 from gan_ray.config import ConfigError
 from gan_ray.loop import DivergedError
+from gan_ray.tracking import TrackingUnavailableError
 
 
 def _train(args: argparse.Namespace) -> int:
     from gan_ray.api import train
 
     result = train(
-        args.config, workers=args.workers, gpu=args.gpu or None, backend=args.backend, resume=args.resume
+        args.config,
+        workers=args.workers,
+        gpu=args.gpu or None,
+        backend=args.backend,
+        resume=args.resume,
+        tracking_uri=args.tracking_uri,
+        tracking=not args.no_tracking,
     )
     if getattr(result, "diverged", False):
         print(f"gan-ray: training diverged: {result.metrics}", file=sys.stderr)
         return 1
     where = getattr(result, "output_dir", None) or getattr(result, "path", None)
     print(f"results: {where}")
+    return 0
+
+
+def _sweep(args: argparse.Namespace) -> int:
+    from gan_ray.sweep import sweep
+
+    result = sweep(
+        args.search_space,
+        num_samples=args.num_samples,
+        resume=args.resume,
+        tracking_uri=args.tracking_uri,
+        storage_path=args.storage_path,
+        study_storage=args.study_storage,
+        model_name=args.model_name,
+    )
+    return 0 if result.best is not None else 1
+
+
+def _sample(args: argparse.Namespace) -> int:
+    from gan_ray.sampling import load_generator
+
+    generator = load_generator(args.model, tracking_uri=args.tracking_uri, device=args.device)
+    path = generator.save(generator.sample(args.num_samples, seed=args.seed), args.out)
+    print(f"samples: {path}")
     return 0
 
 
@@ -41,7 +72,36 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--resume", action="store_true", help="local backend: continue from the output folder's checkpoint"
     )
+    p.add_argument("--tracking-uri", default=None, help="MLflow URI (default $MLFLOW_TRACKING_URI or ./mlflow.db)")
+    p.add_argument("--no-tracking", action="store_true", help="do not record the run in MLflow")
     p.set_defaults(func=_train)
+
+    p = sub.add_parser("sweep", help="search hyperparameters with Ray Tune + Optuna; register the best generator")
+    p.add_argument("search_space", help="a search-space YAML, e.g. search_spaces/ring8.yaml")
+    p.add_argument("--num-samples", type=int, default=None, help="trials to run (default: the file's budget)")
+    p.add_argument("--resume", action="store_true", help="add trials to this sweep's latest Optuna study")
+    p.add_argument("--tracking-uri", default=None, help="MLflow URI (default $MLFLOW_TRACKING_URI or ./mlflow.db)")
+    p.add_argument(
+        "--storage-path", default=None, help="Ray storage for checkpoints (default $GAN_RAY_STORAGE or ./ray_results)"
+    )
+    p.add_argument(
+        "--study-storage", default=None, help="Optuna RDB URL (default $GAN_RAY_OPTUNA_STORAGE or ./optuna.db)"
+    )
+    p.add_argument("--model-name", default=None, help="registered model name (default gan_ray-<sweep name>)")
+    p.set_defaults(func=_sweep)
+
+    p = sub.add_parser("sample", help="draw samples from a trained generator into a PNG")
+    p.add_argument(
+        "--model",
+        required=True,
+        help="models:/NAME@champion, models:/NAME/VERSION, runs:/RUN_ID/generator, or a local folder",
+    )
+    p.add_argument("-n", "--num-samples", type=int, default=64, help="how many samples (default 64)")
+    p.add_argument("--out", default="samples.png", help="PNG to write (default samples.png)")
+    p.add_argument("--seed", type=int, default=None, help="noise seed: the same seed gives the same samples")
+    p.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default $MLFLOW_TRACKING_URI)")
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
+    p.set_defaults(func=_sample)
     return parser
 
 
@@ -49,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ConfigError, FileNotFoundError) as err:
+    except (ConfigError, FileNotFoundError, TrackingUnavailableError) as err:
         print(f"gan-ray: error: {err}", file=sys.stderr)
         return 2
     except DivergedError as err:

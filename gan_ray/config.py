@@ -7,6 +7,7 @@ Load it from YAML with :func:`load_config`; derive variants (what a sweep trial 
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any, Literal
 
@@ -16,6 +17,29 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from gan_ray.datasets import DATASETS, IMAGE_DATASETS, MIXTURE_DATASETS
 from gan_ray.losses import get_loss
 from gan_ray.noise import NOISE
+
+
+class YamlLoader(yaml.SafeLoader):
+    """SafeLoader that reads ``1e-3`` and ``1.0e9`` as floats (YAML 1.2), not strings as YAML 1.1 does."""
+
+
+YamlLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:float",
+    re.compile(
+        r"""^(?:[-+]?(?:[0-9][0-9_]*)\.[0-9_]*(?:[eE][-+]?[0-9]+)?
+        |[-+]?(?:[0-9][0-9_]*)(?:[eE][-+]?[0-9]+)
+        |\.[0-9_]+(?:[eE][-+][0-9]+)?
+        |[-+]?\.(?:inf|Inf|INF)
+        |\.(?:nan|NaN|NAN))$""",
+        re.X,
+    ),
+    list("-+0123456789."),
+)
+
+
+def read_yaml(text: str):
+    """Parse YAML text with :class:`YamlLoader`."""
+    return yaml.load(text, Loader=YamlLoader)
 
 
 class ConfigError(ValueError):
@@ -268,7 +292,7 @@ def load_config(path: str | Path) -> GanConfig:
     if not path.is_file():
         raise ConfigError(f"config file not found: {path}")
     try:
-        data = yaml.safe_load(path.read_text())
+        data = read_yaml(path.read_text())
     except yaml.YAMLError as err:
         raise ConfigError(f"config file {path} is not valid YAML: {err}") from None
     if data is not None and not isinstance(data, dict):

@@ -18,7 +18,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-
 from gan_ray.checkpoint import load_checkpoint, save_checkpoint
 from gan_ray.config import GanConfig, validate_config
 from gan_ray.loop import DivergedError, Training, build_training, default_evaluator, run_loop
@@ -90,7 +89,9 @@ def replica_param_spread(training: Training) -> float:
 def _checkpoint_dir(training: Training, history: list[dict[str, float]], directory: Path) -> None:
     import yaml
 
-    save_checkpoint(directory, {**training.state_dict(), "history": history})
+    save_checkpoint(
+        directory, {**training.state_dict(), "history": history, "hyperparameters": training.hyperparameters()}
+    )
     save_samples(training.sample(), directory / SAMPLES_FILE, training.config.data.name)
     (directory / CONFIG_FILE).write_text(
         yaml.safe_dump(training.config.model_dump(mode="json"), sort_keys=False)
@@ -122,8 +123,9 @@ def train_worker(loop_config: dict[str, Any]) -> None:
         history = list(state.get("history", []))
     _maybe_inject_crash(training)
     evaluator = default_evaluator(cfg, device) if rank == 0 else None
+    metric, _ = loop_config.get("objective") or objective_for(cfg.data.name)
     try:
-        for report in run_loop(training, evaluator):
+        for report in run_loop(training, evaluator, objective=metric):
             metrics = dict(report.metrics)
             if world_size > 1:
                 metrics["replica_param_spread"] = replica_param_spread(training)
@@ -139,10 +141,9 @@ def train_worker(loop_config: dict[str, Any]) -> None:
                     checkpoint_dir_name=f"checkpoint_{report.step:08d}",
                 )
     except DivergedError as err:
-        # Every rank sees the same averaged losses, so all of them end here at the same eval.
-        _, mode = objective_for(cfg.data.name)
-        worst = math.inf if mode == "min" else -math.inf
-        ray.train.report({**err.metrics, "step": err.step, "diverged": 1.0, "objective": worst})
+        # Every rank sees the same averaged losses, so all of them end here at the same eval. The
+        # objective is NaN, which Optuna records as a failed trial (inf would count as a real value).
+        ray.train.report({**err.metrics, "step": err.step, "diverged": 1.0, "objective": math.nan})
 
 
 @dataclass
@@ -167,8 +168,18 @@ def ensure_ray(num_cpus: int | None = None) -> None:
         ray.init(address=os.environ.get("RAY_ADDRESS") or None, num_cpus=num_cpus, log_to_driver=True)
 
 
-def make_trainer(cfg: GanConfig, name: str, storage_path: str | None = None, callbacks: list | None = None):
-    """The TorchTrainer for ``cfg`` (not started): resources, failures and checkpoints from the config."""
+def make_trainer(
+    cfg: GanConfig,
+    name: str,
+    storage_path: str | None = None,
+    callbacks: list | None = None,
+    objective: tuple[str, str] | None = None,
+):
+    """The TorchTrainer for ``cfg`` (not started): resources, failures and checkpoints from the config.
+
+    ``objective`` is (metric, "min"|"max"), reported as ``objective`` and used to keep the best
+    checkpoint; default the dataset's (see :func:`gan_ray.metrics.objective_for`).
+    """
     import ray.train
     from ray.train.torch import TorchConfig, TorchTrainer
 
@@ -176,11 +187,12 @@ def make_trainer(cfg: GanConfig, name: str, storage_path: str | None = None, cal
     resources: dict[str, float] = {"CPU": s.cpus_per_worker}
     if s.use_gpu:
         resources["GPU"] = s.gpus_per_worker
-    objective, mode = objective_for(cfg.data.name)
+    objective = objective or objective_for(cfg.data.name)
+    mode = objective[1]
     env = {k: os.environ[k] for k in _FORWARDED_ENV if k in os.environ}
     return TorchTrainer(
         train_worker,
-        train_loop_config={"config": cfg.model_dump(mode="json")},
+        train_loop_config={"config": cfg.model_dump(mode="json"), "objective": list(objective)},
         torch_config=TorchConfig(backend="nccl" if s.use_gpu else "gloo"),
         scaling_config=ray.train.ScalingConfig(
             num_workers=s.num_workers, use_gpu=s.use_gpu, resources_per_worker=resources

@@ -17,7 +17,8 @@ from torch import Tensor, nn
 
 from gan_ray.checkpoint import restore, training_state
 from gan_ray.config import GanConfig
-from gan_ray.datasets import make_source
+from gan_ray.datasets import DataSource, make_source
+from gan_ray.graphs import GraphedStep, use_cuda_graphs
 from gan_ray.losses import get_loss
 from gan_ray.metrics import mode_metrics, objective_for
 from gan_ray.models import build_models
@@ -72,7 +73,7 @@ class Training:
     discriminator: nn.Module
     opt_g: torch.optim.Optimizer
     opt_d: torch.optim.Optimizer
-    step_fn: GanStep
+    step_fn: GanStep | GraphedStep
     rank: int = 0
     world_size: int = 1
     step: int = 0
@@ -82,18 +83,48 @@ class Training:
         # Fixed evaluation noise, from its own generator, so evals are comparable and training RNG untouched.
         g = torch.Generator().manual_seed(self.config.train.seed + 7919)
         n = self.config.train.eval_samples
-        self.eval_noise = get_noise(self.config.noise.distribution)(n, self.config.noise_dim, generator=g).to(self.device)
+        self.eval_noise = get_noise(self.config.noise.distribution)(n, self.config.noise_dim, generator=g).to(
+            self.device
+        )
 
     def state_dict(self) -> dict[str, Any]:
         return training_state(
-            self.step, self.generator, self.discriminator, self.opt_g, self.opt_d, self.config.model_dump(mode="json")
+            self.step,
+            self.generator,
+            self.discriminator,
+            self.opt_g,
+            self.opt_d,
+            self.config.model_dump(mode="json"),
         )
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.step = restore(state, self.generator, self.discriminator, self.opt_g, self.opt_d)
+        # Loading replaced the optimiser state tensors a captured CUDA graph would still point at.
+        reset_graph = getattr(self.step_fn, "reset_graph", None)
+        if reset_graph is not None:
+            reset_graph()
         if self.rank:
             # Rank 0's RNG was saved; the other ranks must keep drawing different noise and data.
             torch.manual_seed(_rank_seed(self.config.train.seed, self.rank, self.step))
+
+    def hyperparameters(self) -> dict[str, Any]:
+        """The hyperparameters as the live objects hold them (read back from the optimisers, the loss,
+        the step), not as the config asked: what a sweep trial really trained with."""
+        s = self.step_fn
+        g_group, d_group = self.opt_g.param_groups[0], self.opt_d.param_groups[0]
+        used: dict[str, Any] = {
+            "optim.lr_g": g_group["lr"],
+            "optim.lr_d": d_group["lr"],
+            "optim.beta1": g_group["betas"][0],
+            "optim.beta2": g_group["betas"][1],
+            "train.d_steps_per_g_step": s.d_steps_per_g_step,
+            "train.batch_size": s.batch_size,
+            "noise.distribution": s.noise.__name__,
+            "noise.dim": s.noise_dim,
+            "loss.name": s.loss.name,
+        }
+        used.update({f"loss.params.{k}": v for k, v in s.loss.params().items()})
+        return used
 
     @torch.no_grad()
     def sample(self, n: int | None = None) -> Tensor:
@@ -112,11 +143,15 @@ def _rank_seed(seed: int, rank: int, step: int = 0) -> int:
     return (seed * 1_000_003 + rank * 7_919 + step) % (2**63)
 
 
-def _optimizers(cfg: GanConfig, g: nn.Module, d: nn.Module, device: torch.device):
+def _optimizers(
+    cfg: GanConfig, g: nn.Module, d: nn.Module, device: torch.device, capturable: bool = False
+):
     o = cfg.optim
     kwargs: dict[str, Any] = {"betas": (o.beta1, o.beta2)}
     if device.type == "cuda":
-        kwargs["fused"] = True  # one kernel per parameter group; graph-capturable
+        kwargs["fused"] = True  # one kernel per parameter group
+    if capturable:
+        kwargs["capturable"] = True  # capture refuses Adam without it, fused or not (torch 2.14)
     return (
         torch.optim.Adam(g.parameters(), lr=o.lr_g, **kwargs),
         torch.optim.Adam(d.parameters(), lr=o.lr_d, **kwargs),
@@ -129,8 +164,14 @@ def build_training(
     rank: int = 0,
     world_size: int = 1,
     wrap_model: Callable[[nn.Module], nn.Module] | None = None,
+    source: DataSource | None = None,
 ) -> Training:
-    """Seeded models, optimisers, data and step for ``cfg``; ``wrap_model`` is e.g. Ray's prepare_model."""
+    """Seeded models, optimisers, data and step for ``cfg``; ``wrap_model`` is e.g. Ray's prepare_model.
+
+    ``source`` replaces the config's dataset (benchmarks feed synthetic images of the same shape).
+    On CUDA the step is wrapped in a :class:`~gan_ray.graphs.GraphedStep` where
+    :func:`~gan_ray.graphs.graph_blocker` allows it; elsewhere it is the plain :class:`GanStep`.
+    """
     device = device or resolve_device(cfg.train.device)
     torch.manual_seed(cfg.train.seed)  # identical initial weights on every rank
     g, d = build_models(cfg)
@@ -140,10 +181,12 @@ def build_training(
         g, d = g.to(memory_format=torch.channels_last), d.to(memory_format=torch.channels_last)
     if wrap_model is not None:
         g, d = wrap_model(g), wrap_model(d)
-    opt_g, opt_d = _optimizers(cfg, unwrap(g), unwrap(d), device)
-    source = make_source(cfg.data, device, rank, world_size)
+    graphed = use_cuda_graphs(cfg, device, world_size)
+    opt_g, opt_d = _optimizers(cfg, unwrap(g), unwrap(d), device, capturable=graphed)
+    if source is None:
+        source = make_source(cfg.data, device, rank, world_size)
     torch.manual_seed(_rank_seed(cfg.train.seed, rank))  # different noise and batches per rank
-    step_fn = GanStep(
+    step = GanStep(
         generator=g,
         discriminator=d,
         opt_g=opt_g,
@@ -158,6 +201,7 @@ def build_training(
         autocast_dtype=autocast_dtype(cfg.train.precision, device),
         channels_last=channels_last,
     )
+    step_fn = GraphedStep(step) if graphed else step
     return Training(cfg, device, g, d, opt_g, opt_d, step_fn, rank=rank, world_size=world_size)
 
 
@@ -174,16 +218,20 @@ def default_evaluator(cfg: GanConfig, device: torch.device) -> Evaluator:
     return lambda samples: {"fid": frechet.evaluate(samples)}
 
 
-def run_loop(training: Training, evaluator: Evaluator | None = None) -> Iterator[EvalReport]:
+def run_loop(
+    training: Training, evaluator: Evaluator | None = None, objective: str | None = None
+) -> Iterator[EvalReport]:
     """Train from ``training.step`` to ``config.train.steps``, yielding a report every ``eval_every`` steps.
 
-    Raises :class:`DivergedError` at the first eval whose losses are not finite.
+    Each report's ``objective`` repeats the metric named ``objective`` (default: the dataset's, see
+    :func:`gan_ray.metrics.objective_for`). Raises :class:`DivergedError` at the first eval whose
+    losses are not finite.
     """
     cfg = training.config
     total, every = cfg.train.steps, cfg.train.eval_every
     images_per_step = cfg.train.batch_size * cfg.train.d_steps_per_g_step * training.world_size
     metrics = training.step_fn.metrics
-    objective, _ = objective_for(cfg.data.name)
+    objective = objective or objective_for(cfg.data.name)[0]
     while training.step < total:
         interval = min(every - training.step % every, total - training.step)
         metrics.reset()

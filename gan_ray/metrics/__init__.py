@@ -5,7 +5,7 @@ from __future__ import annotations
 from gan_ray.datasets import MIXTURE_DATASETS
 from gan_ray.metrics.mixture import mode_metrics
 
-__all__ = ["mode_metrics", "objective_for"]
+__all__ = ["mode_metrics", "objective_for", "reported_metrics"]
 
 
 def objective_for(dataset_name: str) -> tuple[str, str]:
@@ -15,3 +15,13 @@ def objective_for(dataset_name: str) -> tuple[str, str]:
     distance on a classifier's features (min).
     """
     return ("mode_distance", "min") if dataset_name in MIXTURE_DATASETS else ("fid", "min")
+
+
+def reported_metrics(dataset_name: str) -> tuple[str, ...]:
+    """The metrics every eval report of this dataset carries (what a sweep may optimise)."""
+    quality = (
+        ("mode_distance", "modes_covered", "high_quality_fraction", "reverse_kl")
+        if dataset_name in MIXTURE_DATASETS
+        else ("fid",)
+    )
+    return quality + ("loss_d", "loss_g", "d_real", "d_fake")

@@ -1,0 +1,448 @@
+"""Sweep definitions: a readable YAML file -> a validated :class:`SearchSpace`.
+
+A file names the base config, the parameters to search (dotted config keys, with a distribution,
+a fixed value, or a condition on another parameter), the objective, the budget, the sampler and
+the scheduler. Every error points at the file, the line and the key.
+
+    parameters:
+      optim.lr_g: {log_uniform: [1.0e-5, 1.0e-2]}
+      train.d_steps_per_g_step: {int: [1, 5]}
+      loss.name: {choice: [non_saturating, wasserstein]}
+      loss.params.clip: {log_uniform: [0.001, 0.1], when: {loss.name: wasserstein}}
+      model.hidden_dim: 128          # a fixed value
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+
+from gan_ray.config import ConfigError, GanConfig, YamlLoader, known_keys, load_config, read_yaml, validate_config
+from gan_ray.metrics import objective_for, reported_metrics
+
+DISTRIBUTIONS = ("log_uniform", "uniform", "int", "log_int", "choice")
+TOP_LEVEL = (
+    "name",
+    "description",
+    "base",
+    "base_config",
+    "parameters",
+    "objective",
+    "budget",
+    "search",
+    "scheduler",
+)
+
+
+class SearchSpaceError(ConfigError):
+    """A sweep file that cannot run; the message says file:line and the key."""
+
+
+@dataclass(frozen=True)
+class Param:
+    """One searched parameter: a distribution over a dotted config key, maybe active only under ``when``."""
+
+    key: str
+    kind: str  # one of DISTRIBUTIONS, or "fixed"
+    low: float | None = None
+    high: float | None = None
+    choices: tuple[Any, ...] = ()
+    value: Any = None
+    when: dict[str, tuple[Any, ...]] = field(default_factory=dict)
+
+    def active(self, chosen: dict[str, Any]) -> bool:
+        return all(k in chosen and chosen[k] in allowed for k, allowed in self.when.items())
+
+    def suggest(self, trial) -> Any:
+        """Draw this parameter from an Optuna trial (define-by-run)."""
+        if self.kind == "fixed":
+            return self.value
+        if self.kind == "choice":
+            return trial.suggest_categorical(self.key, list(self.choices))
+        if self.kind in ("int", "log_int"):
+            return trial.suggest_int(self.key, int(self.low), int(self.high), log=self.kind == "log_int")
+        return trial.suggest_float(self.key, self.low, self.high, log=self.kind == "log_uniform")
+
+    def corners(self) -> list[Any]:
+        """The extreme values, used to check every branch of the space against the config schema."""
+        if self.kind == "fixed":
+            return [self.value]
+        if self.kind == "choice":
+            return list(self.choices)
+        if self.kind in ("int", "log_int"):
+            return [int(self.low), int(self.high)]
+        return [self.low, self.high]
+
+
+@dataclass(frozen=True)
+class Budget:
+    num_samples: int = 16
+    max_concurrent_trials: int | None = None  # None: as many as the cluster's CPUs/GPUs allow
+    workers_per_trial: int = 1
+    cpus_per_worker: float = 1.0
+    gpus_per_worker: float = 0.0  # a fraction packs several trials on one GPU
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    name: str
+    base: GanConfig
+    params: tuple[Param, ...]
+    metric: str
+    mode: Literal["min", "max"]
+    budget: Budget
+    sampler: Literal["tpe", "random"] = "tpe"
+    seed: int = 0
+    scheduler: Literal["asha", "none"] = "asha"
+    grace_period: int = 1  # evals before ASHA may stop a trial
+    reduction_factor: int = 3
+    source: Path | None = None
+    description: str = ""
+    # Configurations to try first (e.g. known-good defaults): dotted keys -> values.
+    initial_points: tuple[dict[str, Any], ...] = ()
+
+    def trial_config(self, values: dict[str, Any]) -> GanConfig:
+        """The config a trial trains with: the base plus the sampled values (dotted keys).
+
+        Loss parameters are replaced as a whole: a trial's loss gets only the parameters sampled for
+        it, never a parameter the base set for another loss.
+        """
+        overrides = {k: v for k, v in values.items() if not k.startswith("loss.params.")}
+        loss_params = {
+            k.removeprefix("loss.params."): v for k, v in values.items() if k.startswith("loss.params.")
+        }
+        if "loss.name" in values and values["loss.name"] != self.base.loss.name:
+            overrides["loss.params"] = loss_params
+        elif loss_params:
+            overrides["loss.params"] = {**self.base.loss.params, **loss_params}
+        return self.base.with_overrides(overrides)
+
+    def define_by_run(self, trial) -> None:
+        """Optuna define-by-run space: conditional parameters are suggested only when their condition holds."""
+        chosen: dict[str, Any] = {}
+        for p in self.params:
+            if p.kind != "fixed" and p.active(chosen):
+                chosen[p.key] = p.suggest(trial)
+            elif p.kind == "fixed" and p.active(chosen):
+                chosen[p.key] = p.value
+        return None
+
+    def fixed_values(self) -> dict[str, Any]:
+        return {p.key: p.value for p in self.params if p.kind == "fixed" and not p.when}
+
+    def resolve(self, sampled: dict[str, Any]) -> dict[str, Any]:
+        """Sampled values plus the fixed ones whose conditions hold, in file order."""
+        chosen: dict[str, Any] = {}
+        for p in self.params:
+            if not p.active(chosen):
+                continue
+            if p.kind == "fixed":
+                chosen[p.key] = p.value
+            elif p.key in sampled:
+                chosen[p.key] = sampled[p.key]
+        return chosen
+
+
+# --- loading -----------------------------------------------------------------------------------
+
+
+def _compose(text: str, source: str) -> tuple[Any, dict[tuple[str, ...], int]]:
+    """Parse YAML keeping each mapping key's line number, keyed by its path."""
+    try:
+        node = yaml.compose(text, Loader=YamlLoader)
+    except yaml.YAMLError as err:
+        raise SearchSpaceError(f"{source}: not valid YAML: {err}") from None
+    lines: dict[tuple[str, ...], int] = {}
+
+    def walk(n, path: tuple[str, ...]) -> None:
+        if isinstance(n, yaml.MappingNode):
+            for k, v in n.value:
+                key = str(k.value)
+                lines[path + (key,)] = k.start_mark.line + 1
+                walk(v, path + (key,))
+
+    if node is not None:
+        walk(node, ())
+    return read_yaml(text), lines
+
+
+class _Reader:
+    def __init__(self, source: str, lines: dict[tuple[str, ...], int]):
+        self.source, self.lines = source, lines
+
+    def fail(self, path: tuple[str, ...], message: str) -> SearchSpaceError:
+        line = None
+        for i in range(len(path), 0, -1):
+            line = self.lines.get(path[:i])
+            if line is not None:
+                break
+        where = f"{self.source}:{line}" if line else self.source
+        return SearchSpaceError(f"{where}: {'.'.join(path) or '<top level>'}: {message}")
+
+
+def _param(reader: _Reader, key: str, spec: Any, allowed_keys: set[str]) -> Param:
+    path = ("parameters", key)
+    if key not in allowed_keys:
+        near = (
+            sorted(k for k in allowed_keys if k.split(".")[-1] == key.split(".")[-1])
+            or sorted(allowed_keys)[:0]
+        )
+        hint = (
+            f"; did you mean {near}?" if near else "; see gan_ray.config.known_keys() for the searchable keys"
+        )
+        raise reader.fail(path, f"unknown parameter {key!r}{hint}")
+    if not isinstance(spec, dict):
+        return Param(key, "fixed", value=spec)
+    spec = dict(spec)
+    when_raw = spec.pop("when", None)
+    when: dict[str, tuple[Any, ...]] = {}
+    if when_raw is not None:
+        if not isinstance(when_raw, dict) or not when_raw:
+            raise reader.fail(path + ("when",), "expected a mapping like {loss.name: wasserstein}")
+        when = {k: tuple(v) if isinstance(v, list) else (v,) for k, v in when_raw.items()}
+    if "value" in spec and len(spec) == 1:
+        return Param(key, "fixed", value=spec["value"], when=when)
+    kinds = [k for k in spec if k in DISTRIBUTIONS]
+    extra = [k for k in spec if k not in DISTRIBUTIONS]
+    if len(kinds) != 1 or extra:
+        raise reader.fail(
+            path, f"expected exactly one of {list(DISTRIBUTIONS)} (plus optional 'when'), got {sorted(spec)}"
+        )
+    kind = kinds[0]
+    arg = spec[kind]
+    if kind == "choice":
+        if not isinstance(arg, list) or not arg:
+            raise reader.fail(path + (kind,), "choice needs a non-empty list")
+        return Param(key, kind, choices=tuple(arg), when=when)
+    if not (isinstance(arg, list) and len(arg) == 2 and all(isinstance(x, (int, float)) for x in arg)):
+        raise reader.fail(path + (kind,), f"{kind} needs [low, high] numbers, got {arg!r}")
+    low, high = float(arg[0]), float(arg[1])
+    if not (math.isfinite(low) and math.isfinite(high)) or not low < high:
+        raise reader.fail(path + (kind,), f"empty range [{arg[0]}, {arg[1]}]: low must be < high")
+    if kind.startswith("log") and low <= 0:
+        raise reader.fail(path + (kind,), f"{kind} needs low > 0, got {arg[0]}")
+    if kind in ("int", "log_int") and not (low.is_integer() and high.is_integer()):
+        raise reader.fail(path + (kind,), f"{kind} needs integer bounds, got {arg!r}")
+    return Param(key, kind, low=low, high=high, when=when)
+
+
+def _check_conditions(reader: _Reader, params: list[Param]) -> None:
+    seen: dict[str, Param] = {}
+    for p in params:
+        for parent, values in p.when.items():
+            path = ("parameters", p.key, "when", parent)
+            if parent not in seen:
+                raise reader.fail(
+                    path, f"condition on {parent!r}, which is not a parameter listed above this one"
+                )
+            options = seen[parent].corners() if seen[parent].kind in ("choice", "fixed") else None
+            if options is None:
+                raise reader.fail(
+                    path, f"conditions must be on a choice parameter; {parent!r} is {seen[parent].kind}"
+                )
+            bad = [v for v in values if v not in options]
+            if bad:
+                raise reader.fail(path, f"{bad} not among {parent!r}'s choices {options}")
+        seen[p.key] = p
+
+
+def _check_branches(reader: _Reader, space: SearchSpace) -> None:
+    """Build a config for every branch of the choices (numbers at their range ends): all must validate."""
+    choice_params = [p for p in space.params if p.kind in ("choice", "fixed")]
+    numeric = [p for p in space.params if p.kind not in ("choice", "fixed")]
+    combos = itertools.product(*(p.corners() for p in choice_params))
+    for combo in itertools.islice(combos, 500):
+        for corner in (0, -1):
+            sampled = {p.key: v for p, v in zip(choice_params, combo, strict=True)}
+            sampled.update({p.key: p.corners()[corner] for p in numeric})
+            values = space.resolve(sampled)
+            try:
+                space.trial_config(values)
+            except ConfigError as err:
+                # Point at the most specific parameter the error names (a child after its parent).
+                key = next((k for k in reversed(list(values)) if f"'{k.split('.')[-1]}'" in str(err)), None)
+                key = key or next((k for k in reversed(list(values)) if k.split(".")[0] in str(err)), None)
+                path = ("parameters", key) if key else ("parameters",)
+                raise reader.fail(path, f"a trial with {values} would not run: {err}") from None
+
+
+def _initial_points(reader: _Reader, raw: Any, params: list[Param]) -> tuple[dict[str, Any], ...]:
+    """``search.initial_points``: each a full assignment of the searched parameters active in it."""
+    if not isinstance(raw, list):
+        raise reader.fail(("search", "initial_points"), "expected a list of {parameter: value} mappings")
+    searched = {p.key: p for p in params if p.kind != "fixed"}
+    points = []
+    for i, point in enumerate(raw):
+        path = ("search", "initial_points")
+        if not isinstance(point, dict):
+            raise reader.fail(path, f"point {i}: expected a mapping, got {point!r}")
+        unknown = sorted(set(point) - set(searched))
+        if unknown:
+            raise reader.fail(path, f"point {i}: {unknown} are not searched parameters ({sorted(searched)})")
+        chosen: dict[str, Any] = {}
+        for p in params:
+            if p.kind == "fixed" or not p.active(chosen):
+                continue
+            if p.key not in point:
+                raise reader.fail(path, f"point {i}: missing {p.key!r} (active under this point's choices)")
+            value = point[p.key]
+            ok = value in p.choices if p.kind == "choice" else p.low <= value <= p.high
+            if not ok:
+                raise reader.fail(path, f"point {i}: {p.key}={value!r} is outside its distribution")
+            chosen[p.key] = value
+        extra = sorted(set(point) - set(chosen))
+        if extra:
+            raise reader.fail(path, f"point {i}: {extra} do not apply under this point's choices")
+        points.append(chosen)
+    return tuple(points)
+
+
+def _positive(
+    reader: _Reader, path: tuple[str, ...], value: Any, kind: type, allow_zero: bool = False
+) -> Any:
+    ok = (
+        isinstance(value, (int, float))
+        and not isinstance(value, bool)
+        and (value >= 0 if allow_zero else value > 0)
+    )
+    if not ok or (kind is int and not float(value).is_integer()):
+        raise reader.fail(
+            path, f"expected a {'non-negative' if allow_zero else 'positive'} {kind.__name__}, got {value!r}"
+        )
+    return kind(value)
+
+
+def parse_search_space(text: str, source: str = "<string>", base_dir: Path | None = None) -> SearchSpace:
+    data, lines = _compose(text, source)
+    reader = _Reader(source, lines)
+    if not isinstance(data, dict):
+        raise reader.fail((), "a search space file must be a mapping with at least 'name' and 'parameters'")
+    unknown = sorted(set(data) - set(TOP_LEVEL))
+    if unknown:
+        raise reader.fail((unknown[0],), f"unknown key; expected some of {list(TOP_LEVEL)}")
+    name = data.get("name")
+    if not isinstance(name, str) or not name or "/" in name:
+        raise reader.fail(("name",), f"expected a non-empty name without '/', got {name!r}")
+
+    if "base_config" in data:
+        base_path = Path(data["base_config"])
+        if not base_path.is_absolute() and base_dir is not None:
+            base_path = base_dir / base_path
+        try:
+            base = load_config(base_path)
+        except ConfigError as err:
+            raise reader.fail(("base_config",), str(err)) from None
+        if "base" in data:
+            raise reader.fail(("base",), "give either 'base' or 'base_config', not both")
+    else:
+        try:
+            base = validate_config(data.get("base") or {}, source=f" in {source} (base)")
+        except ConfigError as err:
+            raise reader.fail(("base",), str(err)) from None
+    base = base.with_overrides({"name": name}) if base.name == "gan" else base
+
+    raw_params = data.get("parameters")
+    if not isinstance(raw_params, dict) or not raw_params:
+        raise reader.fail(("parameters",), "expected a mapping of dotted config keys to distributions")
+    allowed = known_keys()
+    params = [_param(reader, str(k), v, allowed) for k, v in raw_params.items()]
+    _check_conditions(reader, params)
+
+    objective = data.get("objective") or {}
+    default_metric, default_mode = objective_for(base.data.name)
+    metric = objective.get("metric", default_metric) if isinstance(objective, dict) else None
+    mode = objective.get("mode", default_mode) if isinstance(objective, dict) else None
+    if not isinstance(metric, str) or mode not in ("min", "max"):
+        raise reader.fail(("objective",), "expected {metric: NAME, mode: min|max}")
+    if metric not in reported_metrics(base.data.name):
+        raise reader.fail(
+            ("objective", "metric"),
+            f"{metric!r} is not reported for {base.data.name!r}; expected one of {list(reported_metrics(base.data.name))}",
+        )
+
+    b = data.get("budget") or {}
+    if not isinstance(b, dict):
+        raise reader.fail(("budget",), "expected a mapping")
+    bad_budget = sorted(set(b) - set(Budget.__dataclass_fields__))
+    if bad_budget:
+        raise reader.fail(
+            ("budget", bad_budget[0]), f"unknown key; expected some of {list(Budget.__dataclass_fields__)}"
+        )
+    budget = Budget(
+        num_samples=_positive(reader, ("budget", "num_samples"), b.get("num_samples", 16), int),
+        max_concurrent_trials=(
+            None
+            if b.get("max_concurrent_trials") is None
+            else _positive(reader, ("budget", "max_concurrent_trials"), b["max_concurrent_trials"], int)
+        ),
+        workers_per_trial=_positive(
+            reader, ("budget", "workers_per_trial"), b.get("workers_per_trial", 1), int
+        ),
+        cpus_per_worker=_positive(
+            reader, ("budget", "cpus_per_worker"), b.get("cpus_per_worker", 1.0), float
+        ),
+        gpus_per_worker=_positive(
+            reader, ("budget", "gpus_per_worker"), b.get("gpus_per_worker", 0.0), float, allow_zero=True
+        ),
+    )
+    if budget.gpus_per_worker > 1:
+        raise reader.fail(
+            ("budget", "gpus_per_worker"), "a DDP worker uses at most one GPU (a fraction packs trials)"
+        )
+    base = base.with_overrides(
+        {
+            "scaling.num_workers": budget.workers_per_trial,
+            "scaling.cpus_per_worker": budget.cpus_per_worker,
+            "scaling.use_gpu": budget.gpus_per_worker > 0,
+            "scaling.gpus_per_worker": budget.gpus_per_worker or 1.0,
+        }
+    )
+
+    search = data.get("search") or {}
+    sampler = search.get("sampler", "tpe") if isinstance(search, dict) else None
+    if sampler not in ("tpe", "random"):
+        raise reader.fail(("search", "sampler"), f"expected 'tpe' or 'random', got {sampler!r}")
+    seed = search.get("seed", 0)
+    initial_points = _initial_points(reader, search.get("initial_points") or [], params)
+    sched = data.get("scheduler") or {}
+    if not isinstance(sched, dict):
+        raise reader.fail(("scheduler",), "expected a mapping like {type: asha, grace_period: 2}")
+    sched_type = sched.get("type", "asha")
+    if sched_type not in ("asha", "none"):
+        raise reader.fail(("scheduler", "type"), f"expected 'asha' or 'none', got {sched_type!r}")
+
+    space = SearchSpace(
+        name=name,
+        base=base,
+        params=tuple(params),
+        metric=metric,
+        mode=mode,
+        budget=budget,
+        sampler=sampler,
+        seed=int(seed),
+        scheduler=sched_type,
+        grace_period=_positive(reader, ("scheduler", "grace_period"), sched.get("grace_period", 1), int),
+        reduction_factor=_positive(
+            reader, ("scheduler", "reduction_factor"), sched.get("reduction_factor", 3), int
+        ),
+        source=Path(source) if source != "<string>" else None,
+        description=str(data.get("description", "")),
+        initial_points=initial_points,
+    )
+    if space.reduction_factor < 2:
+        raise reader.fail(("scheduler", "reduction_factor"), f"must be >= 2, got {space.reduction_factor}")
+    _check_branches(reader, space)
+    return space
+
+
+def load_search_space(path: str | Path) -> SearchSpace:
+    """Read and validate a sweep file (see the module docstring for the format)."""
+    path = Path(path)
+    if not path.is_file():
+        raise SearchSpaceError(f"search space file not found: {path}")
+    return parse_search_space(path.read_text(), source=str(path), base_dir=path.parent)

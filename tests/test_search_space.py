@@ -1,0 +1,111 @@
+"""Search-space files: parsing, conditional parameters, and errors that point at the line and key."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import optuna
+import pytest
+
+from gan_ray.search_space import SearchSpaceError, load_search_space, parse_search_space
+
+SPACES = sorted((Path(__file__).parent.parent / "search_spaces").glob("*.yaml"))
+
+GOOD = """\
+name: tiny
+base:
+  data: {name: ring8}
+  train: {steps: 100, eval_every: 50}
+parameters:
+  optim.lr_g: {log_uniform: [1.0e-4, 1.0e-2]}
+  train.d_steps_per_g_step: {int: [1, 5]}
+  loss.name: {choice: [non_saturating, wasserstein, wgan_gp]}
+  loss.params.clip: {log_uniform: [0.001, 0.1], when: {loss.name: wasserstein}}
+  loss.params.gp_weight: {uniform: [1.0, 20.0], when: {loss.name: wgan_gp}}
+  model.hidden_dim: 64
+"""
+
+
+@pytest.mark.parametrize("path", SPACES, ids=[p.stem for p in SPACES])
+def test_shipped_spaces_parse(path):
+    space = load_search_space(path)
+    assert space.name and space.params
+    searched = {p.key for p in space.params if p.kind != "fixed"}
+    if path.stem in ("ring8", "grid25", "digits", "losses_study"):
+        assert {"optim.lr_g", "optim.lr_d", "train.d_steps_per_g_step", "loss.name", "optim.beta1"} <= searched
+    lr = [p for p in space.params if p.key in ("optim.lr_g", "optim.lr_d")]
+    assert all(p.kind == "log_uniform" for p in lr), "learning rates are searched on a log scale"
+
+
+def test_conditional_parameters_follow_their_loss():
+    space = parse_search_space(GOOD)
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
+    seen = set()
+    for _ in range(40):
+        trial = study.ask()
+        space.define_by_run(trial)
+        params = trial.params
+        loss = params["loss.name"]
+        seen.add(loss)
+        assert ("loss.params.clip" in params) == (loss == "wasserstein")
+        assert ("loss.params.gp_weight" in params) == (loss == "wgan_gp")
+        cfg = space.trial_config(space.resolve(params))
+        assert cfg.loss.name == loss
+        assert cfg.model.hidden_dim == 64  # the fixed value reaches the config
+        assert cfg.optim.lr_g == params["optim.lr_g"]
+        assert set(cfg.loss.resolved_params()) == {k.removeprefix("loss.params.") for k in params if "params" in k}
+        study.tell(trial, 0.0)
+    assert seen == {"non_saturating", "wasserstein", "wgan_gp"}
+
+
+def test_switching_loss_drops_the_base_loss_parameters():
+    text = GOOD.replace("  data: {name: ring8}", "  data: {name: ring8}\n  loss: {name: wgan_gp, params: {gp_weight: 5}}")
+    space = parse_search_space(text)
+    cfg = space.trial_config({"loss.name": "non_saturating"})
+    assert cfg.loss.name == "non_saturating" and cfg.loss.params == {}
+
+
+@pytest.mark.parametrize(
+    "mutate, line, message",
+    [
+        (lambda t: t.replace("optim.lr_g:", "optim.lr_gg:"), 6, "unknown parameter 'optim.lr_gg'"),
+        (lambda t: t.replace("[1.0e-4, 1.0e-2]", "[1.0e-2, 1.0e-4]"), 6, "empty range"),
+        (lambda t: t.replace("{int: [1, 5]}", "{int: [3, 3]}"), 7, "empty range"),
+        (lambda t: t.replace("[1.0e-4, 1.0e-2]", "[0.0, 1.0e-2]"), 6, "low > 0"),
+        (lambda t: t.replace("[non_saturating, wasserstein, wgan_gp]", "[]"), 8, "non-empty list"),
+        (lambda t: t.replace("when: {loss.name: wasserstein}", "when: {loss.name: wgan}"), 9, "not among"),
+        (lambda t: t.replace("{log_uniform: [1.0e-4, 1.0e-2]}", "{loguniform: [1.0e-4, 1.0e-2]}"), 6, "exactly one of"),
+        (lambda t: t.replace("wasserstein, wgan_gp", "wasserstein, wgan_gp, wgan_xx"), 8, "unknown loss 'wgan_xx'"),
+        (lambda t: t.replace(", when: {loss.name: wasserstein}", ""), 9, "would not run"),
+        (lambda t: t + "budget: {num_samples: 0}\n", 12, "positive int"),
+        (lambda t: t + "scheduler: {type: hyperband}\n", 12, "asha"),
+        (lambda t: t + "objective: {metric: fid}\n", 12, "not reported"),
+        (lambda t: t + "budgett: {}\n", 12, "unknown key"),
+        (lambda t: t.replace("  train: {steps: 100, eval_every: 50}", "  train: {stepz: 100}"), 2, "stepz"),
+    ],
+)
+def test_broken_files_point_at_line_and_key(mutate, line, message, tmp_path):
+    path = tmp_path / "broken.yaml"
+    path.write_text(mutate(GOOD))
+    with pytest.raises(SearchSpaceError) as err:
+        load_search_space(path)
+    text = str(err.value)
+    assert message in text
+    assert f"{path}:{line}:" in text
+
+
+def test_unparseable_yaml_and_missing_file(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("name: x\nparameters: {optim.lr_g: [1, \n")
+    with pytest.raises(SearchSpaceError, match="not valid YAML"):
+        load_search_space(path)
+    with pytest.raises(SearchSpaceError, match="not found"):
+        load_search_space(tmp_path / "nope.yaml")
+
+
+def test_initial_points_are_validated():
+    ok = GOOD + "search:\n  initial_points:\n    - {optim.lr_g: 0.001, train.d_steps_per_g_step: 1, loss.name: wasserstein, loss.params.clip: 0.01}\n"
+    assert parse_search_space(ok).initial_points[0]["loss.params.clip"] == 0.01
+    bad = ok.replace("loss.name: wasserstein, loss.params.clip: 0.01", "loss.name: non_saturating, loss.params.clip: 0.01")
+    with pytest.raises(SearchSpaceError, match="do not apply"):
+        parse_search_space(bad)
