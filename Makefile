@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install train test test-fast lint format ui clean
+.PHONY: install sweep train sample test test-fast lint format ui bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -14,8 +14,24 @@ $(STAMP): pyproject.toml
 
 install: $(STAMP)
 
+# The main job: the ring8 sweep on a local Ray, recorded in ./mlflow.db, champion in the registry.
+sweep: $(STAMP)
+	$(VENV)/bin/gan-ray sweep search_spaces/ring8.yaml
+
+# One training run of the default config, in this process.
 train: $(STAMP)
 	$(VENV)/bin/gan-ray train gan_ray/configs/ring8.yaml
+
+# 2,500 samples from the ring8 champion, as a scatter plot.
+sample: $(STAMP)
+	$(VENV)/bin/gan-ray sample --model models:/gan_ray-ring8@champion -n 2500 --seed 0 --out champion_ring8.png
+
+# The MLflow UI on the local store: http://127.0.0.1:5000
+ui: $(STAMP)
+	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port 5000
+
+bench: $(STAMP)
+	$(PY) bench/throughput.py
 
 test: $(STAMP)
 	$(PY) -m pytest -q
@@ -32,4 +48,4 @@ format: $(STAMP)
 	$(VENV)/bin/ruff check --fix gan_ray tests bench
 
 clean:
-	rm -rf $(VENV) outputs ray_results mlflow.db mlartifacts optuna.db
+	rm -rf $(VENV) outputs ray_results mlflow.db mlruns mlartifacts optuna.db champion_ring8.png

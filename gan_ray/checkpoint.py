@@ -14,7 +14,9 @@ from gan_ray.step import unwrap
 CHECKPOINT_FILE = "checkpoint.pt"
 
 
-def training_state(step: int, generator, discriminator, opt_g, opt_d, config: dict[str, Any]) -> dict[str, Any]:
+def training_state(
+    step: int, generator, discriminator, opt_g, opt_d, config: dict[str, Any]
+) -> dict[str, Any]:
     state = {
         "step": step,
         "generator": unwrap(generator).state_dict(),

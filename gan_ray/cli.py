@@ -31,7 +31,7 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    from gan_ray.sweep import sweep
+    from gan_ray.tuning import sweep
 
     result = sweep(
         args.search_space,

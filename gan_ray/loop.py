@@ -175,7 +175,9 @@ def build_training(
     device = device or resolve_device(cfg.train.device)
     torch.manual_seed(cfg.train.seed)  # identical initial weights on every rank
     g, d = build_models(cfg)
-    channels_last = device.type == "cuda" and cfg.model_family == "dcgan"
+    # NHWC for the convolutions: tensor-core layout on GPU, oneDNN's preferred one on CPU (there it took
+    # the step on the 28x28 DCGAN from 0.94x to 1.08x the reference loop's speed: bench/RESULTS.md).
+    channels_last = cfg.model_family == "dcgan"
     g, d = g.to(device), d.to(device)
     if channels_last:
         g, d = g.to(memory_format=torch.channels_last), d.to(memory_format=torch.channels_last)

@@ -14,12 +14,16 @@ from torch import Tensor
 NoiseSampler = Callable[..., Tensor]
 
 
-def normal(n: int, dim: int, device: torch.device | str | None = None, generator: torch.Generator | None = None) -> Tensor:
+def normal(
+    n: int, dim: int, device: torch.device | str | None = None, generator: torch.Generator | None = None
+) -> Tensor:
     """Standard normal N(0, I)."""
     return torch.randn(n, dim, device=device, generator=generator)
 
 
-def uniform(n: int, dim: int, device: torch.device | str | None = None, generator: torch.Generator | None = None) -> Tensor:
+def uniform(
+    n: int, dim: int, device: torch.device | str | None = None, generator: torch.Generator | None = None
+) -> Tensor:
     """Uniform on the cube U[-1, 1]^dim."""
     return torch.rand(n, dim, device=device, generator=generator).mul_(2).sub_(1)
 
@@ -48,7 +52,9 @@ def hypersphere(
     return z * (math.sqrt(dim) / z.norm(dim=1, keepdim=True).clamp_min(1e-12))
 
 
-def bernoulli(n: int, dim: int, device: torch.device | str | None = None, generator: torch.Generator | None = None) -> Tensor:
+def bernoulli(
+    n: int, dim: int, device: torch.device | str | None = None, generator: torch.Generator | None = None
+) -> Tensor:
     """Rademacher: each coordinate -1 or +1 with probability 1/2 (a discrete latent)."""
     return torch.randint(0, 2, (n, dim), device=device, generator=generator).mul_(2).sub_(1).float()
 

@@ -6,6 +6,7 @@ Observers (e.g. MLflow tracking) see every eval report and the end of the run; t
 from __future__ import annotations
 
 import json
+import shutil
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -42,7 +43,9 @@ def format_report(report: EvalReport, total: int) -> str:
     parts = [f"step {report.step}/{total}", f"loss_d {m['loss_d']:.4f}", f"loss_g {m['loss_g']:.4f}"]
     parts.append(f"D(x) {m['d_real']:.3f} D(G(z)) {m['d_fake']:.3f}")
     if "modes_covered" in m:
-        parts.append(f"modes {m['modes_covered']:.0f} hq {m['high_quality_fraction']:.3f} kl {m['reverse_kl']:.3f}")
+        parts.append(
+            f"modes {m['modes_covered']:.0f} hq {m['high_quality_fraction']:.3f} kl {m['reverse_kl']:.3f}"
+        )
     if "fid" in m:
         parts.append(f"fid {m['fid']:.3f}")
     parts.append(f"{m['images_per_s']:.0f} img/s")
@@ -61,22 +64,26 @@ def train(
     cfg = config if isinstance(config, GanConfig) else load_config(config)
     out = Path(cfg.output_dir) / cfg.name
     out.mkdir(parents=True, exist_ok=True)
-    training = build_training(cfg)
-    evaluator = default_evaluator(cfg, training.device)
-    if resume and (out / "checkpoint.pt").is_file():
-        training.load_state_dict(load_checkpoint(out, map_location=training.device))
     result = TrainResult(cfg, out)
     (out / "config.yaml").write_text(_yaml(cfg))
-    history_file = (out / "history.jsonl").open("a" if resume else "w")
     error: BaseException | None = None
+    history_file = None
     try:
+        # Inside the try: observers (an MLflow run already started) must hear of a failure here too.
+        training = build_training(cfg)
+        evaluator = default_evaluator(cfg, training.device)
+        if resume and (out / "checkpoint.pt").is_file():
+            training.load_state_dict(load_checkpoint(out, map_location=training.device))
+        history_file = (out / "history.jsonl").open("a" if resume else "w")
         for report in run_loop(training, evaluator):
             result.history.append(report.metrics)
             history_file.write(json.dumps(report.metrics) + "\n")
             history_file.flush()
             result.checkpoint = save_checkpoint(out, training.state_dict())
-            step_image = save_samples(training.sample(), out / "samples" / f"step_{report.step:07d}.png", cfg.data.name)
-            result.samples = save_samples(training.sample(), out / "samples.png", cfg.data.name)
+            step_image = save_samples(
+                training.sample(), out / "samples" / f"step_{report.step:07d}.png", cfg.data.name
+            )
+            result.samples = Path(shutil.copyfile(step_image, out / "samples.png"))
             if verbose:
                 print(format_report(report, cfg.train.steps), file=sys.stderr, flush=True)
             for obs in observers:
@@ -85,7 +92,8 @@ def train(
         error = err
         raise
     finally:
-        history_file.close()
+        if history_file is not None:
+            history_file.close()
         for obs in observers:
             obs.on_end(result, error)
     if verbose:

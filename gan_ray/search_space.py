@@ -22,7 +22,15 @@ from typing import Any, Literal
 
 import yaml
 
-from gan_ray.config import ConfigError, GanConfig, YamlLoader, known_keys, load_config, read_yaml, validate_config
+from gan_ray.config import (
+    ConfigError,
+    GanConfig,
+    YamlLoader,
+    known_keys,
+    load_config,
+    read_yaml,
+    validate_config,
+)
 from gan_ray.metrics import objective_for, reported_metrics
 
 DISTRIBUTIONS = ("log_uniform", "uniform", "int", "log_int", "choice")
@@ -48,7 +56,7 @@ class Param:
     """One searched parameter: a distribution over a dotted config key, maybe active only under ``when``."""
 
     key: str
-    kind: str  # one of DISTRIBUTIONS, or "fixed"
+    kind: str  # one of DISTRIBUTIONS, "fixed", or "same_as" (value: the key whose value it copies)
     low: float | None = None
     high: float | None = None
     choices: tuple[Any, ...] = ()
@@ -105,6 +113,27 @@ class SearchSpace:
     description: str = ""
     # Configurations to try first (e.g. known-good defaults): dotted keys -> values.
     initial_points: tuple[dict[str, Any], ...] = ()
+    # A choice parameter whose every value gets the same number of trials (num_samples each), drawn at
+    # random: the fair-comparison protocol of Lucic et al. (2018) when it is loss.name.
+    stratify: str | None = None
+
+    def stratified_points(self, seed_offset: int = 0) -> list[dict[str, Any]]:
+        """``budget.num_samples`` random points for each value of ``stratify`` (seeded by ``seed``;
+        a resumed study passes its trial count as ``seed_offset`` so it draws new points)."""
+        import optuna
+
+        assert self.stratify is not None
+        values = next(p.choices for p in self.params if p.key == self.stratify)
+        study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=self.seed + seed_offset))
+        points = []
+        for _ in range(self.budget.num_samples):
+            for value in values:
+                study.enqueue_trial({self.stratify: value})
+                trial = study.ask()
+                self.define_by_run(trial)
+                points.append(dict(trial.params))
+                study.tell(trial, 0.0)
+        return points
 
     def trial_config(self, values: dict[str, Any]) -> GanConfig:
         """The config a trial trains with: the base plus the sampled values (dotted keys).
@@ -126,10 +155,14 @@ class SearchSpace:
         """Optuna define-by-run space: conditional parameters are suggested only when their condition holds."""
         chosen: dict[str, Any] = {}
         for p in self.params:
-            if p.kind != "fixed" and p.active(chosen):
-                chosen[p.key] = p.suggest(trial)
-            elif p.kind == "fixed" and p.active(chosen):
+            if not p.active(chosen):
+                continue
+            if p.kind == "fixed":
                 chosen[p.key] = p.value
+            elif p.kind == "same_as":
+                chosen[p.key] = chosen.get(p.value)
+            else:
+                chosen[p.key] = p.suggest(trial)
         return None
 
     def fixed_values(self) -> dict[str, Any]:
@@ -143,6 +176,9 @@ class SearchSpace:
                 continue
             if p.kind == "fixed":
                 chosen[p.key] = p.value
+            elif p.kind == "same_as":
+                if p.value in chosen:
+                    chosen[p.key] = chosen[p.value]
             elif p.key in sampled:
                 chosen[p.key] = sampled[p.key]
         return chosen
@@ -207,6 +243,10 @@ def _param(reader: _Reader, key: str, spec: Any, allowed_keys: set[str]) -> Para
         when = {k: tuple(v) if isinstance(v, list) else (v,) for k, v in when_raw.items()}
     if "value" in spec and len(spec) == 1:
         return Param(key, "fixed", value=spec["value"], when=when)
+    if "same_as" in spec and len(spec) == 1:
+        if spec["same_as"] not in allowed_keys:
+            raise reader.fail(path + ("same_as",), f"unknown parameter {spec['same_as']!r}")
+        return Param(key, "same_as", value=spec["same_as"], when=when)
     kinds = [k for k in spec if k in DISTRIBUTIONS]
     extra = [k for k in spec if k not in DISTRIBUTIONS]
     if len(kinds) != 1 or extra:
@@ -409,6 +449,17 @@ def parse_search_space(text: str, source: str = "<string>", base_dir: Path | Non
         raise reader.fail(("search", "sampler"), f"expected 'tpe' or 'random', got {sampler!r}")
     seed = search.get("seed", 0)
     initial_points = _initial_points(reader, search.get("initial_points") or [], params)
+    stratify = search.get("stratify")
+    if stratify is not None:
+        target = next((p for p in params if p.key == stratify), None)
+        if target is None or target.kind != "choice" or target.when:
+            raise reader.fail(
+                ("search", "stratify"), f"{stratify!r} must be an unconditional choice parameter"
+            )
+        if initial_points:
+            raise reader.fail(
+                ("search", "stratify"), "stratify draws every point itself; drop initial_points"
+            )
     sched = data.get("scheduler") or {}
     if not isinstance(sched, dict):
         raise reader.fail(("scheduler",), "expected a mapping like {type: asha, grace_period: 2}")
@@ -433,6 +484,7 @@ def parse_search_space(text: str, source: str = "<string>", base_dir: Path | Non
         source=Path(source) if source != "<string>" else None,
         description=str(data.get("description", "")),
         initial_points=initial_points,
+        stratify=stratify,
     )
     if space.reduction_factor < 2:
         raise reader.fail(("scheduler", "reduction_factor"), f"must be >= 2, got {space.reduction_factor}")

@@ -26,7 +26,9 @@ def save_samples(samples: Tensor, path: str | Path, dataset_name: str, max_image
         _scatter(samples, path, dataset_name)
     else:
         images = samples[:max_images]
-        save_image(images, path, nrow=int(math.ceil(math.sqrt(images.shape[0]))), normalize=True, value_range=(-1, 1))
+        save_image(
+            images, path, nrow=int(math.ceil(math.sqrt(images.shape[0]))), normalize=True, value_range=(-1, 1)
+        )
     return path
 
 

@@ -3,8 +3,13 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
 import pytest
+
+# Feature-extractor caches of this session stay out of the user's ~/.cache (set before any Ray
+# worker starts, so workers inherit it).
+os.environ.setdefault("GAN_RAY_CACHE", tempfile.mkdtemp(prefix="gan_ray_cache_"))
 
 
 @pytest.fixture(scope="session")

@@ -64,7 +64,7 @@ def env(ray_session, tmp_path_factory):
 
 
 def run(env, path=None, **kw):
-    from gan_ray.sweep import sweep
+    from gan_ray.tuning import sweep
 
     return sweep(
         path or env["space"],
@@ -206,7 +206,7 @@ def test_worse_sweep_adds_a_version_but_keeps_the_champion(first, env):
 def test_unreachable_tracking_server_fails_fast(env):
     import time
 
-    from gan_ray.sweep import sweep
+    from gan_ray.tuning import sweep
     from gan_ray.tracking import TrackingUnavailableError
 
     t0 = time.perf_counter()

@@ -3,9 +3,23 @@
 from __future__ import annotations
 
 from gan_ray.datasets import MIXTURE_DATASETS
+from gan_ray.metrics.frechet import (
+    FeatureExtractorUnavailable,
+    FrechetEvaluator,
+    frechet_distance,
+    get_feature_extractor,
+)
 from gan_ray.metrics.mixture import mode_metrics
 
-__all__ = ["mode_metrics", "objective_for", "reported_metrics"]
+__all__ = [
+    "FeatureExtractorUnavailable",
+    "FrechetEvaluator",
+    "frechet_distance",
+    "get_feature_extractor",
+    "mode_metrics",
+    "objective_for",
+    "reported_metrics",
+]
 
 
 def objective_for(dataset_name: str) -> tuple[str, str]:

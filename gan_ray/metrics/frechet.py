@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import importlib.util
+import logging
 import math
 import os
 import tempfile
@@ -50,6 +51,8 @@ __all__ = [
     "load_labelled",
     "train_classifier",
 ]
+
+log = logging.getLogger(__name__)
 
 NUM_CLASSES = 10  # every image dataset gan_ray knows has ten classes
 INCEPTION_WEIGHTS_FILE = "weights-inception-2015-12-05-6726825d.pth"  # torch-fidelity's file name
@@ -107,22 +110,25 @@ class ClassifierFeatures(nn.Module):
     """A small CNN classifier whose penultimate layer is the feature space of the Fréchet distance.
 
     Stride-2 convolutions bring any input side (8, 28, 32, 64) to about 4x4, then a global average pool,
-    so one definition serves every dataset. No batch norm or dropout: train and eval mode compute the
-    same function, so nothing depends on remembering ``.eval()``.
+    so one definition serves every dataset and size. No batch norm or dropout: train and eval mode compute
+    the same function, so nothing depends on remembering ``.eval()``.
     """
 
-    ARCH_VERSION = 1  # bump when the layers change: it is part of the cache key
+    ARCH_VERSION = 2  # bump when the layers or their training change: it is part of the cache key
 
-    def __init__(self, in_channels: int, image_size: int, num_features: int = 64, num_classes: int = NUM_CLASSES):
+    def __init__(
+        self, in_channels: int, image_size: int, num_features: int = 64, num_classes: int = NUM_CLASSES
+    ):
         super().__init__()
-        downsamples = max(1, round(math.log2(image_size / 4)))
-        layers: list[nn.Module] = [nn.Conv2d(in_channels, 32, 3, padding=1), nn.ReLU()]
+        stem_stride = 2 if image_size >= 64 else 1  # 64x64 then costs what 32x32 does
+        downsamples = max(1, round(math.log2(image_size / stem_stride / 4)))
+        layers: list[nn.Module] = [nn.Conv2d(in_channels, 32, 3, stride=stem_stride, padding=1), nn.ReLU()]
         width = 32
         for _ in range(downsamples):
             wider = min(2 * width, 128)
             layers += [nn.Conv2d(width, wider, 3, stride=2, padding=1), nn.ReLU()]
-            layers += [nn.Conv2d(wider, wider, 3, padding=1), nn.ReLU()]
             width = wider
+        layers += [nn.Conv2d(width, width, 3, padding=1), nn.ReLU()]  # at ~4x4: sees the whole image
         layers += [nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(width, num_features), nn.ReLU()]
         self.body = nn.Sequential(*layers)
         self.head = nn.Linear(num_features, num_classes)
@@ -157,9 +163,9 @@ def train_classifier(
     seed: int = 0,
     device: torch.device | str = "cpu",
     num_features: int = 64,
-    batch_size: int = 128,
+    batch_size: int = 64,
     lr: float = 2e-3,
-    epochs: int = 3,
+    epochs: int = 2,
     min_steps: int = 400,
     max_steps: int = 1500,
 ) -> ClassifierFeatures:
@@ -175,23 +181,26 @@ def train_classifier(
     order = torch.randperm(n, generator=gen)
     holdout = min(5000, n // 5)
     test_idx, train_idx = order[:holdout], order[holdout:]
-    x_train, y_train = images[train_idx].contiguous(), labels[train_idx].contiguous()
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(seed)
-        model = ClassifierFeatures(images.shape[1], images.shape[-1], num_features=num_features)
-    model.to(device).train()
-    opt = torch.optim.Adam(model.parameters(), lr=lr)
-    steps_per_epoch = math.ceil(x_train.shape[0] / batch_size)
-    steps = min(max_steps, max(min_steps, epochs * steps_per_epoch))
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
-    for _ in range(steps):
-        idx = torch.randint(0, x_train.shape[0], (batch_size,), generator=gen)
-        x, y = x_train[idx].to(device, non_blocking=True), y_train[idx].to(device, non_blocking=True)
-        loss = F.cross_entropy(model.logits(x), y)
-        opt.zero_grad(set_to_none=True)
-        loss.backward()
-        opt.step()
-        sched.step()
+    # The evaluator may be built inside a caller's no_grad / inference_mode block: train regardless
+    # (indexing outside inference mode also turns inference-mode inputs into ordinary tensors).
+    with torch.inference_mode(False), torch.enable_grad():
+        x_train, y_train = images[train_idx], labels[train_idx]
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            model = ClassifierFeatures(images.shape[1], images.shape[-1], num_features=num_features)
+        model.to(device).train()
+        opt = torch.optim.Adam(model.parameters(), lr=lr)
+        steps_per_epoch = math.ceil(x_train.shape[0] / batch_size)
+        steps = min(max_steps, max(min_steps, epochs * steps_per_epoch))
+        sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
+        for _ in range(steps):
+            idx = torch.randint(0, x_train.shape[0], (batch_size,), generator=gen)
+            x, y = x_train[idx].to(device, non_blocking=True), y_train[idx].to(device, non_blocking=True)
+            loss = F.cross_entropy(model.logits(x), y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            sched.step()
     model.eval()
     model.test_accuracy = _accuracy(model, images[test_idx], labels[test_idx], device)
     return model
@@ -231,6 +240,7 @@ def _atomic_save(obj: Any, path: Path) -> None:
     try:
         with os.fdopen(fd, "wb") as f:
             torch.save(obj, f)
+        os.chmod(tmp, 0o644)  # mkstemp's 0600 would hide a shared cache from other users
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
@@ -288,10 +298,10 @@ def _classifier_extractor(
     origin = "memory"
     if memo_key not in _MEMO:
         origin = "disk"
-        saved = _try_load(path)
+        saved = _load_classifier(path)
         if saved is None:
             with _file_lock(path.with_name(name + ".lock")):
-                saved = _try_load(path)  # another process may have trained it while we waited
+                saved = _load_classifier(path)  # another process may have trained it while we waited
                 if saved is None:
                     origin = "trained"
                     saved = _train_and_save(cfg, path, device, seed)
@@ -300,10 +310,31 @@ def _classifier_extractor(
     return _classifier_from(state, meta, origin).to(device).eval().requires_grad_(False)
 
 
+def _load_classifier(path: Path) -> dict[str, Any] | None:
+    """The cached classifier at ``path``, or None when it is missing or does not fit this code's layers."""
+    saved = _try_load(path)
+    try:
+        _classifier_from(saved["state_dict"], saved["meta"], "disk")
+    except Exception:  # None, a foreign dict, or weights of another architecture
+        return None
+    return saved
+
+
 def _train_and_save(cfg: DataConfig, path: Path, device: torch.device, seed: int) -> dict[str, Any]:
     images, labels = load_labelled(cfg, train=True)
+    log.info(
+        "training the feature classifier for %s %s (once; cached at %s)",
+        cfg.name,
+        tuple(images.shape[1:]),
+        path,
+    )
     start = time.perf_counter()
     model = train_classifier(images, labels, seed=seed, device=device)
+    log.info(
+        "feature classifier: held-out accuracy %.3f in %.1f s",
+        model.test_accuracy,
+        time.perf_counter() - start,
+    )
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     meta = {
         "dataset": cfg.name,
@@ -322,14 +353,16 @@ def _train_and_save(cfg: DataConfig, path: Path, device: torch.device, seed: int
 
 
 class _InceptionFeatures(nn.Module):
-    """torchmetrics' Inception-v3 (torch-fidelity weights) behind the [-1, 1] interface: 2048 pool features."""
+    """torchmetrics' Inception-v3 (torch-fidelity's weights) behind the [-1, 1] interface: 2048 features."""
 
     def __init__(self, weights_path: Path):
         super().__init__()
         from torchmetrics.image.fid import NoTrainInceptionV3
 
         self.net = NoTrainInceptionV3(
-            name="inception-v3-compat", features_list=["2048"], feature_extractor_weights_path=str(weights_path)
+            name="inception-v3-compat",
+            features_list=["2048"],
+            feature_extractor_weights_path=str(weights_path),
         )
         self.num_features = 2048
         self.cache_id = "inception-v3-2048"
@@ -346,7 +379,10 @@ class _InceptionFeatures(nn.Module):
 def _inception_weights(cache_dir: Path) -> Path | None:
     explicit = os.environ.get("GAN_RAY_INCEPTION_WEIGHTS")
     candidates = [Path(explicit).expanduser()] if explicit else []
-    candidates += [cache_dir / INCEPTION_WEIGHTS_FILE, Path(torch.hub.get_dir()) / "checkpoints" / INCEPTION_WEIGHTS_FILE]
+    candidates += [
+        cache_dir / INCEPTION_WEIGHTS_FILE,
+        Path(torch.hub.get_dir()) / "checkpoints" / INCEPTION_WEIGHTS_FILE,
+    ]
     return next((p for p in candidates if p.is_file()), None)
 
 
@@ -396,7 +432,8 @@ def get_feature_extractor(
         raise ValueError(f"unknown feature extractor {kind!r}; expected one of {sorted(FEATURE_EXTRACTORS)}")
     if data_cfg.name not in IMAGE_DATASETS:
         raise ValueError(
-            f"a Fréchet distance needs an image dataset, got {data_cfg.name!r}; expected one of {list(IMAGE_DATASETS)}"
+            f"a Fréchet distance needs an image dataset, got {data_cfg.name!r}; "
+            f"expected one of {list(IMAGE_DATASETS)}"
         )
     cache = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     return FEATURE_EXTRACTORS[kind](data_cfg, cache, torch.device(device), seed)
@@ -426,7 +463,9 @@ def _fid_metric(extractor: nn.Module) -> FrechetInceptionDistance:
 
 
 def _compute(metric: FrechetInceptionDistance) -> float:
-    fake_ok = torch.isfinite(metric.fake_features_sum).all() and torch.isfinite(metric.fake_features_cov_sum).all()
+    fake_ok = (
+        torch.isfinite(metric.fake_features_sum).all() and torch.isfinite(metric.fake_features_cov_sum).all()
+    )
     if not bool(fake_ok):
         return math.inf
     value = float(metric.compute().double())
@@ -440,7 +479,8 @@ def frechet_distance(features_a: Tensor, features_b: Tensor) -> float:
     """Fréchet distance between Gaussians fitted (in float64) to two feature sets (N, F) and (M, F)."""
     if features_a.dim() != 2 or features_b.dim() != 2 or features_a.shape[1] != features_b.shape[1]:
         raise ValueError(
-            f"expected two (N, F) feature sets with the same F, got {tuple(features_a.shape)} and {tuple(features_b.shape)}"
+            f"expected two (N, F) feature sets with the same F, "
+            f"got {tuple(features_a.shape)} and {tuple(features_b.shape)}"
         )
     if min(features_a.shape[0], features_b.shape[0]) < 2:
         raise ValueError("a Fréchet distance needs at least 2 samples in each set")
@@ -448,6 +488,17 @@ def frechet_distance(features_a: Tensor, features_b: Tensor) -> float:
     metric.update(features_a.double(), real=True)
     metric.update(features_b.double().to(features_a.device), real=False)
     return _compute(metric)
+
+
+def _valid_stats(stats: dict[str, Any] | None, num_features: int) -> bool:
+    try:
+        return (
+            stats["features_sum"].shape == (num_features,)
+            and stats["features_cov_sum"].shape == (num_features, num_features)
+            and int(stats["num_samples"]) >= 2
+        )
+    except (TypeError, KeyError, AttributeError):
+        return False
 
 
 class FrechetEvaluator:
@@ -491,7 +542,7 @@ class FrechetEvaluator:
         if memo_key in _REAL_STATS_MEMO:
             return _REAL_STATS_MEMO[memo_key]
         stats = _try_load(cache_dir / name)
-        if stats is None:
+        if not _valid_stats(stats, self.extractor.num_features):
             images = load_images(cfg)
             pick = torch.randperm(images.shape[0], generator=torch.Generator().manual_seed(0))[:num_real]
             self._update(images[pick], real=True)
@@ -519,7 +570,8 @@ class FrechetEvaluator:
         """
         if tuple(fake_images.shape[1:]) != self.shape or fake_images.shape[0] < 2:
             raise ValueError(
-                f"expected at least 2 generated images of shape {self.shape}, got a tensor of shape {tuple(fake_images.shape)}"
+                f"expected at least 2 generated images of shape {self.shape}, "
+                f"got a tensor of shape {tuple(fake_images.shape)}"
             )
         if not bool(torch.isfinite(fake_images).all()):
             return math.inf

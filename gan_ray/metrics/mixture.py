@@ -32,7 +32,9 @@ def mode_metrics(samples: Tensor, dataset_name: str) -> dict[str, float]:
         raise ValueError("mode_metrics needs at least one sample")
     finite = torch.isfinite(samples).all(dim=1)
     dist = torch.cdist(samples[finite], mix.modes)
-    nearest_dist, nearest = dist.min(dim=1) if dist.numel() else (torch.empty(0), torch.empty(0, dtype=torch.long))
+    nearest_dist, nearest = (
+        dist.min(dim=1) if dist.numel() else (torch.empty(0), torch.empty(0, dtype=torch.long))
+    )
     high_quality = nearest_dist <= 3 * mix.std
     counts = torch.bincount(nearest[high_quality], minlength=m).double()
     hq = int(counts.sum().item())

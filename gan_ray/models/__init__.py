@@ -13,7 +13,14 @@ from gan_ray.models.mlp import MLPDiscriminator, MLPGenerator
 if TYPE_CHECKING:
     from gan_ray.config import GanConfig
 
-__all__ = ["DCGANDiscriminator", "DCGANGenerator", "MLPDiscriminator", "MLPGenerator", "build_models", "build_generator"]
+__all__ = [
+    "DCGANDiscriminator",
+    "DCGANGenerator",
+    "MLPDiscriminator",
+    "MLPGenerator",
+    "build_models",
+    "build_generator",
+]
 
 
 def build_generator(cfg: GanConfig) -> nn.Module:

@@ -17,7 +17,9 @@ def _plan(image_size: int) -> tuple[int, int]:
     try:
         return SUPPORTED_SIZES[image_size]
     except KeyError:
-        raise ValueError(f"DCGAN image size {image_size} not supported; expected one of {sorted(SUPPORTED_SIZES)}") from None
+        raise ValueError(
+            f"DCGAN image size {image_size} not supported; expected one of {sorted(SUPPORTED_SIZES)}"
+        ) from None
 
 
 def _norm(kind: str, channels: int) -> nn.Module:
@@ -69,7 +71,11 @@ class DCGANDiscriminator(nn.Module):
         layers: list[nn.Module] = [nn.Conv2d(channels, filters, 4, 2, 1, bias=False), nn.LeakyReLU(0.2, True)]
         width = filters
         for _ in range(doublings - 1):
-            layers += [nn.Conv2d(width, width * 2, 4, 2, 1, bias=False), _norm(norm, width * 2), nn.LeakyReLU(0.2, True)]
+            layers += [
+                nn.Conv2d(width, width * 2, 4, 2, 1, bias=False),
+                _norm(norm, width * 2),
+                nn.LeakyReLU(0.2, True),
+            ]
             width *= 2
         layers.append(nn.Conv2d(width, 1, base, 1, 0, bias=False))
         self.net = nn.Sequential(*layers)

@@ -56,6 +56,7 @@ class SweepResult:
     model_name: str | None = None
     model_version: str | None = None
     promoted: bool = False
+    stratify: str | None = None
 
 
 def default_study_storage() -> str:
@@ -267,9 +268,18 @@ def sweep(
     storage_path = storage_path or space.base.scaling.storage_path or default_storage_path()
     check_storage(storage_path)
     tracker = SweepTracker(uri, space, study_name)
-    result = SweepResult(space.name, study_name, space.metric, space.mode, tracking_uri=uri)
+    result = SweepResult(
+        space.name, study_name, space.metric, space.mode, tracking_uri=uri, stratify=space.stratify
+    )
     result.parent_run_id = tracker.parent_run_id
 
+    if space.stratify:
+        done = len(optuna.load_study(study_name=study_name, storage=study_url).trials) if resume else 0
+        points = space.stratified_points(seed_offset=done)
+    elif resume:
+        points = []  # a resumed study already evaluated them
+    else:
+        points = [dict(p) for p in space.initial_points][: space.budget.num_samples]
     searcher = _searcher_class()(
         space=space.define_by_run,
         metric="objective",
@@ -277,10 +287,7 @@ def sweep(
         sampler=_sampler(space),
         study_name=study_name,
         storage=optuna.storages.RDBStorage(study_url),
-        # A resumed study already evaluated them; more points than trials would linger as WAITING.
-        points_to_evaluate=None
-        if resume
-        else [dict(p) for p in space.initial_points][: space.budget.num_samples] or None,
+        points_to_evaluate=points or None,
     )
     steps, every = space.base.train.steps, space.base.train.eval_every
     if space.scheduler == "asha":
@@ -301,7 +308,7 @@ def sweep(
         tune_config=tune.TuneConfig(
             search_alg=searcher,
             scheduler=scheduler,
-            num_samples=space.budget.num_samples,
+            num_samples=len(points) if space.stratify else space.budget.num_samples,
             max_concurrent_trials=max_concurrent(space),
             metric="objective",
             mode=space.mode,
@@ -357,6 +364,15 @@ def sweep(
     return result
 
 
+def _best_per(result: SweepResult, key: str) -> dict[Any, TrialSummary]:
+    better = min if result.mode == "min" else max
+    groups: dict[Any, list[TrialSummary]] = {}
+    for t in result.trials:
+        if t.best_objective is not None and t.status not in ("diverged", "failed"):
+            groups.setdefault(t.params.get(key), []).append(t)
+    return {value: better(ts, key=lambda t: t.best_objective) for value, ts in groups.items()}
+
+
 def format_summary(result: SweepResult) -> str:
     counts: dict[str, int] = {}
     for t in result.trials:
@@ -371,6 +387,10 @@ def format_summary(result: SweepResult) -> str:
         lines.append(f"  {key}: {value}")
     lines.append(f"  checkpoint: {b.best_checkpoint}")
     lines.append(f"  mlflow: {result.tracking_uri} run {b.mlflow_run_id} (parent {result.parent_run_id})")
+    if result.stratify:
+        lines.append(f"best per {result.stratify}:")
+        for value, t in _best_per(result, result.stratify).items():
+            lines.append(f"  {value}: {result.metric} = {t.best_objective:.4g} (trial {t.trial_id})")
     if result.model_name:
         state = "now the champion" if result.promoted else "registered; the champion stays (it is better)"
         lines.append(
