@@ -11,6 +11,7 @@ machine a driver holding a CPU would leave too few for its own Train workers and
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import os
 import sys
@@ -252,12 +253,7 @@ def sweep(
     if num_samples is not None:
         if num_samples < 1:
             raise ValueError(f"num_samples must be >= 1, got {num_samples}")
-        space = SearchSpace(
-            **{
-                **space.__dict__,
-                "budget": type(space.budget)(**{**space.budget.__dict__, "num_samples": num_samples}),
-            }
-        )
+        space = dataclasses.replace(space, budget=dataclasses.replace(space.budget, num_samples=num_samples))
     check_available(space.base.data)
     uri = resolve_tracking_uri(tracking_uri)
     check_tracking_server(uri)
