@@ -72,20 +72,30 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--resume", action="store_true", help="local backend: continue from the output folder's checkpoint"
     )
-    p.add_argument("--tracking-uri", default=None, help="MLflow URI (default $MLFLOW_TRACKING_URI or ./mlflow.db)")
+    p.add_argument(
+        "--tracking-uri", default=None, help="MLflow URI (default $MLFLOW_TRACKING_URI or ./mlflow.db)"
+    )
     p.add_argument("--no-tracking", action="store_true", help="do not record the run in MLflow")
     p.set_defaults(func=_train)
 
-    p = sub.add_parser("sweep", help="search hyperparameters with Ray Tune + Optuna; register the best generator")
+    p = sub.add_parser(
+        "sweep", help="search hyperparameters with Ray Tune + Optuna; register the best generator"
+    )
     p.add_argument("search_space", help="a search-space YAML, e.g. search_spaces/ring8.yaml")
     p.add_argument("--num-samples", type=int, default=None, help="trials to run (default: the file's budget)")
     p.add_argument("--resume", action="store_true", help="add trials to this sweep's latest Optuna study")
-    p.add_argument("--tracking-uri", default=None, help="MLflow URI (default $MLFLOW_TRACKING_URI or ./mlflow.db)")
     p.add_argument(
-        "--storage-path", default=None, help="Ray storage for checkpoints (default $GAN_RAY_STORAGE or ./ray_results)"
+        "--tracking-uri", default=None, help="MLflow URI (default $MLFLOW_TRACKING_URI or ./mlflow.db)"
     )
     p.add_argument(
-        "--study-storage", default=None, help="Optuna RDB URL (default $GAN_RAY_OPTUNA_STORAGE or ./optuna.db)"
+        "--storage-path",
+        default=None,
+        help="Ray storage for checkpoints (default $GAN_RAY_STORAGE or ./ray_results)",
+    )
+    p.add_argument(
+        "--study-storage",
+        default=None,
+        help="Optuna RDB URL (default $GAN_RAY_OPTUNA_STORAGE or ./optuna.db)",
     )
     p.add_argument("--model-name", default=None, help="registered model name (default gan_ray-<sweep name>)")
     p.set_defaults(func=_sweep)

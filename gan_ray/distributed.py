@@ -90,7 +90,8 @@ def _checkpoint_dir(training: Training, history: list[dict[str, float]], directo
     import yaml
 
     save_checkpoint(
-        directory, {**training.state_dict(), "history": history, "hyperparameters": training.hyperparameters()}
+        directory,
+        {**training.state_dict(), "history": history, "hyperparameters": training.hyperparameters()},
     )
     save_samples(training.sample(), directory / SAMPLES_FILE, training.config.data.name)
     (directory / CONFIG_FILE).write_text(

@@ -143,9 +143,7 @@ def _rank_seed(seed: int, rank: int, step: int = 0) -> int:
     return (seed * 1_000_003 + rank * 7_919 + step) % (2**63)
 
 
-def _optimizers(
-    cfg: GanConfig, g: nn.Module, d: nn.Module, device: torch.device, capturable: bool = False
-):
+def _optimizers(cfg: GanConfig, g: nn.Module, d: nn.Module, device: torch.device, capturable: bool = False):
     o = cfg.optim
     kwargs: dict[str, Any] = {"betas": (o.beta1, o.beta2)}
     if device.type == "cuda":

@@ -32,7 +32,13 @@ def test_shipped_spaces_parse(path):
     assert space.name and space.params
     searched = {p.key for p in space.params if p.kind != "fixed"}
     if path.stem in ("ring8", "grid25", "digits", "losses_study"):
-        assert {"optim.lr_g", "optim.lr_d", "train.d_steps_per_g_step", "loss.name", "optim.beta1"} <= searched
+        assert {
+            "optim.lr_g",
+            "optim.lr_d",
+            "train.d_steps_per_g_step",
+            "loss.name",
+            "optim.beta1",
+        } <= searched
     lr = [p for p in space.params if p.key in ("optim.lr_g", "optim.lr_d")]
     assert all(p.kind == "log_uniform" for p in lr), "learning rates are searched on a log scale"
 
@@ -53,13 +59,17 @@ def test_conditional_parameters_follow_their_loss():
         assert cfg.loss.name == loss
         assert cfg.model.hidden_dim == 64  # the fixed value reaches the config
         assert cfg.optim.lr_g == params["optim.lr_g"]
-        assert set(cfg.loss.resolved_params()) == {k.removeprefix("loss.params.") for k in params if "params" in k}
+        assert set(cfg.loss.resolved_params()) == {
+            k.removeprefix("loss.params.") for k in params if "params" in k
+        }
         study.tell(trial, 0.0)
     assert seen == {"non_saturating", "wasserstein", "wgan_gp"}
 
 
 def test_switching_loss_drops_the_base_loss_parameters():
-    text = GOOD.replace("  data: {name: ring8}", "  data: {name: ring8}\n  loss: {name: wgan_gp, params: {gp_weight: 5}}")
+    text = GOOD.replace(
+        "  data: {name: ring8}", "  data: {name: ring8}\n  loss: {name: wgan_gp, params: {gp_weight: 5}}"
+    )
     space = parse_search_space(text)
     cfg = space.trial_config({"loss.name": "non_saturating"})
     assert cfg.loss.name == "non_saturating" and cfg.loss.params == {}
@@ -74,8 +84,16 @@ def test_switching_loss_drops_the_base_loss_parameters():
         (lambda t: t.replace("[1.0e-4, 1.0e-2]", "[0.0, 1.0e-2]"), 6, "low > 0"),
         (lambda t: t.replace("[non_saturating, wasserstein, wgan_gp]", "[]"), 8, "non-empty list"),
         (lambda t: t.replace("when: {loss.name: wasserstein}", "when: {loss.name: wgan}"), 9, "not among"),
-        (lambda t: t.replace("{log_uniform: [1.0e-4, 1.0e-2]}", "{loguniform: [1.0e-4, 1.0e-2]}"), 6, "exactly one of"),
-        (lambda t: t.replace("wasserstein, wgan_gp", "wasserstein, wgan_gp, wgan_xx"), 8, "unknown loss 'wgan_xx'"),
+        (
+            lambda t: t.replace("{log_uniform: [1.0e-4, 1.0e-2]}", "{loguniform: [1.0e-4, 1.0e-2]}"),
+            6,
+            "exactly one of",
+        ),
+        (
+            lambda t: t.replace("wasserstein, wgan_gp", "wasserstein, wgan_gp, wgan_xx"),
+            8,
+            "unknown loss 'wgan_xx'",
+        ),
         (lambda t: t.replace(", when: {loss.name: wasserstein}", ""), 9, "would not run"),
         (lambda t: t + "budget: {num_samples: 0}\n", 12, "positive int"),
         (lambda t: t + "scheduler: {type: hyperband}\n", 12, "asha"),
@@ -104,8 +122,13 @@ def test_unparseable_yaml_and_missing_file(tmp_path):
 
 
 def test_initial_points_are_validated():
-    ok = GOOD + "search:\n  initial_points:\n    - {optim.lr_g: 0.001, train.d_steps_per_g_step: 1, loss.name: wasserstein, loss.params.clip: 0.01}\n"
+    ok = (
+        GOOD
+        + "search:\n  initial_points:\n    - {optim.lr_g: 0.001, train.d_steps_per_g_step: 1, loss.name: wasserstein, loss.params.clip: 0.01}\n"
+    )
     assert parse_search_space(ok).initial_points[0]["loss.params.clip"] == 0.01
-    bad = ok.replace("loss.name: wasserstein, loss.params.clip: 0.01", "loss.name: non_saturating, loss.params.clip: 0.01")
+    bad = ok.replace(
+        "loss.name: wasserstein, loss.params.clip: 0.01", "loss.name: non_saturating, loss.params.clip: 0.01"
+    )
     with pytest.raises(SearchSpaceError, match="do not apply"):
         parse_search_space(bad)

@@ -85,7 +85,11 @@ def test_sweep_completes_with_a_best_trial_despite_a_diverged_one(first):
     assert len(first.trials) == 4
     by_loss = {t.params["loss.name"]: t for t in first.trials}
     assert by_loss["least_squares"].status == "diverged"
-    assert all(t.status in ("completed", "stopped_early") for t in first.trials if t.params["loss.name"] != "least_squares")
+    assert all(
+        t.status in ("completed", "stopped_early")
+        for t in first.trials
+        if t.params["loss.name"] != "least_squares"
+    )
     assert first.best is not None and first.best.status in ("completed", "stopped_early")
     assert first.best.params["loss.name"] != "least_squares"
     assert math.isfinite(first.best.best_objective) and first.best.best_checkpoint
@@ -206,8 +210,8 @@ def test_worse_sweep_adds_a_version_but_keeps_the_champion(first, env):
 def test_unreachable_tracking_server_fails_fast(env):
     import time
 
-    from gan_ray.tuning import sweep
     from gan_ray.tracking import TrackingUnavailableError
+    from gan_ray.tuning import sweep
 
     t0 = time.perf_counter()
     with pytest.raises(TrackingUnavailableError):
