@@ -56,6 +56,18 @@ def _bce_d_loss(real_logits: Tensor, fake_logits: Tensor) -> Tensor:
     return F.softplus(-real_logits).mean() + F.softplus(fake_logits).mean()
 
 
+def _critic_d_loss(real_logits: Tensor, fake_logits: Tensor) -> Tensor:
+    """The Wasserstein critic's loss: mean D(G(z)) - mean D(x)."""
+    _check_logits(real_logits, fake_logits)
+    return fake_logits.mean() - real_logits.mean()
+
+
+def _critic_g_loss(fake_logits: Tensor) -> Tensor:
+    """-mean D(G(z)): G's loss for the Wasserstein family and hinge."""
+    _check_logits(fake_logits)
+    return -fake_logits.mean()
+
+
 @dataclasses.dataclass(frozen=True)
 class Minimax(GanLoss):
     """The original saturating game (Goodfellow et al. 2014).
@@ -135,12 +147,10 @@ class Wasserstein(GanLoss):
         return self.clip
 
     def d_loss(self, real_logits: Tensor, fake_logits: Tensor) -> Tensor:
-        _check_logits(real_logits, fake_logits)
-        return fake_logits.mean() - real_logits.mean()
+        return _critic_d_loss(real_logits, fake_logits)
 
     def g_loss(self, fake_logits: Tensor) -> Tensor:
-        _check_logits(fake_logits)
-        return -fake_logits.mean()
+        return _critic_g_loss(fake_logits)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -160,12 +170,10 @@ class WassersteinGP(GanLoss):
             raise ValueError(f"loss 'wgan_gp': gp_weight must be >= 0, got {self.gp_weight!r}")
 
     def d_loss(self, real_logits: Tensor, fake_logits: Tensor) -> Tensor:
-        _check_logits(real_logits, fake_logits)
-        return fake_logits.mean() - real_logits.mean()
+        return _critic_d_loss(real_logits, fake_logits)
 
     def g_loss(self, fake_logits: Tensor) -> Tensor:
-        _check_logits(fake_logits)
-        return -fake_logits.mean()
+        return _critic_g_loss(fake_logits)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -184,8 +192,7 @@ class Hinge(GanLoss):
         return F.relu(1 - real_logits).mean() + F.relu(1 + fake_logits).mean()
 
     def g_loss(self, fake_logits: Tensor) -> Tensor:
-        _check_logits(fake_logits)
-        return -fake_logits.mean()
+        return _critic_g_loss(fake_logits)
 
 
 def gradient_penalty(

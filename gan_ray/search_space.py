@@ -153,34 +153,24 @@ class SearchSpace:
 
     def define_by_run(self, trial) -> None:
         """Optuna define-by-run space: conditional parameters are suggested only when their condition holds."""
-        chosen: dict[str, Any] = {}
-        for p in self.params:
-            if not p.active(chosen):
-                continue
-            if p.kind == "fixed":
-                chosen[p.key] = p.value
-            elif p.kind == "same_as":
-                chosen[p.key] = chosen.get(p.value)
-            else:
-                chosen[p.key] = p.suggest(trial)
-        return None
-
-    def fixed_values(self) -> dict[str, Any]:
-        return {p.key: p.value for p in self.params if p.kind == "fixed" and not p.when}
+        self._assign(lambda p: p.suggest(trial))
 
     def resolve(self, sampled: dict[str, Any]) -> dict[str, Any]:
-        """Sampled values plus the fixed ones whose conditions hold, in file order."""
+        """Sampled values plus the fixed and tied ones whose conditions hold, in file order."""
+        return self._assign(lambda p: sampled.get(p.key))
+
+    def _assign(self, draw) -> dict[str, Any]:
+        """Walk the parameters in file order: fixed values, ties, and ``draw(p)`` for the searched ones."""
         chosen: dict[str, Any] = {}
         for p in self.params:
             if not p.active(chosen):
                 continue
             if p.kind == "fixed":
                 chosen[p.key] = p.value
-            elif p.kind == "same_as":
-                if p.value in chosen:
-                    chosen[p.key] = chosen[p.value]
-            elif p.key in sampled:
-                chosen[p.key] = sampled[p.key]
+                continue
+            value = chosen.get(p.value) if p.kind == "same_as" else draw(p)
+            if value is not None:  # a tie to an inactive parameter, or a value not sampled
+                chosen[p.key] = value
         return chosen
 
 

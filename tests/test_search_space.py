@@ -132,3 +132,22 @@ def test_initial_points_are_validated():
     )
     with pytest.raises(SearchSpaceError, match="do not apply"):
         parse_search_space(bad)
+
+
+def test_same_as_ties_a_parameter_and_stratify_gives_every_value_the_same_budget():
+    text = GOOD.replace(
+        "  model.hidden_dim: 64\n", "  model.hidden_dim: 64\n  optim.lr_d: {same_as: optim.lr_g}\n"
+    )
+    text += "budget: {num_samples: 3}\nsearch: {sampler: random, stratify: loss.name}\n"
+    space = parse_search_space(text)
+    points = space.stratified_points()
+    assert len(points) == 9
+    assert sorted(p["loss.name"] for p in points) == sorted(["non_saturating", "wasserstein", "wgan_gp"] * 3)
+    assert len({p["optim.lr_g"] for p in points}) == 9  # random draws, not one point repeated
+    for p in points:
+        cfg = space.trial_config(space.resolve(p))
+        assert cfg.optim.lr_d == cfg.optim.lr_g == p["optim.lr_g"]
+        assert ("clip" in cfg.loss.params) == (p["loss.name"] == "wasserstein")
+    assert space.stratified_points(seed_offset=9) != points
+    with pytest.raises(SearchSpaceError, match="unconditional choice"):
+        parse_search_space(GOOD + "search: {stratify: optim.lr_g}\n")
