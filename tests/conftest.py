@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 
 import pytest
+import torch
 
 # Feature-extractor caches of this session stay out of the user's ~/.cache (set before any Ray
 # worker starts, so workers inherit it).
@@ -26,3 +28,26 @@ def ray_session(tmp_path_factory):
         ray.init(num_cpus=2, resources={"train_driver": 100}, log_to_driver=False)
     yield ray
     ray.shutdown()
+
+
+@pytest.fixture(scope="module")
+def one_thread():
+    """Tiny models: one intra-op thread is as fast, and does not spin against a busy machine (10x slower)."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="module")
+def store(tmp_path_factory) -> str:
+    """A fresh SQLite MLflow store per module. Creating MLflow's tables takes seconds, so they are
+    created once per session in a template database that each module copies."""
+    from gan_ray.tracking import make_client
+
+    template = tmp_path_factory.getbasetemp() / "mlflow-template.db"
+    if not template.exists():
+        make_client(f"sqlite:///{template}").search_experiments(max_results=1)
+    db = tmp_path_factory.mktemp("mlflow") / "mlflow.db"
+    shutil.copy(template, db)
+    return f"sqlite:///{db}"

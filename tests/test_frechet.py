@@ -31,12 +31,8 @@ DIGITS = DataConfig(name="digits")
 
 
 @pytest.fixture(scope="module", autouse=True)
-def one_thread():
-    """These models are tiny: one intra-op thread is as fast, and does not spin against a busy machine."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+def _one_thread(one_thread):
+    """Every test here trains tiny models (see conftest.one_thread)."""
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import io
 import pickletools
-import shutil
 import time
 import zipfile
 
@@ -41,24 +40,8 @@ PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
 
 @pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Tiny models on a small shared CPU: extra intra-op threads only add contention (10x slower)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-@pytest.fixture(scope="module")
-def store(tmp_path_factory) -> str:
-    """A SQLite tracking store for this module. Creating MLflow's tables takes seconds, so they are
-    created once per session in a template database that each module copies."""
-    template = tmp_path_factory.getbasetemp() / "mlflow-template.db"
-    if not template.exists():
-        make_client(f"sqlite:///{template}").search_experiments(max_results=1)
-    db = tmp_path_factory.mktemp("registry") / "mlflow.db"
-    shutil.copy(template, db)
-    return f"sqlite:///{db}"
+def _one_thread(one_thread):
+    """Every test here trains tiny models (see conftest.one_thread)."""
 
 
 @pytest.fixture(scope="module")
