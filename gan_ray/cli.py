@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
 from gan_ray.config import ConfigError
@@ -46,6 +47,8 @@ def _sweep(args: argparse.Namespace) -> int:
 
 
 def _sample(args: argparse.Namespace) -> int:
+    # A model is a handful of small files: MLflow's per-file progress bars are only noise here.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     from gan_ray.sampling import load_generator
 
     generator = load_generator(args.model, tracking_uri=args.tracking_uri, device=args.device)
