@@ -286,6 +286,11 @@ def validate_config(data: dict[str, Any] | None, source: str = "") -> GanConfig:
         raise ConfigError(_format_errors(err, source)) from None
 
 
+def config_yaml(cfg: GanConfig) -> str:
+    """The config as YAML, in field order: what ``config.yaml`` files and MLflow artifacts hold."""
+    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
+
+
 def load_config(path: str | Path) -> GanConfig:
     """Read and validate a YAML config file."""
     path = Path(path)

@@ -19,8 +19,8 @@ from pathlib import Path
 from typing import Any
 
 from gan_ray.checkpoint import load_checkpoint, save_checkpoint
-from gan_ray.config import GanConfig, validate_config
-from gan_ray.loop import DivergedError, Training, build_training, default_evaluator, run_loop
+from gan_ray.config import GanConfig, config_yaml, validate_config
+from gan_ray.loop import DivergedError, EvalReport, Training, build_training, default_evaluator, run_loop
 from gan_ray.metrics import objective_for
 from gan_ray.visualize import save_samples
 
@@ -86,17 +86,15 @@ def replica_param_spread(training: Training) -> float:
     return float((hi - lo).max())
 
 
-def _checkpoint_dir(training: Training, history: list[dict[str, float]], directory: Path) -> None:
-    import yaml
-
+def _checkpoint_dir(
+    training: Training, report: EvalReport, history: list[dict[str, float]], directory: Path
+) -> None:
     save_checkpoint(
         directory,
         {**training.state_dict(), "history": history, "hyperparameters": training.hyperparameters()},
     )
-    save_samples(training.sample(), directory / SAMPLES_FILE, training.config.data.name)
-    (directory / CONFIG_FILE).write_text(
-        yaml.safe_dump(training.config.model_dump(mode="json"), sort_keys=False)
-    )
+    save_samples(report.samples_of(training), directory / SAMPLES_FILE, training.config.data.name)
+    (directory / CONFIG_FILE).write_text(config_yaml(training.config))
 
 
 def train_worker(loop_config: dict[str, Any]) -> None:
@@ -135,7 +133,7 @@ def train_worker(loop_config: dict[str, Any]) -> None:
                 continue
             history.append(metrics)
             with tempfile.TemporaryDirectory() as tmp:
-                _checkpoint_dir(training, history, Path(tmp))
+                _checkpoint_dir(training, report, history, Path(tmp))
                 ray.train.report(
                     metrics,
                     checkpoint=ray.train.Checkpoint.from_directory(tmp),

@@ -60,7 +60,12 @@ class EvalReport:
 
     step: int
     metrics: dict[str, float]
-    is_last: bool
+    # The generated samples the quality metrics were computed on (None when no evaluator ran).
+    samples: Tensor | None = None
+
+    def samples_of(self, training: Training) -> Tensor:
+        """The evaluated samples, or fresh ones from the same fixed eval noise when no evaluator ran."""
+        return self.samples if self.samples is not None else training.sample()
 
 
 @dataclass
@@ -244,6 +249,7 @@ def run_loop(
         values["images_per_s"] = interval * images_per_step / elapsed
         if not all(math.isfinite(values[k]) for k in ("loss_d", "loss_g", "d_real", "d_fake")):
             raise DivergedError(training.step, values)
+        samples = None
         if evaluator is not None:
             samples = training.sample()
             if not torch.isfinite(samples).all():
@@ -252,4 +258,4 @@ def run_loop(
         values["step"] = training.step
         if objective in values:
             values["objective"] = values[objective]
-        yield EvalReport(training.step, values, training.step >= total)
+        yield EvalReport(training.step, values, samples)

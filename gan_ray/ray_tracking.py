@@ -14,23 +14,26 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ray.train import UserCallback
 from ray.tune import Callback
 
+from gan_ray.config import config_yaml
 from gan_ray.search_space import SearchSpace
 from gan_ray.tracking import (
     TAG_DATASET,
     TAG_ERROR,
     TAG_LOSS,
     TAG_STATUS,
-    config_yaml,
     ensure_experiment,
+    log_config,
     make_client,
-    run_params,
 )
 from gan_ray.visualize import save_loss_curves
+
+if TYPE_CHECKING:
+    from gan_ray.tuning import TrialSummary
 
 TAG_TRIAL_ID = "gan_ray.trial_id"
 TAG_STUDY = "gan_ray.study"
@@ -95,17 +98,12 @@ def _log_samples(client, run_id: str, checkpoint_path: str, step: int) -> None:
 
 def start_run(client, experiment_id: str, cfg, run_name: str, tags: dict[str, str]) -> str:
     """A run with the config's params (only the applicable loss parameters) and config.yaml."""
-    from mlflow.entities import Param
-
     run = client.create_run(
         experiment_id,
         run_name=run_name,
         tags={TAG_LOSS: cfg.loss.name, TAG_DATASET: cfg.data.name, TAG_STATUS: "running", **tags},
     )
-    params = [Param(k, v) for k, v in run_params(cfg).items()]
-    for i in range(0, len(params), 100):
-        client.log_batch(run.info.run_id, params=params[i : i + 100])
-    client.log_text(run.info.run_id, config_yaml(cfg), "config.yaml")
+    log_config(client, run.info.run_id, cfg)
     return run.info.run_id
 
 
@@ -125,20 +123,16 @@ def end_run(
 
 def log_checkpoint_generator(client_uri: str, run_id: str, checkpoint_path: str, cfg) -> str:
     """Log the generator held by a Ray checkpoint (local or remote) as an MLflow model of ``run_id``."""
-    import torch
     from ray.train import Checkpoint
 
     from gan_ray.checkpoint import load_checkpoint
-    from gan_ray.models import build_generator
+    from gan_ray.models import generator_from_state
     from gan_ray.registry import log_generator
 
     with Checkpoint(checkpoint_path).as_directory() as directory:
         state = load_checkpoint(directory)
-    generator = build_generator(cfg)
-    generator.load_state_dict(state["generator"])
-    generator.eval()
-    with torch.no_grad():
-        return log_generator(generator, cfg, run_id, client_uri, step=int(state["step"]))
+    generator = generator_from_state(cfg, state["generator"])
+    return log_generator(generator, cfg, run_id, client_uri, step=int(state["step"]))
 
 
 class TrainRunTracker(UserCallback):
@@ -233,7 +227,7 @@ class SweepTracker(Callback):
         end_run(self.client, record.run_id, record.status, record.history, record.error)
 
     def finish(
-        self, summary_rows: list[dict[str, Any]], best: dict[str, Any] | None, status: str = "FINISHED"
+        self, summary_rows: list[dict[str, Any]], best: TrialSummary | None, status: str = "FINISHED"
     ) -> None:
         """Log the all-trials table and the best trial to the parent run, and end it."""
         if summary_rows:
@@ -244,11 +238,11 @@ class SweepTracker(Callback):
             writer.writerows(summary_rows)
             self.client.log_text(self.parent_run_id, buffer.getvalue(), "trials.csv")
         if best is not None:
-            for key, value in best["params"].items():
+            for key, value in best.params.items():
                 self.client.log_param(self.parent_run_id, f"best.{key}", str(value))
-            self.client.log_param(self.parent_run_id, "best.trial_id", best["trial_id"])
-            if best.get("objective") is not None and math.isfinite(best["objective"]):
-                self.client.log_metric(self.parent_run_id, f"best_{self.space.metric}", best["objective"])
+            self.client.log_param(self.parent_run_id, "best.trial_id", best.trial_id)
+            # Chosen only among finite objectives (tuning._best_of).
+            self.client.log_metric(self.parent_run_id, f"best_{self.space.metric}", best.best_objective)
         self.client.set_terminated(self.parent_run_id, status)
 
 

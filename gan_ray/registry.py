@@ -27,12 +27,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from gan_ray.config import GanConfig
+from gan_ray.config import GanConfig, config_yaml
 from gan_ray.datasets import data_shape
-from gan_ray.models import build_generator
+from gan_ray.models import generator_from_state
 from gan_ray.noise import get_noise
 from gan_ray.step import unwrap
-from gan_ray.tracking import TAG_DATASET, TAG_LOSS, config_yaml, make_client, resolve_tracking_uri, run_params
+from gan_ray.tracking import TAG_DATASET, TAG_LOSS, make_client, resolve_tracking_uri, run_params
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -74,9 +74,7 @@ def export_ready_generator(generator: nn.Module, cfg: GanConfig) -> nn.Module:
         k: (v.detach().to("cpu", torch.float32) if v.is_floating_point() else v.detach().cpu())
         for k, v in unwrap(generator).state_dict().items()
     }
-    module = build_generator(cfg)
-    module.load_state_dict(state)
-    return module.eval()
+    return generator_from_state(cfg, state)
 
 
 def _signature_and_example(cfg: GanConfig):

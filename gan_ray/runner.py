@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import Protocol
 
 from gan_ray.checkpoint import load_checkpoint, save_checkpoint
-from gan_ray.config import GanConfig, load_config
+from gan_ray.config import GanConfig, config_yaml, load_config
 from gan_ray.loop import EvalReport, Training, build_training, default_evaluator, run_loop
 from gan_ray.visualize import save_samples
 
@@ -65,7 +65,7 @@ def train(
     out = Path(cfg.output_dir) / cfg.name
     out.mkdir(parents=True, exist_ok=True)
     result = TrainResult(cfg, out)
-    (out / "config.yaml").write_text(_yaml(cfg))
+    (out / "config.yaml").write_text(config_yaml(cfg))
     error: BaseException | None = None
     history_file = None
     try:
@@ -81,7 +81,7 @@ def train(
             history_file.flush()
             result.checkpoint = save_checkpoint(out, training.state_dict())
             step_image = save_samples(
-                training.sample(), out / "samples" / f"step_{report.step:07d}.png", cfg.data.name
+                report.samples_of(training), out / "samples" / f"step_{report.step:07d}.png", cfg.data.name
             )
             result.samples = Path(shutil.copyfile(step_image, out / "samples.png"))
             if verbose:
@@ -99,9 +99,3 @@ def train(
     if verbose:
         print(f"done: checkpoint {result.checkpoint}, samples {result.samples}", file=sys.stderr, flush=True)
     return result
-
-
-def _yaml(cfg: GanConfig) -> str:
-    import yaml
-
-    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)

@@ -13,13 +13,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
-import yaml
 from torch import Tensor
 
 from gan_ray.checkpoint import CHECKPOINT_FILE, load_checkpoint
-from gan_ray.config import GanConfig, validate_config
+from gan_ray.config import GanConfig, read_yaml, validate_config
 from gan_ray.loop import resolve_device
-from gan_ray.models import build_generator
+from gan_ray.models import generator_from_state
 from gan_ray.noise import get_noise
 from gan_ray.registry import CONFIG_FILE, EXTRA_FILES_DIR, STATE_FILE, download_model
 from gan_ray.tracking import check_tracking_server, resolve_tracking_uri
@@ -112,7 +111,7 @@ def _load_local(path: Path, device: torch.device, source: str) -> LoadedGenerato
 
 
 def _read_config(path: Path) -> GanConfig:
-    return validate_config(yaml.safe_load(path.read_text()), source=f" in {path}")
+    return validate_config(read_yaml(path.read_text()), source=f" in {path}")
 
 
 def _from_checkpoint(path: Path, device: torch.device, source: str) -> LoadedGenerator:
@@ -134,9 +133,7 @@ def _from_checkpoint(path: Path, device: torch.device, source: str) -> LoadedGen
 
 
 def _rebuild(cfg: GanConfig, state: dict[str, Tensor], device: torch.device, source: str) -> LoadedGenerator:
-    module = build_generator(cfg)
-    module.load_state_dict(state)
-    return LoadedGenerator(module.to(device).eval(), cfg, device, source)
+    return LoadedGenerator(generator_from_state(cfg, state).to(device), cfg, device, source)
 
 
 def _from_pt2(path: Path, device: torch.device, source: str) -> LoadedGenerator:

@@ -16,9 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlparse
 
-import yaml
-
-from gan_ray.config import GanConfig
+from gan_ray.config import GanConfig, config_yaml
 from gan_ray.loop import DivergedError, EvalReport, Training
 from gan_ray.visualize import save_loss_curves
 
@@ -139,13 +137,19 @@ def ensure_experiment(client: MlflowClient, name: str, tracking_uri: str) -> str
         return experiment.experiment_id
 
 
-def config_yaml(cfg: GanConfig) -> str:
-    return yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False)
-
-
 def run_params(cfg: GanConfig) -> dict[str, str]:
     """The config as MLflow params: dotted keys, only the current loss's parameters, None left out."""
     return {k: str(v)[:MAX_PARAM_LENGTH] for k, v in cfg.flat().items() if v is not None}
+
+
+def log_config(client: MlflowClient, run_id: str, cfg: GanConfig) -> None:
+    """The config as params (:func:`run_params`, in batches MLflow accepts) and as ``config.yaml``."""
+    from mlflow.entities import Param
+
+    params = [Param(k, v) for k, v in run_params(cfg).items()]
+    for i in range(0, len(params), _BATCH):
+        client.log_batch(run_id, params=params[i : i + _BATCH])
+    client.log_text(run_id, config_yaml(cfg), "config.yaml")
 
 
 def _numeric(value: Any) -> bool:
@@ -212,7 +216,7 @@ class MlflowRunLogger:
         """Create (or reopen) the run and log the config; returns the run id. Idempotent."""
         if self._started:
             return self.run_id  # type: ignore[return-value]
-        from mlflow.entities import Param, RunTag
+        from mlflow.entities import RunTag
         from mlflow.utils.mlflow_tags import MLFLOW_PARENT_RUN_ID
 
         client = self.client
@@ -241,10 +245,7 @@ class MlflowRunLogger:
                     self.run_id, tags=[RunTag(k, v) for k, v in list(tags.items())[i : i + _BATCH]]
                 )
         self._started = True
-        params = [Param(k, v) for k, v in run_params(cfg).items()]
-        for i in range(0, len(params), _BATCH):
-            client.log_batch(self.run_id, params=params[i : i + _BATCH])
-        client.log_text(self.run_id, config_yaml(cfg), "config.yaml")
+        log_config(client, self.run_id, cfg)
         return self.run_id
 
     def on_eval(self, report: EvalReport, training: Training, artifacts: dict[str, Path]) -> None:

@@ -321,14 +321,7 @@ def sweep(
         grid = tuner.fit()
         result.experiment_path = grid.experiment_path
         result.trials = _summaries(tracker, space)
-        ok = [
-            t
-            for t in result.trials
-            if t.best_objective is not None and t.status not in ("diverged", "failed")
-        ]
-        if ok:
-            pick = min if space.mode == "min" else max
-            result.best = pick(ok, key=lambda t: t.best_objective)
+        result.best = _best_of(result.trials, space.mode)
         if register and result.best is not None and result.best.best_checkpoint:
             _register_best(result, space, model_name)
         status = "FINISHED"
@@ -345,28 +338,26 @@ def sweep(
             }
             for t in (result.trials or _summaries(tracker, space))
         ]
-        best = (
-            {
-                "trial_id": result.best.trial_id,
-                "params": result.best.params,
-                "objective": result.best.best_objective,
-            }
-            if result.best
-            else None
-        )
-        tracker.finish(rows, best, status)
+        tracker.finish(rows, result.best, status)
     if verbose:
         print(format_summary(result), file=sys.stderr, flush=True)
     return result
 
 
+def _best_of(trials: list[TrialSummary], mode: str) -> TrialSummary | None:
+    """The trial with the best objective over its evals, among those that neither diverged nor failed."""
+    ok = [t for t in trials if t.best_objective is not None and t.status not in ("diverged", "failed")]
+    if not ok:
+        return None
+    return (min if mode == "min" else max)(ok, key=lambda t: t.best_objective)
+
+
 def _best_per(result: SweepResult, key: str) -> dict[Any, TrialSummary]:
-    better = min if result.mode == "min" else max
     groups: dict[Any, list[TrialSummary]] = {}
     for t in result.trials:
-        if t.best_objective is not None and t.status not in ("diverged", "failed"):
-            groups.setdefault(t.params.get(key), []).append(t)
-    return {value: better(ts, key=lambda t: t.best_objective) for value, ts in groups.items()}
+        groups.setdefault(t.params.get(key), []).append(t)
+    best = {value: _best_of(ts, result.mode) for value, ts in groups.items()}
+    return {value: t for value, t in best.items() if t is not None}
 
 
 def format_summary(result: SweepResult) -> str:

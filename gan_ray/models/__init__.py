@@ -20,6 +20,7 @@ __all__ = [
     "MLPGenerator",
     "build_models",
     "build_generator",
+    "generator_from_state",
 ]
 
 
@@ -28,6 +29,13 @@ def build_generator(cfg: GanConfig) -> nn.Module:
     if cfg.model_family == "mlp":
         return MLPGenerator(cfg.noise_dim, shape[0], cfg.model.hidden_dim, cfg.model.hidden_layers)
     return DCGANGenerator(cfg.noise_dim, shape[0], shape[1], cfg.model.g_filters)
+
+
+def generator_from_state(cfg: GanConfig, state: dict) -> nn.Module:
+    """A generator for ``cfg`` holding the trained weights ``state``, in eval mode (running BN statistics)."""
+    generator = build_generator(cfg)
+    generator.load_state_dict(state)
+    return generator.eval()
 
 
 def build_models(cfg: GanConfig) -> tuple[nn.Module, nn.Module]:
