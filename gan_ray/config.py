@@ -157,6 +157,17 @@ class ScalingConfig(_Strict):
         None, description="Ray Train storage; None: $GAN_RAY_STORAGE or ./ray_results"
     )
 
+    @model_validator(mode="after")
+    def _whole_gpu_per_rank(self) -> ScalingConfig:
+        # Ray packs fractional workers of one run onto the same GPU, and NCCL refuses two ranks on one
+        # device ("Duplicate GPU detected") only after the workers have started: say so up front.
+        if self.use_gpu and self.num_workers > 1 and self.gpus_per_worker < 1:
+            raise ValueError(
+                f"gpus_per_worker {self.gpus_per_worker} with num_workers {self.num_workers}: DDP over NCCL "
+                "needs a whole GPU per worker; use fractions only to pack 1-worker trials"
+            )
+        return self
+
 
 class GanConfig(_Strict):
     """Everything one training run needs."""

@@ -210,11 +210,19 @@ def make_trainer(
     )
 
 
+def check_cluster(cfg: GanConfig, name: str | None = None) -> None:
+    """Connect to (or start) Ray and refuse a run whose workers the cluster could never hold."""
+    from gan_ray.cluster import check_fits, cluster_capacity
+
+    ensure_ray()
+    check_fits(cfg.scaling, cluster_capacity(), f"run {name or cfg.name!r}")
+
+
 def fit(
     cfg: GanConfig, *, name: str | None = None, storage_path: str | None = None, callbacks: list | None = None
 ) -> RayTrainResult:
     """Run ``cfg`` under Ray Train and wait for it; a finished run of the same name resumes from its checkpoint."""
-    ensure_ray()
+    check_cluster(cfg, name)
     trainer = make_trainer(cfg, name or cfg.name, storage_path, callbacks)
     result = trainer.fit()
     out = RayTrainResult(cfg, dict(result.metrics or {}), str(result.path))

@@ -424,6 +424,12 @@ def parse_search_space(text: str, source: str = "<string>", base_dir: Path | Non
         raise reader.fail(
             ("budget", "gpus_per_worker"), "a DDP worker uses at most one GPU (a fraction packs trials)"
         )
+    if 0 < budget.gpus_per_worker < 1 and budget.workers_per_trial > 1:
+        raise reader.fail(
+            ("budget", "gpus_per_worker"),
+            f"a fraction packs 1-worker trials; with workers_per_trial {budget.workers_per_trial} DDP over "
+            "NCCL needs a whole GPU per worker",
+        )
     base = base.with_overrides(
         {
             "scaling.num_workers": budget.workers_per_trial,

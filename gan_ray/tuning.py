@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gan_ray.cluster import check_fits, cluster_capacity
 from gan_ray.datasets import check_available
 from gan_ray.search_space import SearchSpace, load_search_space
 
@@ -146,14 +147,14 @@ def ensure_ray_for_sweep() -> None:
         )
 
 
-def max_concurrent(space: SearchSpace) -> int:
-    """Trials at once: the budget's value, else what the cluster's GPUs (or CPUs) fit."""
-    import ray
-
+def max_concurrent(space: SearchSpace, resources: dict[str, float] | None = None) -> int:
+    """Trials at once: the budget's value, else what ``resources`` (default: :func:`cluster_capacity`)
+    fit, by GPUs where trials take GPUs, else by CPUs."""
     if space.budget.max_concurrent_trials:
         return space.budget.max_concurrent_trials
     b = space.budget
-    resources = ray.cluster_resources()
+    if resources is None:
+        resources = cluster_capacity()
     if b.gpus_per_worker > 0:
         fit = resources.get("GPU", 0) / (b.gpus_per_worker * b.workers_per_trial)
     else:
@@ -261,6 +262,8 @@ def sweep(
     study_name = study_name_for(space.name, study_url, resume)
 
     ensure_ray_for_sweep()
+    capacity = cluster_capacity()
+    check_fits(space.base.scaling, capacity, f"search space {space.name!r}")
     storage_path = storage_path or space.base.scaling.storage_path or default_storage_path()
     check_storage(storage_path)
     tracker = SweepTracker(uri, space, study_name)
@@ -305,7 +308,7 @@ def sweep(
             search_alg=searcher,
             scheduler=scheduler,
             num_samples=len(points) if space.stratify else space.budget.num_samples,
-            max_concurrent_trials=max_concurrent(space),
+            max_concurrent_trials=max_concurrent(space, capacity),
             metric="objective",
             mode=space.mode,
         ),

@@ -70,3 +70,43 @@ def test_quick_ray_train_overhead_line(ray_session):
     for key in ("ray_train_overhead", "core_images_per_s", "ray_worker_images_per_s", "fit_wall_s"):
         assert positive_finite(line[key]), (key, line[key])
     assert line["worker_threads"] >= 1
+
+
+PACKING = BENCH.with_name("packing.py")
+
+
+def test_packing_runs_trials_side_by_side_and_sums_them():
+    out = subprocess.run(
+        [sys.executable, str(PACKING), "--quick", "--models", "ring8", "--trials", "1,2"]
+        + ["--contenders", "gan_ray", "--seconds", "1"],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=True,
+    )
+    lines = [json.loads(line) for line in out.stdout.splitlines() if line.strip()]
+    packing = {line["trials"]: line for line in lines if line.get("measurement") == "packing"}
+    assert sorted(packing) == [1, 2]
+    for n, line in packing.items():
+        assert (line["contender"], line["model"], line["device"]) == ("gan_ray", "ring8", "cpu")
+        # One figure per trial process, each of which really ran, and the aggregate is their sum.
+        assert len(line["per_trial_images_per_s"]) == n
+        assert all(positive_finite(v) for v in line["per_trial_images_per_s"])
+        assert line["aggregate_images_per_s"] == pytest.approx(sum(line["per_trial_images_per_s"]))
+    assert packing[1]["scaling"] == 1.0
+    assert positive_finite(packing[2]["scaling"])
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--models", "dcgan99"], "unknown model"),
+        (["--trials", "1,0"], "at least 1"),
+        (["--trials", "two"], "comma-separated integers"),
+    ],
+)
+def test_packing_rejects_bad_arguments_before_starting_trials(args, message):
+    out = subprocess.run([sys.executable, str(PACKING), *args], capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2
+    assert message in out.stderr
+    assert "packing" not in out.stdout

@@ -143,6 +143,16 @@ def test_every_bad_field_is_reported_at_once():
     assert "optim.lr_g" in msg and "optim.lr_d" in msg and "train.batch_size" in msg
 
 
+def test_fractional_gpus_only_for_single_worker_runs():
+    # Ray would pack both ranks onto one GPU, which NCCL refuses once the workers are up.
+    msg = _error({"scaling": {"num_workers": 2, "use_gpu": True, "gpus_per_worker": 0.5}})
+    assert "whole GPU per worker" in msg
+    packed = validate_config({"scaling": {"num_workers": 1, "use_gpu": True, "gpus_per_worker": 0.25}})
+    assert packed.scaling.gpus_per_worker == 0.25
+    on_cpu = validate_config({"scaling": {"num_workers": 2, "use_gpu": False, "gpus_per_worker": 0.5}})
+    assert on_cpu.scaling.num_workers == 2
+
+
 def test_loss_params_must_belong_to_the_loss():
     msg = _error({"loss": {"name": "wasserstein", "params": {"gp_weight": 10}}})
     assert "gp_weight" in msg and "wasserstein" in msg

@@ -99,6 +99,11 @@ def test_switching_loss_drops_the_base_loss_parameters():
         (lambda t: t + "scheduler: {type: hyperband}\n", 12, "asha"),
         (lambda t: t + "objective: {metric: fid}\n", 12, "not reported"),
         (lambda t: t + "budgett: {}\n", 12, "unknown key"),
+        (
+            lambda t: t + "budget: {workers_per_trial: 2, gpus_per_worker: 0.5}\n",
+            12,
+            "whole GPU per worker",
+        ),
         (lambda t: t.replace("  train: {steps: 100, eval_every: 50}", "  train: {stepz: 100}"), 2, "stepz"),
     ],
 )
@@ -151,3 +156,23 @@ def test_same_as_ties_a_parameter_and_stratify_gives_every_value_the_same_budget
     assert space.stratified_points(seed_offset=9) != points
     with pytest.raises(SearchSpaceError, match="unconditional choice"):
         parse_search_space(GOOD + "search: {stratify: optim.lr_g}\n")
+
+
+def test_fractional_gpu_budget_packs_single_worker_trials_in_ray_terms(tmp_path):
+    # What a gpus_per_worker fraction in the file becomes: each trial's Ray Train worker asks for that
+    # share of a GPU over NCCL, and as many trials run at once as the cluster's GPUs hold.
+    from gan_ray.distributed import make_trainer
+    from gan_ray.tuning import max_concurrent
+
+    space = parse_search_space(GOOD + "budget: {num_samples: 8, gpus_per_worker: 0.25, cpus_per_worker: 2}\n")
+    scaling = space.base.scaling
+    assert (scaling.use_gpu, scaling.gpus_per_worker, scaling.num_workers) == (True, 0.25, 1)
+    trainer = make_trainer(space.base, "packed", str(tmp_path))
+    assert trainer.scaling_config.use_gpu
+    assert trainer.scaling_config.resources_per_worker == {"CPU": 2.0, "GPU": 0.25}
+    assert max_concurrent(space, {"CPU": 64.0, "GPU": 1.0}) == 4
+    assert max_concurrent(space, {"CPU": 64.0, "GPU": 8.0}) == 32
+    assert max_concurrent(space, {"CPU": 8.0}) == 1  # no GPU yet (an autoscaling cluster): one at a time
+    on_cpu = parse_search_space(GOOD + "budget: {num_samples: 8, cpus_per_worker: 2}\n")
+    assert not on_cpu.base.scaling.use_gpu
+    assert max_concurrent(on_cpu, {"CPU": 8.0, "GPU": 1.0}) == 4

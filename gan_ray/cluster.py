@@ -1,0 +1,78 @@
+"""What a Ray cluster can hold: its resources now and, with an autoscaler, at its largest.
+
+Sweeps size their concurrency from it, and refuse a trial that no node could ever hold (its Train
+workers would wait for resources forever) before any trial starts.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from gan_ray.config import ScalingConfig
+
+# Where Ray's cluster launcher (`ray up`) leaves the autoscaler's config on the head node, where a
+# submitted job runs; Ray Tune looks for the same file to tell an autoscaling cluster.
+BOOTSTRAP_CONFIG = "~/ray_bootstrap_config.yaml"
+
+
+def autoscaler_max_resources(path: str | Path = BOOTSTRAP_CONFIG) -> dict[str, float]:
+    """The resources of an autoscaling cluster at its largest, from its launcher config; {} if none.
+
+    Every node type counts with its ``max_workers`` (the head once), capped by the cluster-wide
+    ``max_workers``: a sweep must size its concurrency for the GPU workers the autoscaler will add, not
+    for the none it may have when the sweep starts.
+    """
+    import yaml
+
+    path = Path(path).expanduser()
+    if not path.is_file():
+        return {}
+    config = yaml.safe_load(path.read_text()) or {}
+    head = config.get("head_node_type")
+    total_workers = config.get("max_workers")
+    out: dict[str, float] = {}
+    for name, node_type in (config.get("available_node_types") or {}).items():
+        count = 1 if name == head else int(node_type.get("max_workers", 0))
+        if name != head and total_workers is not None:
+            count = min(count, int(total_workers))
+        for key, amount in (node_type.get("resources") or {}).items():
+            out[key] = out.get(key, 0.0) + float(amount) * count
+    return out
+
+
+def cluster_capacity(bootstrap_config: str | Path = BOOTSTRAP_CONFIG) -> dict[str, float]:
+    """The running cluster's resources, raised to what its autoscaler may add where it has one."""
+    import ray
+
+    capacity = dict(ray.cluster_resources())
+    ceilings = [autoscaler_max_resources(bootstrap_config)]
+    try:  # autoscalers that report their config to the GCS (KubeRay); Ray Train V2 reads the same
+        from ray._private.state import state
+
+        ceilings.append(dict(state.get_max_resources_from_cluster_config() or {}))
+    except Exception:  # noqa: BLE001 - a private API: without it, the running resources are the answer
+        pass
+    for ceiling in ceilings:
+        for key, amount in ceiling.items():
+            capacity[key] = max(capacity.get(key, 0.0), float(amount))
+    return capacity
+
+
+def check_fits(scaling: ScalingConfig, capacity: dict[str, float], what: str) -> None:
+    """Raise if ``capacity`` can never hold one run's workers as ``scaling`` asks for them."""
+    workers = scaling.num_workers
+    need = {"CPU": scaling.cpus_per_worker * workers}
+    if scaling.use_gpu:
+        need["GPU"] = scaling.gpus_per_worker * workers
+    for key, amount in need.items():
+        have = capacity.get(key, 0.0)
+        if amount > have + 1e-9:
+            hint = (
+                "train on CPUs (search spaces: budget.gpus_per_worker: 0; train: no --gpu)"
+                if key == "GPU"
+                else "ask for fewer workers or CPUs per worker"
+            )
+            raise RuntimeError(
+                f"{what} needs {amount:g} {key} ({workers} worker(s) x {need[key] / workers:g}), but the Ray "
+                f"cluster has {have:g} and no autoscaler that could add more; {hint}"
+            )
