@@ -162,6 +162,18 @@ def max_concurrent(space: SearchSpace, resources: dict[str, float] | None = None
     return max(1, int(math.floor(fit + 1e-9)))
 
 
+def concurrency_note(space: SearchSpace, capacity: dict[str, float], concurrency: int) -> str:
+    """One line on how many trials run at once, and what decided it."""
+    b = space.budget
+    if b.max_concurrent_trials:
+        why = "budget.max_concurrent_trials"
+    elif b.gpus_per_worker > 0:
+        why = f"{capacity.get('GPU', 0):g} GPUs the cluster has or may scale to, {b.gpus_per_worker:g} per worker"
+    else:
+        why = f"{capacity.get('CPU', 0):g} CPUs the cluster has or may scale to, {b.cpus_per_worker:g} per worker"
+    return f"up to {concurrency} trial(s) at once ({why}, {b.workers_per_trial} worker(s) per trial)"
+
+
 def check_storage(storage_path: str) -> None:
     """Refuse a local storage path when workers may run on other nodes: they could not write to it."""
     import ray
@@ -302,13 +314,16 @@ def sweep(
         tune.with_parameters(run_trial, space=space, study_name=study_name, storage_path=storage_path),
         {DRIVER_RESOURCE: DRIVER_SHARE},
     )
+    concurrency = max_concurrent(space, capacity)
+    if verbose:
+        print(f"gan_ray: {concurrency_note(space, capacity, concurrency)}", file=sys.stderr, flush=True)
     tuner = tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
             search_alg=searcher,
             scheduler=scheduler,
             num_samples=len(points) if space.stratify else space.budget.num_samples,
-            max_concurrent_trials=max_concurrent(space, capacity),
+            max_concurrent_trials=concurrency,
             metric="objective",
             mode=space.mode,
         ),

@@ -10,7 +10,7 @@ import pytest
 from gan_ray.cluster import autoscaler_max_resources, check_fits, cluster_capacity
 from gan_ray.config import validate_config
 from gan_ray.search_space import load_search_space, parse_search_space
-from gan_ray.tuning import max_concurrent
+from gan_ray.tuning import concurrency_note, max_concurrent
 
 ROOT = Path(__file__).resolve().parents[1]
 SPACES = ROOT / "search_spaces"
@@ -55,6 +55,9 @@ def test_gpu_sweeps_size_concurrency_for_the_autoscaled_cluster(name, expected):
     assert max_concurrent(space, now) == 1
     ceiling = autoscaler_max_resources(ROOT / "cluster.yaml")
     assert max_concurrent(space, {**now, **ceiling}) == expected
+    note = concurrency_note(space, {**now, **ceiling}, expected)
+    assert note.startswith(f"up to {expected} trial(s) at once (8 GPUs")
+    assert f"{space.budget.gpus_per_worker:g} per worker" in note
 
 
 def test_check_fits_names_what_is_missing():
