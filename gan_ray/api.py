@@ -73,9 +73,9 @@ def train(
 def _train_ray(cfg: GanConfig, tracking_uri: str | None):
     from gan_ray.distributed import check_cluster, fit
 
-    check_cluster(cfg)  # before an MLflow run exists for a run that could never start
     if tracking_uri is None:
         return fit(cfg)
+    check_cluster(cfg)  # before an MLflow run exists for a run that could never start (fit checks again)
     from gan_ray.ray_tracking import TrainRunTracker, end_run, log_checkpoint_generator, start_run
     from gan_ray.tracking import ensure_experiment, make_client
 

@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 
+from gan_ray.cluster import ClusterError
 from gan_ray.config import ConfigError
 from gan_ray.loop import DivergedError
 from gan_ray.tracking import TrackingUnavailableError
@@ -122,7 +123,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ConfigError, FileNotFoundError, TrackingUnavailableError) as err:
+    except (ConfigError, FileNotFoundError, TrackingUnavailableError, ClusterError) as err:
         print(f"gan-ray: error: {err}", file=sys.stderr)
         return 2
     except DivergedError as err:

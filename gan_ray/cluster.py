@@ -8,7 +8,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import yaml
+
 from gan_ray.config import ScalingConfig
+
+
+class ClusterError(RuntimeError):
+    """The Ray cluster cannot run what was asked (resources, storage); raised before anything starts."""
+
 
 # Where Ray's cluster launcher (`ray up`) leaves the autoscaler's config on the head node, where a
 # submitted job runs; Ray Tune looks for the same file to tell an autoscaling cluster.
@@ -22,8 +29,6 @@ def autoscaler_max_resources(path: str | Path = BOOTSTRAP_CONFIG) -> dict[str, f
     ``max_workers``: a sweep must size its concurrency for the GPU workers the autoscaler will add, not
     for the none it may have when the sweep starts.
     """
-    import yaml
-
     path = Path(path).expanduser()
     if not path.is_file():
         return {}
@@ -58,13 +63,18 @@ def cluster_capacity(bootstrap_config: str | Path = BOOTSTRAP_CONFIG) -> dict[st
     return capacity
 
 
-def check_fits(scaling: ScalingConfig, capacity: dict[str, float], what: str) -> None:
-    """Raise if ``capacity`` can never hold one run's workers as ``scaling`` asks for them."""
-    workers = scaling.num_workers
-    need = {"CPU": scaling.cpus_per_worker * workers}
+def run_needs(scaling: ScalingConfig) -> dict[str, float]:
+    """What one run's workers take together: CPUs, and GPUs where the run uses them."""
+    need = {"CPU": scaling.cpus_per_worker * scaling.num_workers}
     if scaling.use_gpu:
-        need["GPU"] = scaling.gpus_per_worker * workers
-    for key, amount in need.items():
+        need["GPU"] = scaling.gpus_per_worker * scaling.num_workers
+    return need
+
+
+def check_fits(scaling: ScalingConfig, capacity: dict[str, float], what: str) -> None:
+    """Raise :class:`ClusterError` if ``capacity`` can never hold one run's workers as ``scaling`` asks."""
+    workers = scaling.num_workers
+    for key, amount in run_needs(scaling).items():
         have = capacity.get(key, 0.0)
         if amount > have + 1e-9:
             hint = (
@@ -72,7 +82,7 @@ def check_fits(scaling: ScalingConfig, capacity: dict[str, float], what: str) ->
                 if key == "GPU"
                 else "ask for fewer workers or CPUs per worker"
             )
-            raise RuntimeError(
-                f"{what} needs {amount:g} {key} ({workers} worker(s) x {need[key] / workers:g}), but the Ray "
+            raise ClusterError(
+                f"{what} needs {amount:g} {key} ({workers} worker(s) x {amount / workers:g}), but the Ray "
                 f"cluster has {have:g} and no autoscaler that could add more; {hint}"
             )

@@ -424,20 +424,17 @@ def parse_search_space(text: str, source: str = "<string>", base_dir: Path | Non
         raise reader.fail(
             ("budget", "gpus_per_worker"), "a DDP worker uses at most one GPU (a fraction packs trials)"
         )
-    if 0 < budget.gpus_per_worker < 1 and budget.workers_per_trial > 1:
-        raise reader.fail(
-            ("budget", "gpus_per_worker"),
-            f"a fraction packs 1-worker trials; with workers_per_trial {budget.workers_per_trial} DDP over "
-            "NCCL needs a whole GPU per worker",
+    try:  # the config's own rules (e.g. a GPU fraction only for 1-worker trials), pointed at the budget
+        base = base.with_overrides(
+            {
+                "scaling.num_workers": budget.workers_per_trial,
+                "scaling.cpus_per_worker": budget.cpus_per_worker,
+                "scaling.use_gpu": budget.gpus_per_worker > 0,
+                "scaling.gpus_per_worker": budget.gpus_per_worker or 1.0,
+            }
         )
-    base = base.with_overrides(
-        {
-            "scaling.num_workers": budget.workers_per_trial,
-            "scaling.cpus_per_worker": budget.cpus_per_worker,
-            "scaling.use_gpu": budget.gpus_per_worker > 0,
-            "scaling.gpus_per_worker": budget.gpus_per_worker or 1.0,
-        }
-    )
+    except ConfigError as err:
+        raise reader.fail(("budget",), str(err)) from None
 
     search = data.get("search") or {}
     sampler = search.get("sampler", "tpe") if isinstance(search, dict) else None

@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gan_ray.cluster import check_fits, cluster_capacity
+from gan_ray.cluster import ClusterError, check_fits, cluster_capacity, run_needs
 from gan_ray.datasets import check_available
 from gan_ray.search_space import SearchSpace, load_search_space
 
@@ -141,7 +141,7 @@ def ensure_ray_for_sweep() -> None:
         else:
             ray.init(resources={DRIVER_RESOURCE: 100})
     if ray.cluster_resources().get(DRIVER_RESOURCE, 0) <= 0:
-        raise RuntimeError(
+        raise ClusterError(
             f"the Ray cluster offers no {DRIVER_RESOURCE!r} resource for trial drivers; start the head with "
             f"--resources='{{\"{DRIVER_RESOURCE}\": 100}}' (cluster.yaml does)"
         )
@@ -152,14 +152,17 @@ def max_concurrent(space: SearchSpace, resources: dict[str, float] | None = None
     fit, by GPUs where trials take GPUs, else by CPUs."""
     if space.budget.max_concurrent_trials:
         return space.budget.max_concurrent_trials
-    b = space.budget
     if resources is None:
         resources = cluster_capacity()
-    if b.gpus_per_worker > 0:
-        fit = resources.get("GPU", 0) / (b.gpus_per_worker * b.workers_per_trial)
-    else:
-        fit = resources.get("CPU", 1) / (b.cpus_per_worker * b.workers_per_trial)
-    return max(1, int(math.floor(fit + 1e-9)))
+    key, per_trial = _limiting_resource(space)
+    return max(1, int(math.floor(resources.get(key, 0.0) / per_trial + 1e-9)))
+
+
+def _limiting_resource(space: SearchSpace) -> tuple[str, float]:
+    """The resource that bounds how many trials fit (GPU where trials take GPUs), and one trial's share."""
+    need = run_needs(space.base.scaling)
+    key = "GPU" if "GPU" in need else "CPU"
+    return key, need[key]
 
 
 def concurrency_note(space: SearchSpace, capacity: dict[str, float], concurrency: int) -> str:
@@ -167,10 +170,12 @@ def concurrency_note(space: SearchSpace, capacity: dict[str, float], concurrency
     b = space.budget
     if b.max_concurrent_trials:
         why = "budget.max_concurrent_trials"
-    elif b.gpus_per_worker > 0:
-        why = f"{capacity.get('GPU', 0):g} GPUs the cluster has or may scale to, {b.gpus_per_worker:g} per worker"
     else:
-        why = f"{capacity.get('CPU', 0):g} CPUs the cluster has or may scale to, {b.cpus_per_worker:g} per worker"
+        key, per_trial = _limiting_resource(space)
+        why = (
+            f"{capacity.get(key, 0):g} {key}s the cluster has or may scale to, "
+            f"{per_trial / b.workers_per_trial:g} per worker"
+        )
     return f"up to {concurrency} trial(s) at once ({why}, {b.workers_per_trial} worker(s) per trial)"
 
 
@@ -182,7 +187,7 @@ def check_storage(storage_path: str) -> None:
         return
     alive = [n for n in ray.nodes() if n.get("Alive")]
     if len(alive) > 1 and not os.environ.get("GAN_RAY_SHARED_FS"):
-        raise RuntimeError(
+        raise ClusterError(
             f"storage path {storage_path!r} is local to this node, but the cluster has {len(alive)} nodes; "
             "set GAN_RAY_STORAGE (or --storage-path) to s3://BUCKET/PREFIX or a shared filesystem mounted "
             "on every node (then also set GAN_RAY_SHARED_FS=1)"

@@ -71,8 +71,9 @@ def test_check_fits_names_what_is_missing():
 
 
 @pytest.mark.slow
-def test_on_real_ray_capacity_and_refusals(ray_session, store, tmp_path):
+def test_on_real_ray_capacity_and_refusals(ray_session, store, tmp_path, capsys):
     import gan_ray
+    from gan_ray.cli import main
     from gan_ray.tracking import make_client
 
     # The session's Ray: 2 CPUs, no GPU, no launcher config; a launcher config raises the ceiling.
@@ -88,6 +89,14 @@ def test_on_real_ray_capacity_and_refusals(ray_session, store, tmp_path):
     cfg = validate_config({"name": "t_gpu_run", "scaling": {"use_gpu": True}, "train": {"steps": 10}})
     with pytest.raises(RuntimeError, match="needs 1 GPU"):
         gan_ray.train(cfg, backend="ray", tracking_uri=store)
+    # The command line says it in one line and exits 2, as for any other bad input.
+    space_file = tmp_path / "t_fits.yaml"
+    space_file.write_text(CPU_SPACE)
+    code = main(["sweep", str(space_file), "--tracking-uri", store, "--storage-path", str(tmp_path / "ray")])
+    err = capsys.readouterr().err.strip().splitlines()
+    assert code == 2
+    assert err[-1].startswith("gan-ray: error: search space 't_fits' needs 0.5 GPU"), err
+    assert not any("Traceback" in line for line in err)
     client = make_client(store)
     experiments = client.search_experiments()
     runs = client.search_runs([e.experiment_id for e in experiments]) if experiments else []
