@@ -42,6 +42,15 @@ def read_yaml(text: str):
     return yaml.load(text, Loader=YamlLoader)
 
 
+def yaml_error_line(err: yaml.YAMLError, source: str | Path) -> str:
+    """``FILE:LINE:COL: not valid YAML: PROBLEM`` in one line (PyYAML's own message spans several)."""
+    mark = getattr(err, "problem_mark", None)
+    where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark is not None else str(source)
+    problem = getattr(err, "problem", None) or str(err).replace("\n", " ")
+    context = getattr(err, "context", None)
+    return f"{where}: not valid YAML: {problem}" + (f" ({context})" if context else "")
+
+
 class ConfigError(ValueError):
     """A configuration that cannot be run; the message names the field, the value and what is allowed."""
 
@@ -310,7 +319,7 @@ def load_config(path: str | Path) -> GanConfig:
     try:
         data = read_yaml(path.read_text())
     except yaml.YAMLError as err:
-        raise ConfigError(f"config file {path} is not valid YAML: {err}") from None
+        raise ConfigError(f"config file {yaml_error_line(err, path)}") from None
     if data is not None and not isinstance(data, dict):
         raise ConfigError(
             f"config file {path} must hold a mapping at the top level, got {type(data).__name__}"

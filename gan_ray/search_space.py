@@ -30,6 +30,7 @@ from gan_ray.config import (
     load_config,
     read_yaml,
     validate_config,
+    yaml_error_line,
 )
 from gan_ray.metrics import objective_for, reported_metrics
 
@@ -182,7 +183,7 @@ def _compose(text: str, source: str) -> tuple[Any, dict[tuple[str, ...], int]]:
     try:
         node = yaml.compose(text, Loader=YamlLoader)
     except yaml.YAMLError as err:
-        raise SearchSpaceError(f"{source}: not valid YAML: {err}") from None
+        raise SearchSpaceError(yaml_error_line(err, source)) from None
     lines: dict[tuple[str, ...], int] = {}
 
     def walk(n, path: tuple[str, ...]) -> None:

@@ -196,6 +196,7 @@ def test_yaml_that_does_not_parse(tmp_path):
     with pytest.raises(ConfigError, match="not valid YAML") as err:
         load_config(path)
     assert str(path) in str(err.value)
+    assert f"{path}:2:" in str(err.value) and "\n" not in str(err.value)  # one line, at the fault
 
 
 @pytest.mark.parametrize(

@@ -120,8 +120,9 @@ def test_broken_files_point_at_line_and_key(mutate, line, message, tmp_path):
 def test_unparseable_yaml_and_missing_file(tmp_path):
     path = tmp_path / "bad.yaml"
     path.write_text("name: x\nparameters: {optim.lr_g: [1, \n")
-    with pytest.raises(SearchSpaceError, match="not valid YAML"):
+    with pytest.raises(SearchSpaceError, match="not valid YAML") as err:
         load_search_space(path)
+    assert f"{path}:3:" in str(err.value) and "\n" not in str(err.value)  # one line, at the fault
     with pytest.raises(SearchSpaceError, match="not found"):
         load_search_space(tmp_path / "nope.yaml")
 
