@@ -4,9 +4,11 @@ The step reads nothing back to the host: batches are drawn on the device, metric
 device tensor, and divergence is detected when the loop reads that tensor at an eval interval. That
 keeps the inner loop free of syncs and makes the whole iteration capturable in a CUDA graph.
 
-G and D may be DDP-wrapped. Each wrapped module runs exactly one forward per backward (DDP's reducer
-allows no more); D-step fakes and the G-step's pass through D use the unwrapped modules, so G's
-gradients flow through D without D's parameters taking part (their requires_grad is off for it).
+G and D may be DDP-wrapped. Each wrapped module runs exactly one forward per backward: the D-step
+hands D the real and the fake batch in one call, which scores each apart (so BatchNorm normalises
+fakes in the D-step as in the G-step, where D sees fakes alone). D-step fakes and the G-step's pass
+through D use the unwrapped modules, so G's gradients flow through D without D's parameters taking
+part (their requires_grad is off for it).
 """
 
 from __future__ import annotations
@@ -111,9 +113,11 @@ class GanStep:
         with torch.no_grad(), self._autocast():
             fake = g_plain(self._z())
         with self._autocast():
-            # One forward through the (maybe DDP) D for real and fake together.
-            logits = self.discriminator(torch.cat([real, fake.to(real.dtype)]))
-            real_logits, fake_logits = logits.float().chunk(2)
+            # One call of the (maybe DDP) D scores real and fake, each batch apart: one DDP forward per
+            # backward, and BatchNorm sees the fakes alone, as it does in the G-step. Scoring
+            # cat([real, fake]) would pool the statistics, and G would train against a D that the
+            # D-step never trained.
+            real_logits, fake_logits = (x.float() for x in self.discriminator(real, fake.to(real.dtype)))
             loss = self.loss.d_loss(real_logits, fake_logits)
             if self.loss.needs_gradient_penalty:
                 loss = loss + self.gp_weight * gradient_penalty(d_plain, real, fake.to(real.dtype))

@@ -92,3 +92,20 @@ def test_bad_config_fails_before_any_worker(tmp_path):
         train(missing, workers=2)
     assert time.perf_counter() - t0 < 5
     assert ray.is_initialized() == started  # no Ray was started for a config that cannot run
+
+
+def test_two_workers_train_a_batchnorm_dcgan(ray_session, tmp_path):
+    """DDP over a D with BatchNorm, which the D-step calls once with the real and the fake batch."""
+    cfg = validate_config(
+        {
+            "name": "ddp_bn",
+            "data": {"name": "digits"},
+            "model": {"g_filters": 8, "d_filters": 8},
+            "train": {"steps": 20, "eval_every": 10, "batch_size": 32},
+            "scaling": {"num_workers": 2},
+        }
+    )
+    result = fit(cfg, storage_path=str(tmp_path))
+    assert [h["step"] for h in result.history] == [10, 20]
+    assert all(h["replica_param_spread"] == 0.0 for h in result.history)
+    assert all(0.0 < h["d_fake"] < 1.0 for h in result.history)

@@ -185,3 +185,51 @@ def test_non_saturating_mlp_gan_learns_the_ring():
     final = reports[-1].metrics
     assert final["modes_covered"] >= 6, final
     assert final["high_quality_fraction"] > 0.3, final
+
+
+class _RecordingLoss:
+    """The step's loss, unchanged, but keeping the fake logits each step hands it."""
+
+    def __init__(self, loss):
+        self.inner, self.fake_logits = loss, {}
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def d_loss(self, real_logits, fake_logits):
+        self.fake_logits["d_step"] = fake_logits.detach().clone()
+        return self.inner.d_loss(real_logits, fake_logits)
+
+    def g_loss(self, fake_logits):
+        self.fake_logits["g_step"] = fake_logits.detach().clone()
+        return self.inner.g_loss(fake_logits)
+
+
+@pytest.mark.parametrize("loss", ["non_saturating", "hinge"])
+def test_d_step_and_g_step_see_the_same_fakes_alike_with_batchnorm(loss):
+    """D's BatchNorm must normalise fakes the same way in the D-step and in the G-step.
+
+    Scoring ``cat([real, fake])`` in the D-step pooled the BatchNorm statistics over both, so the
+    G-step (fakes alone) trained G against a D the D-step never trained (D(G(z)) 0.004 vs 0.97).
+    """
+    cfg = validate_config(
+        {
+            "data": {"name": "digits", "image_size": 28},
+            "model": {"g_filters": 8, "d_filters": 8},
+            "loss": {"name": loss},
+            "train": {"batch_size": 32},
+        }
+    )
+    t = build_training(cfg)
+    step = t.step_fn
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in t.discriminator.modules())
+    z = torch.randn(cfg.train.batch_size, cfg.noise_dim)
+    step.noise = lambda n, dim, device=None: z[:n]  # the same fakes in both steps
+    for opt in (step.opt_g, step.opt_d):
+        for group in opt.param_groups:
+            group["lr"] = 0.0  # the same D and G in both steps
+    step.loss = recording = _RecordingLoss(step.loss)
+    step.d_step()
+    step.g_step()
+    seen = recording.fake_logits
+    torch.testing.assert_close(seen["d_step"], seen["g_step"], rtol=1e-5, atol=1e-5)

@@ -10,6 +10,8 @@ from typing import Literal
 
 from torch import Tensor, nn
 
+from gan_ray.models.scoring import score_apart
+
 SUPPORTED_SIZES = {8: (4, 1), 28: (7, 2), 32: (4, 3), 64: (4, 4)}
 
 
@@ -57,7 +59,8 @@ class DCGANGenerator(nn.Module):
 
 
 class DCGANDiscriminator(nn.Module):
-    """Returns logits of shape (N,). No normalisation on the first layer, as in the paper."""
+    """Returns logits of shape (N,); given several batches, a tuple of them, each batch normalised
+    on its own (see :mod:`gan_ray.models.scoring`). No normalisation on the first layer, as in the paper."""
 
     def __init__(
         self,
@@ -81,8 +84,8 @@ class DCGANDiscriminator(nn.Module):
         self.net = nn.Sequential(*layers)
         self.apply(dcgan_init)
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.net(x).flatten()
+    def forward(self, *batches: Tensor) -> Tensor | tuple[Tensor, ...]:
+        return score_apart(lambda x: self.net(x).flatten(), batches)
 
 
 def dcgan_init(m: nn.Module) -> None:

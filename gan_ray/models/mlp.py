@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from torch import Tensor, nn
 
+from gan_ray.models.scoring import score_apart
+
 
 class MLPGenerator(nn.Module):
     """z -> [Linear, ReLU] x layers -> Linear(out_dim). The output is unbounded (the grid spans [-4, 4])."""
@@ -24,7 +26,8 @@ class MLPGenerator(nn.Module):
 
 
 class MLPDiscriminator(nn.Module):
-    """x -> [Linear, LeakyReLU(0.2), Dropout] x layers -> Linear(1); returns logits of shape (N,)."""
+    """x -> [Linear, LeakyReLU(0.2), Dropout] x layers -> Linear(1); returns logits of shape (N,)
+    (a tuple of them for several batches, as :mod:`gan_ray.models.scoring` says)."""
 
     def __init__(self, in_dim: int = 2, hidden_dim: int = 128, hidden_layers: int = 3, dropout: float = 0.0):
         super().__init__()
@@ -38,5 +41,5 @@ class MLPDiscriminator(nn.Module):
         layers.append(nn.Linear(width, 1))
         self.net = nn.Sequential(*layers)
 
-    def forward(self, x: Tensor) -> Tensor:
-        return self.net(x).squeeze(1)
+    def forward(self, *batches: Tensor) -> Tensor | tuple[Tensor, ...]:
+        return score_apart(lambda x: self.net(x).squeeze(1), batches)
