@@ -39,9 +39,11 @@ test: $(STAMP)
 test-fast: $(STAMP)
 	$(PY) -m pytest -q -m "not slow"
 
+# ruff (style, complexity) and import-linter (the floors: core <- training <- ray | tracking <- api).
 lint: $(STAMP)
 	$(VENV)/bin/ruff check gan_ray tests bench
 	$(VENV)/bin/ruff format --check gan_ray tests bench
+	$(VENV)/bin/lint-imports
 
 format: $(STAMP)
 	$(VENV)/bin/ruff format gan_ray tests bench

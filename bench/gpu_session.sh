@@ -48,7 +48,7 @@ run() {  # name, command...: tee the output to $out/name; remember a failure, go
 }
 
 if [ "$what" = tests ] || [ "$what" = all ]; then
-    run gpu_tests.log python3 -m pytest -q -p no:cacheprovider -m gpu tests/test_graphs.py
+    run gpu_tests.log python3 -m pytest -q -p no:cacheprovider -m gpu tests/training/test_cuda_graphs.py
 fi
 if [ "$what" = throughput ] || [ "$what" = all ]; then
     run throughput_cuda.jsonl python3 bench/throughput.py --device cuda --no-ray

@@ -39,7 +39,7 @@ from throughput import (  # noqa: E402
     timed,
 )
 
-from gan_ray.graphs import WARMUP_ITERATIONS, GraphedStep  # noqa: E402
+from gan_ray.training.cuda_graphs import WARMUP_ITERATIONS, GraphedStep  # noqa: E402
 
 CONTENDERS = ("gan_ray", "reference")
 

@@ -10,7 +10,7 @@ and ``ratio`` = gan_ray / reference, the median of per-repeat ratios; the two lo
 alternation (order flipped every repeat) so that load from other processes hits both alike.
 Images/s counts real images consumed: k * batch per iteration.
 
-The ``"measurement": "ray_train_overhead"`` line compares the ring8 MLP trained by ``gan_ray.distributed.fit``
+The ``"measurement": "ray_train_overhead"`` line compares the ring8 MLP trained by ``gan_ray.ray.train.fit``
 with 1 worker against the same config run by the core in this process; see :func:`ray_overhead`.
 """
 
@@ -35,10 +35,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from reference_loop import ReferenceLoop, make_loader  # noqa: E402
 
 from gan_ray.config import GanConfig, load_config, validate_config  # noqa: E402
-from gan_ray.datasets import MixtureSource, TensorSource  # noqa: E402
-from gan_ray.graphs import WARMUP_ITERATIONS, GraphedStep, graph_blocker  # noqa: E402
-from gan_ray.loop import Training, build_training, default_evaluator, run_loop  # noqa: E402
+from gan_ray.data.images import TensorSource  # noqa: E402
+from gan_ray.data.mixtures import MixtureSource  # noqa: E402
 from gan_ray.models import build_models  # noqa: E402
+from gan_ray.training.cuda_graphs import WARMUP_ITERATIONS, GraphedStep, graph_blocker  # noqa: E402
+from gan_ray.training.loop import Training, build_training, default_evaluator, run_loop  # noqa: E402
 
 RING8_CONFIG = Path(__file__).resolve().parents[1] / "gan_ray" / "configs" / "ring8.yaml"
 
@@ -83,7 +84,7 @@ def model_config(spec: ModelSpec, batch: int, device: str, **train) -> GanConfig
 
 
 def synthetic_images(cfg: GanConfig, n: int) -> torch.Tensor:
-    from gan_ray.datasets import data_shape
+    from gan_ray.data.sources import data_shape
 
     return torch.rand(n, *data_shape(cfg.data)).mul_(2).sub_(1)
 
@@ -220,7 +221,7 @@ def ray_overhead(args: argparse.Namespace) -> dict[str, float | int | str]:
     """
     import ray
 
-    from gan_ray.distributed import fit
+    from gan_ray.ray.train import fit
 
     steps, every = (300, 100) if args.quick else (3000, 250)
     cfg = model_config(MODELS["ring8"], 256, "cpu", steps=steps, eval_every=every)
@@ -291,7 +292,7 @@ def environment() -> dict[str, str | int]:
     return env
 
 
-def main(argv: list[str] | None = None) -> int:
+def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--device", choices=("cpu", "cuda"), default="cpu")
     p.add_argument(
@@ -315,6 +316,11 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--loader-workers", type=int, default=0, help="DataLoader workers of the reference loop")
     p.add_argument("--no-ray", action="store_true", help="skip the Ray Train overhead measurement")
     p.add_argument("--ray-only", action="store_true", help="only the Ray Train overhead measurement")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = _parser()
     args = p.parse_args(argv)
     args.repeats = args.repeats or (3 if args.quick else 7)
     args.warmup = args.warmup or (2 if args.quick else 10)

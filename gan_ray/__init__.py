@@ -1,32 +1,29 @@
 """gan_ray: train GANs at scale and find the hyperparameters that make them work.
 
-Public API: :func:`train`, :func:`sweep`, :func:`load_generator`, :func:`load_config`; the
-submodules ``losses``, ``noise``, ``metrics``.
-Heavy layers (Ray, MLflow) are imported only when their functions are called.
+Public API: :func:`train`, :func:`sweep`, :func:`load_generator`, :func:`load_config` and
+:class:`GanConfig`; the submodules ``losses``, ``noise``, ``metrics``.
+Everything is imported on first use, so ``import gan_ray`` (and ``gan-ray --help``) stays fast.
 """
 
-from gan_ray.config import GanConfig, load_config
+from __future__ import annotations
+
+from typing import Any
 
 __version__ = "0.1.0"
 __all__ = ["GanConfig", "load_config", "load_generator", "sweep", "train"]
 
-
-def train(config, **kwargs):
-    """Train one GAN; see :func:`gan_ray.api.train`."""
-    from gan_ray.api import train as _train
-
-    return _train(config, **kwargs)
-
-
-def sweep(search_space, **kwargs):
-    """Run a hyperparameter sweep and register its best generator; see :func:`gan_ray.tuning.sweep`."""
-    from gan_ray.tuning import sweep as _sweep
-
-    return _sweep(search_space, **kwargs)
+_EXPORTS = {
+    "train": "gan_ray.api",
+    "sweep": "gan_ray.api",
+    "load_generator": "gan_ray.api",
+    "load_config": "gan_ray.config",
+    "GanConfig": "gan_ray.config",
+}
 
 
-def load_generator(uri, **kwargs):
-    """Load a trained generator to sample from; see :func:`gan_ray.sampling.load_generator`."""
-    from gan_ray.sampling import load_generator as _load_generator
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        import importlib
 
-    return _load_generator(uri, **kwargs)
+        return getattr(importlib.import_module(_EXPORTS[name]), name)
+    raise AttributeError(f"module 'gan_ray' has no attribute {name!r}")

@@ -1,26 +1,33 @@
-"""The public entry points; the CLI maps one-to-one onto these."""
+"""The public entry points, and the one place that wires the floors together: the training core, the
+Ray layer and the MLflow layer never import each other; this module hands one to the other.
+The CLI maps one-to-one onto these functions.
+"""
 
 from __future__ import annotations
 
-import os
+import dataclasses
 from pathlib import Path
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
+from gan_ray import settings
 from gan_ray.config import GanConfig, load_config
-from gan_ray.datasets import check_available
+from gan_ray.data.sources import check_available
+from gan_ray.search_space import SearchSpace, load_search_space
+
+if TYPE_CHECKING:
+    from gan_ray.ray.train import RayTrainResult
+    from gan_ray.sampling import LoadedGenerator
+    from gan_ray.training.local import TrainResult
+    from gan_ray.trials import SweepResult
 
 Backend = Literal["auto", "local", "ray"]
-
-
-def _as_config(config: GanConfig | str | Path) -> GanConfig:
-    return config if isinstance(config, GanConfig) else load_config(config)
 
 
 def uses_ray(cfg: GanConfig, backend: Backend = "auto") -> bool:
     """``auto`` runs under Ray Train when the config asks for several workers or GPUs, or a cluster is set."""
     if backend != "auto":
         return backend == "ray"
-    return cfg.scaling.num_workers > 1 or cfg.scaling.use_gpu or bool(os.environ.get("RAY_ADDRESS"))
+    return cfg.scaling.num_workers > 1 or cfg.scaling.use_gpu or bool(settings.ray_address())
 
 
 def train(
@@ -33,19 +40,19 @@ def train(
     verbose: bool = True,
     tracking: bool = True,
     tracking_uri: str | None = None,
-):
+) -> TrainResult | RayTrainResult:
     """Train one GAN from a config object or YAML path.
 
-    In this process (``backend="local"``: returns a :class:`gan_ray.runner.TrainResult`) or under Ray
-    Train with ``workers`` data-parallel workers (``backend="ray"``, or ``auto`` with several workers
-    or a GPU: returns a :class:`gan_ray.distributed.RayTrainResult`). Bad configs and missing datasets
+    In this process (``backend="local"``: returns a :class:`gan_ray.training.local.TrainResult`) or under
+    Ray Train with ``workers`` data-parallel workers (``backend="ray"``, or ``auto`` with several workers
+    or a GPU: returns a :class:`gan_ray.ray.train.RayTrainResult`). Bad configs and missing datasets
     fail here, before Ray or any worker starts.
 
     With ``tracking`` (the default) the run is recorded as one MLflow run in experiment ``config.name``
     at ``tracking_uri`` (default ``$MLFLOW_TRACKING_URI`` or ``./mlflow.db``); an unreachable
     tracking server fails here too.
     """
-    cfg = _as_config(config)
+    cfg = config if isinstance(config, GanConfig) else load_config(config)
     overrides: dict[str, object] = {}
     if workers is not None:
         overrides["scaling.num_workers"] = workers
@@ -54,43 +61,81 @@ def train(
     if overrides:
         cfg = cfg.with_overrides(overrides)
     check_available(cfg.data)
-    if workers is not None or gpu:
-        backend = "ray" if backend == "auto" else backend
+    if (workers is not None or gpu) and backend == "auto":
+        backend = "ray"
+    observer = None
     if tracking:
-        from gan_ray.tracking import check_tracking_server, resolve_tracking_uri
+        from gan_ray.tracking.run import tracked_run
 
-        tracking_uri = resolve_tracking_uri(tracking_uri)
-        check_tracking_server(tracking_uri)
+        observer = tracked_run(cfg, tracking_uri)
     if uses_ray(cfg, backend):
-        return _train_ray(cfg, tracking_uri if tracking else None)
-    from gan_ray.runner import train as train_local
-    from gan_ray.tracking import tracked_observers
+        from gan_ray.ray.train import fit
 
-    observers = tracked_observers(cfg, tracking_uri) if tracking else []
-    return train_local(cfg, resume=resume, verbose=verbose, observers=observers)
+        return fit(cfg, observer=observer)
+    from gan_ray.training.local import run_local
+
+    return run_local(cfg, resume=resume, verbose=verbose, observers=[observer] if observer else [])
 
 
-def _train_ray(cfg: GanConfig, tracking_uri: str | None):
-    from gan_ray.distributed import check_cluster, fit
+def sweep(
+    space: SearchSpace | str | Path,
+    *,
+    num_samples: int | None = None,
+    resume: bool = False,
+    tracking: bool = True,
+    tracking_uri: str | None = None,
+    storage_path: str | None = None,
+    study_storage: str | None = None,
+    model_name: str | None = None,
+    register: bool = True,
+    verbose: int = 1,
+) -> SweepResult:
+    """Run the sweep ``space`` (a :class:`SearchSpace` or a YAML path) and register its best generator.
 
-    if tracking_uri is None:
-        return fit(cfg)
-    check_cluster(cfg)  # before an MLflow run exists for a run that could never start (fit checks again)
-    from gan_ray.ray_tracking import TrainRunTracker, end_run, log_checkpoint_generator, start_run
-    from gan_ray.tracking import ensure_experiment, make_client
+    Everything that can be checked is checked before a trial starts: the search space, the dataset,
+    the MLflow tracking store, the cluster. Diverged trials end as failed trials; the sweep goes on.
+    With ``tracking=False`` nothing is recorded in MLflow (and nothing registered); the result and the
+    printed summary still name the best trial.
+    """
+    from gan_ray.ray.search import study_name_for
+    from gan_ray.ray.tune import prepare_cluster, run_sweep
 
-    client = make_client(tracking_uri)
-    run_id = start_run(client, ensure_experiment(client, cfg.name, tracking_uri), cfg, cfg.name, {})
-    status, error = "failed", None
-    result = None
-    try:
-        result = fit(cfg, callbacks=[TrainRunTracker(tracking_uri, run_id)])
-        status = "diverged" if result.diverged else "completed"
-        if not result.diverged and result.checkpoint_path:
-            log_checkpoint_generator(tracking_uri, run_id, result.checkpoint_path, cfg)
-        return result
-    except BaseException as err:
-        error = f"{type(err).__name__}: {err}"
-        raise
-    finally:
-        end_run(client, run_id, status, result.history if result else [], error)
+    if not isinstance(space, SearchSpace):
+        space = load_search_space(space)
+    if num_samples is not None:
+        if num_samples < 1:
+            raise ValueError(f"num_samples must be >= 1, got {num_samples}")
+        space = dataclasses.replace(space, budget=dataclasses.replace(space.budget, num_samples=num_samples))
+    check_available(space.base.data)
+    uri = None
+    if tracking:
+        from gan_ray.tracking.store import check_tracking_server, resolve_tracking_uri
+
+        uri = resolve_tracking_uri(tracking_uri)
+        check_tracking_server(uri)
+    study_url = study_storage or settings.study_storage()
+    study_name = study_name_for(space.name, study_url, resume)
+    storage_path = storage_path or space.base.scaling.storage_path or settings.storage_path()
+    capacity = prepare_cluster(space, storage_path)  # before a parent run exists for a sweep that cannot run
+    recorder = None
+    if tracking:
+        from gan_ray.tracking.sweep import MlflowSweep
+
+        recorder = MlflowSweep(uri, space, study_name, model_name=model_name, register=register)
+    return run_sweep(
+        space,
+        study_name=study_name,
+        study_url=study_url,
+        resume=resume,
+        storage_path=storage_path,
+        recorder=recorder,
+        capacity=capacity,
+        verbose=verbose,
+    )
+
+
+def load_generator(uri: str | Path, tracking_uri: str | None = None, device: str = "cpu") -> LoadedGenerator:
+    """A trained generator to sample from; see :func:`gan_ray.sampling.load_generator`."""
+    from gan_ray.sampling import load_generator as _load
+
+    return _load(uri, tracking_uri=tracking_uri, device=device)

@@ -1,4 +1,7 @@
-"""The ``gan-ray`` command line: one subcommand per public function of :mod:`gan_ray`."""
+"""The ``gan-ray`` command line: one subcommand per public function of :mod:`gan_ray`.
+
+Nothing heavy is imported until a subcommand runs, so ``gan-ray --help`` answers at once.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +9,16 @@ import argparse
 import os
 import sys
 
-from gan_ray.cluster import ClusterError
-from gan_ray.config import ConfigError
-from gan_ray.loop import DivergedError
-from gan_ray.tracking import TrackingUnavailableError
+from gan_ray import __version__
+from gan_ray.errors import USER_ERRORS, DivergedError
+
+EXAMPLES = """examples:
+  gan-ray train gan_ray/configs/ring8.yaml --no-tracking
+  gan-ray train gan_ray/configs/ring8.yaml --workers 2
+  gan-ray sweep search_spaces/ring8.yaml
+  gan-ray sweep search_spaces/ring8.yaml --resume --num-samples 8
+  gan-ray sample --model models:/gan_ray-ring8@champion -n 2500 --out ring8.png
+"""
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -33,12 +42,13 @@ def _train(args: argparse.Namespace) -> int:
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    from gan_ray.tuning import sweep
+    from gan_ray.api import sweep
 
     result = sweep(
         args.search_space,
         num_samples=args.num_samples,
         resume=args.resume,
+        tracking=not args.no_tracking,
         tracking_uri=args.tracking_uri,
         storage_path=args.storage_path,
         study_storage=args.study_storage,
@@ -50,7 +60,7 @@ def _sweep(args: argparse.Namespace) -> int:
 def _sample(args: argparse.Namespace) -> int:
     # A model is a handful of small files: MLflow's per-file progress bars are only noise here.
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
-    from gan_ray.sampling import load_generator
+    from gan_ray.api import load_generator
 
     generator = load_generator(args.model, tracking_uri=args.tracking_uri, device=args.device)
     path = generator.save(generator.sample(args.num_samples, seed=args.seed), args.out)
@@ -59,7 +69,14 @@ def _sample(args: argparse.Namespace) -> int:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="gan-ray", description=__doc__)
+    parser = argparse.ArgumentParser(
+        prog="gan-ray",
+        description="Train GANs with Ray Train, search their hyperparameters with Ray Tune + Optuna, "
+        "and track every run in MLflow.",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"gan-ray {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="train one GAN from a YAML config")
@@ -102,6 +119,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="Optuna RDB URL (default $GAN_RAY_OPTUNA_STORAGE or ./optuna.db)",
     )
     p.add_argument("--model-name", default=None, help="registered model name (default gan_ray-<sweep name>)")
+    p.add_argument(
+        "--no-tracking",
+        action="store_true",
+        help="record nothing in MLflow (the summary still names the best)",
+    )
     p.set_defaults(func=_sweep)
 
     p = sub.add_parser("sample", help="draw samples from a trained generator into a PNG")
@@ -113,7 +135,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-n", "--num-samples", type=int, default=64, help="how many samples (default 64)")
     p.add_argument("--out", default="samples.png", help="PNG to write (default samples.png)")
     p.add_argument("--seed", type=int, default=None, help="noise seed: the same seed gives the same samples")
-    p.add_argument("--tracking-uri", default=None, help="MLflow tracking URI (default $MLFLOW_TRACKING_URI)")
+    p.add_argument(
+        "--tracking-uri", default=None, help="MLflow URI (default $MLFLOW_TRACKING_URI or ./mlflow.db)"
+    )
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
     p.set_defaults(func=_sample)
     return parser
@@ -123,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return args.func(args)
-    except (ConfigError, FileNotFoundError, TrackingUnavailableError, ClusterError) as err:
+    except USER_ERRORS as err:
         print(f"gan-ray: error: {err}", file=sys.stderr)
         return 2
     except DivergedError as err:

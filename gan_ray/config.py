@@ -14,8 +14,9 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from gan_ray.datasets import DATASETS, IMAGE_DATASETS, MIXTURE_DATASETS
-from gan_ray.losses import get_loss
+from gan_ray.data.catalog import DATASETS, DatasetInfo, dataset_info
+from gan_ray.errors import ConfigError
+from gan_ray.losses import LOSSES, get_loss, loss_param_names
 from gan_ray.noise import NOISE
 
 
@@ -51,10 +52,6 @@ def yaml_error_line(err: yaml.YAMLError, source: str | Path) -> str:
     return f"{where}: not valid YAML: {problem}" + (f" ({context})" if context else "")
 
 
-class ConfigError(ValueError):
-    """A configuration that cannot be run; the message names the field, the value and what is allowed."""
-
-
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
@@ -76,8 +73,13 @@ class DataConfig(_Strict):
         return v
 
     @property
+    def info(self) -> DatasetInfo:
+        """The dataset's catalog entry (kind, shape, default objective)."""
+        return dataset_info(self.name)
+
+    @property
     def is_mixture(self) -> bool:
-        return self.name in MIXTURE_DATASETS
+        return self.info.is_mixture
 
 
 class ModelConfig(_Strict):
@@ -193,14 +195,14 @@ class GanConfig(_Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> GanConfig:
-        family = self.model_family
-        if family == "mlp" and self.data.name in IMAGE_DATASETS:
+        info = dataset_info(self.data.name)
+        wanted = "mlp" if info.is_mixture else "dcgan"
+        if self.model.family not in ("auto", wanted):
+            kind = "2-D mixtures" if self.model.family == "mlp" else "images"
             raise ValueError(
-                f"model.family 'mlp' is for 2-D mixtures; dataset {self.data.name!r} needs 'dcgan'"
+                f"model.family {self.model.family!r} is for {kind}; dataset {self.data.name!r} needs {wanted!r}"
             )
-        if family == "dcgan" and self.data.name in MIXTURE_DATASETS:
-            raise ValueError(f"model.family 'dcgan' is for images; dataset {self.data.name!r} needs 'mlp'")
-        if self.data.name in IMAGE_DATASETS and self.data.name != "digits" and self.data.root is None:
+        if info.needs_root and self.data.root is None:
             raise ValueError(
                 f"data.root is required for dataset {self.data.name!r} (a torchvision root folder)"
             )
@@ -210,7 +212,7 @@ class GanConfig(_Strict):
     def model_family(self) -> str:
         if self.model.family != "auto":
             return self.model.family
-        return "mlp" if self.data.name in MIXTURE_DATASETS else "dcgan"
+        return "mlp" if self.data.is_mixture else "dcgan"
 
     @property
     def noise_dim(self) -> int:
@@ -262,8 +264,6 @@ def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
 
 def known_keys() -> set[str]:
     """Every dotted key a config (or a search space) may set. Loss parameters are ``loss.params.NAME``."""
-    from gan_ray.losses import LOSSES, loss_param_names
-
     keys = {k for k in _flatten(GanConfig().model_dump(mode="json")) if not k.startswith("loss.params")}
     keys |= {"noise.dim", "data.root", "data.image_size", "scaling.storage_path"}
     keys |= {f"loss.params.{p}" for name in LOSSES for p in loss_param_names(name)}

@@ -15,13 +15,13 @@ from pathlib import Path
 import torch
 from torch import Tensor
 
-from gan_ray.checkpoint import CHECKPOINT_FILE, load_checkpoint
 from gan_ray.config import GanConfig, read_yaml, validate_config
-from gan_ray.loop import resolve_device
 from gan_ray.models import generator_from_state
 from gan_ray.noise import get_noise
-from gan_ray.registry import CONFIG_FILE, EXTRA_FILES_DIR, STATE_FILE, download_model
-from gan_ray.tracking import check_tracking_server, resolve_tracking_uri
+from gan_ray.tracking.model import CONFIG_FILE, EXTRA_FILES_DIR, STATE_FILE, download_model
+from gan_ray.tracking.store import check_tracking_server, resolve_tracking_uri
+from gan_ray.training.checkpoint import CHECKPOINT_FILE, load_checkpoint
+from gan_ray.training.loop import resolve_device
 from gan_ray.visualize import save_samples
 
 PT2_FILE = "data/model.pt2"  # where mlflow.pytorch puts the exported program
@@ -75,7 +75,7 @@ def load_generator(uri: str | Path, tracking_uri: str | None = None, device: str
     """Load a generator from ``models:/NAME@champion``, ``models:/NAME/3``, ``models:/<model id>``,
     ``runs:/<run id>/generator``, a logged model folder, a training output folder or a checkpoint file.
 
-    ``tracking_uri`` is used for models:/ and runs:/ URIs (default: :func:`gan_ray.tracking.resolve_tracking_uri`).
+    ``tracking_uri`` is used for models:/ and runs:/ URIs (default: :func:`gan_ray.tracking.store.resolve_tracking_uri`).
     """
     target = resolve_device(device)
     local = Path(uri)

@@ -23,7 +23,6 @@ from typing import Any, Literal
 import yaml
 
 from gan_ray.config import (
-    ConfigError,
     GanConfig,
     YamlLoader,
     known_keys,
@@ -32,7 +31,8 @@ from gan_ray.config import (
     validate_config,
     yaml_error_line,
 )
-from gan_ray.metrics import objective_for, reported_metrics
+from gan_ray.errors import ConfigError, SearchSpaceError
+from gan_ray.objective import Objective
 
 DISTRIBUTIONS = ("log_uniform", "uniform", "int", "log_int", "choice")
 TOP_LEVEL = (
@@ -46,10 +46,6 @@ TOP_LEVEL = (
     "search",
     "scheduler",
 )
-
-
-class SearchSpaceError(ConfigError):
-    """A sweep file that cannot run; the message says file:line and the key."""
 
 
 @dataclass(frozen=True)
@@ -102,8 +98,7 @@ class SearchSpace:
     name: str
     base: GanConfig
     params: tuple[Param, ...]
-    metric: str
-    mode: Literal["min", "max"]
+    objective: Objective
     budget: Budget
     sampler: Literal["tpe", "random"] = "tpe"
     seed: int = 0
@@ -117,24 +112,6 @@ class SearchSpace:
     # A choice parameter whose every value gets the same number of trials (num_samples each), drawn at
     # random: the fair-comparison protocol of Lucic et al. (2018) when it is loss.name.
     stratify: str | None = None
-
-    def stratified_points(self, seed_offset: int = 0) -> list[dict[str, Any]]:
-        """``budget.num_samples`` random points for each value of ``stratify`` (seeded by ``seed``;
-        a resumed study passes its trial count as ``seed_offset`` so it draws new points)."""
-        import optuna
-
-        assert self.stratify is not None
-        values = next(p.choices for p in self.params if p.key == self.stratify)
-        study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=self.seed + seed_offset))
-        points = []
-        for _ in range(self.budget.num_samples):
-            for value in values:
-                study.enqueue_trial({self.stratify: value})
-                trial = study.ask()
-                self.define_by_run(trial)
-                points.append(dict(trial.params))
-                study.tell(trial, 0.0)
-        return points
 
     def trial_config(self, values: dict[str, Any]) -> GanConfig:
         """The config a trial trains with: the base plus the sampled values (dotted keys).
@@ -214,24 +191,11 @@ class _Reader:
 
 def _param(reader: _Reader, key: str, spec: Any, allowed_keys: set[str]) -> Param:
     path = ("parameters", key)
-    if key not in allowed_keys:
-        near = (
-            sorted(k for k in allowed_keys if k.split(".")[-1] == key.split(".")[-1])
-            or sorted(allowed_keys)[:0]
-        )
-        hint = (
-            f"; did you mean {near}?" if near else "; see gan_ray.config.known_keys() for the searchable keys"
-        )
-        raise reader.fail(path, f"unknown parameter {key!r}{hint}")
+    _check_key(reader, path, key, allowed_keys)
     if not isinstance(spec, dict):
         return Param(key, "fixed", value=spec)
     spec = dict(spec)
-    when_raw = spec.pop("when", None)
-    when: dict[str, tuple[Any, ...]] = {}
-    if when_raw is not None:
-        if not isinstance(when_raw, dict) or not when_raw:
-            raise reader.fail(path + ("when",), "expected a mapping like {loss.name: wasserstein}")
-        when = {k: tuple(v) if isinstance(v, list) else (v,) for k, v in when_raw.items()}
+    when = _when(reader, path, spec.pop("when", None))
     if "value" in spec and len(spec) == 1:
         return Param(key, "fixed", value=spec["value"], when=when)
     if "same_as" in spec and len(spec) == 1:
@@ -239,27 +203,47 @@ def _param(reader: _Reader, key: str, spec: Any, allowed_keys: set[str]) -> Para
             raise reader.fail(path + ("same_as",), f"unknown parameter {spec['same_as']!r}")
         return Param(key, "same_as", value=spec["same_as"], when=when)
     kinds = [k for k in spec if k in DISTRIBUTIONS]
-    extra = [k for k in spec if k not in DISTRIBUTIONS]
-    if len(kinds) != 1 or extra:
+    if len(kinds) != 1 or len(spec) != 1:
         raise reader.fail(
             path, f"expected exactly one of {list(DISTRIBUTIONS)} (plus optional 'when'), got {sorted(spec)}"
         )
     kind = kinds[0]
-    arg = spec[kind]
     if kind == "choice":
-        if not isinstance(arg, list) or not arg:
+        if not isinstance(spec[kind], list) or not spec[kind]:
             raise reader.fail(path + (kind,), "choice needs a non-empty list")
-        return Param(key, kind, choices=tuple(arg), when=when)
+        return Param(key, kind, choices=tuple(spec[kind]), when=when)
+    low, high = _range(reader, path + (kind,), kind, spec[kind])
+    return Param(key, kind, low=low, high=high, when=when)
+
+
+def _check_key(reader: _Reader, path: tuple[str, ...], key: str, allowed_keys: set[str]) -> None:
+    if key in allowed_keys:
+        return
+    near = sorted(k for k in allowed_keys if k.split(".")[-1] == key.split(".")[-1])
+    hint = f"; did you mean {near}?" if near else "; see gan_ray.config.known_keys() for the searchable keys"
+    raise reader.fail(path, f"unknown parameter {key!r}{hint}")
+
+
+def _when(reader: _Reader, path: tuple[str, ...], raw: Any) -> dict[str, tuple[Any, ...]]:
+    if raw is None:
+        return {}
+    if not isinstance(raw, dict) or not raw:
+        raise reader.fail(path + ("when",), "expected a mapping like {loss.name: wasserstein}")
+    return {k: tuple(v) if isinstance(v, list) else (v,) for k, v in raw.items()}
+
+
+def _range(reader: _Reader, path: tuple[str, ...], kind: str, arg: Any) -> tuple[float, float]:
+    """The [low, high] of a numeric distribution, checked for its kind."""
     if not (isinstance(arg, list) and len(arg) == 2 and all(isinstance(x, (int, float)) for x in arg)):
-        raise reader.fail(path + (kind,), f"{kind} needs [low, high] numbers, got {arg!r}")
+        raise reader.fail(path, f"{kind} needs [low, high] numbers, got {arg!r}")
     low, high = float(arg[0]), float(arg[1])
     if not (math.isfinite(low) and math.isfinite(high)) or not low < high:
-        raise reader.fail(path + (kind,), f"empty range [{arg[0]}, {arg[1]}]: low must be < high")
+        raise reader.fail(path, f"empty range [{arg[0]}, {arg[1]}]: low must be < high")
     if kind.startswith("log") and low <= 0:
-        raise reader.fail(path + (kind,), f"{kind} needs low > 0, got {arg[0]}")
+        raise reader.fail(path, f"{kind} needs low > 0, got {arg[0]}")
     if kind in ("int", "log_int") and not (low.is_integer() and high.is_integer()):
-        raise reader.fail(path + (kind,), f"{kind} needs integer bounds, got {arg!r}")
-    return Param(key, kind, low=low, high=high, when=when)
+        raise reader.fail(path, f"{kind} needs integer bounds, got {arg!r}")
+    return low, high
 
 
 def _check_conditions(reader: _Reader, params: list[Param]) -> None:
@@ -349,6 +333,7 @@ def _positive(
 
 
 def parse_search_space(text: str, source: str = "<string>", base_dir: Path | None = None) -> SearchSpace:
+    """A validated :class:`SearchSpace` from YAML ``text``; errors say ``source:line``, the key and why."""
     data, lines = _compose(text, source)
     reader = _Reader(source, lines)
     if not isinstance(data, dict):
@@ -359,74 +344,99 @@ def parse_search_space(text: str, source: str = "<string>", base_dir: Path | Non
     name = data.get("name")
     if not isinstance(name, str) or not name or "/" in name:
         raise reader.fail(("name",), f"expected a non-empty name without '/', got {name!r}")
+    base = _read_base(reader, data, source, base_dir)
+    base = base.with_overrides({"name": name}) if base.name == "gan" else base
+    params = _read_params(reader, data.get("parameters"))
+    budget = _read_budget(reader, data.get("budget") or {})
+    space = SearchSpace(
+        name=name,
+        base=_apply_budget(reader, base, budget),
+        params=tuple(params),
+        objective=_read_objective(reader, data.get("objective") or {}, base),
+        budget=budget,
+        source=Path(source) if source != "<string>" else None,
+        description=str(data.get("description", "")),
+        **_read_search(reader, data.get("search") or {}, params),
+        **_read_scheduler(reader, data.get("scheduler") or {}),
+    )
+    _check_branches(reader, space)
+    return space
 
-    if "base_config" in data:
-        base_path = Path(data["base_config"])
-        if not base_path.is_absolute() and base_dir is not None:
-            base_path = base_dir / base_path
+
+def _read_base(reader: _Reader, data: dict[str, Any], source: str, base_dir: Path | None) -> GanConfig:
+    if "base_config" not in data:
         try:
-            base = load_config(base_path)
-        except ConfigError as err:
-            raise reader.fail(("base_config",), str(err)) from None
-        if "base" in data:
-            raise reader.fail(("base",), "give either 'base' or 'base_config', not both")
-    else:
-        try:
-            base = validate_config(data.get("base") or {}, source=f" in {source} (base)")
+            return validate_config(data.get("base") or {}, source=f" in {source} (base)")
         except ConfigError as err:
             raise reader.fail(("base",), str(err)) from None
-    base = base.with_overrides({"name": name}) if base.name == "gan" else base
+    if "base" in data:
+        raise reader.fail(("base",), "give either 'base' or 'base_config', not both")
+    base_path = Path(data["base_config"])
+    if not base_path.is_absolute() and base_dir is not None:
+        base_path = base_dir / base_path
+    try:
+        return load_config(base_path)
+    except ConfigError as err:
+        raise reader.fail(("base_config",), str(err)) from None
 
-    raw_params = data.get("parameters")
-    if not isinstance(raw_params, dict) or not raw_params:
+
+def _read_params(reader: _Reader, raw: Any) -> list[Param]:
+    if not isinstance(raw, dict) or not raw:
         raise reader.fail(("parameters",), "expected a mapping of dotted config keys to distributions")
     allowed = known_keys()
-    params = [_param(reader, str(k), v, allowed) for k, v in raw_params.items()]
+    params = [_param(reader, str(k), v, allowed) for k, v in raw.items()]
     _check_conditions(reader, params)
+    return params
 
-    objective = data.get("objective") or {}
-    default_metric, default_mode = objective_for(base.data.name)
-    metric = objective.get("metric", default_metric) if isinstance(objective, dict) else None
-    mode = objective.get("mode", default_mode) if isinstance(objective, dict) else None
+
+def _read_objective(reader: _Reader, raw: Any, base: GanConfig) -> Objective:
+    info = base.data.info
+    if not isinstance(raw, dict):
+        raise reader.fail(("objective",), "expected {metric: NAME, mode: min|max}")
+    metric = raw.get("metric", info.objective.metric)
+    mode = raw.get("mode", info.objective.mode)
     if not isinstance(metric, str) or mode not in ("min", "max"):
         raise reader.fail(("objective",), "expected {metric: NAME, mode: min|max}")
-    if metric not in reported_metrics(base.data.name):
+    if metric not in info.reported_metrics:
         raise reader.fail(
             ("objective", "metric"),
-            f"{metric!r} is not reported for {base.data.name!r}; expected one of {list(reported_metrics(base.data.name))}",
+            f"{metric!r} is not reported for {base.data.name!r}; expected one of {list(info.reported_metrics)}",
         )
+    return Objective(metric, mode)
 
-    b = data.get("budget") or {}
+
+def _read_budget(reader: _Reader, b: Any) -> Budget:
     if not isinstance(b, dict):
         raise reader.fail(("budget",), "expected a mapping")
-    bad_budget = sorted(set(b) - set(Budget.__dataclass_fields__))
-    if bad_budget:
+    bad = sorted(set(b) - set(Budget.__dataclass_fields__))
+    if bad:
         raise reader.fail(
-            ("budget", bad_budget[0]), f"unknown key; expected some of {list(Budget.__dataclass_fields__)}"
+            ("budget", bad[0]), f"unknown key; expected some of {list(Budget.__dataclass_fields__)}"
         )
+
+    def number(key: str, default: Any, kind: type, allow_zero: bool = False) -> Any:
+        return _positive(reader, ("budget", key), b.get(key, default), kind, allow_zero=allow_zero)
+
+    concurrent = b.get("max_concurrent_trials")
     budget = Budget(
-        num_samples=_positive(reader, ("budget", "num_samples"), b.get("num_samples", 16), int),
-        max_concurrent_trials=(
-            None
-            if b.get("max_concurrent_trials") is None
-            else _positive(reader, ("budget", "max_concurrent_trials"), b["max_concurrent_trials"], int)
-        ),
-        workers_per_trial=_positive(
-            reader, ("budget", "workers_per_trial"), b.get("workers_per_trial", 1), int
-        ),
-        cpus_per_worker=_positive(
-            reader, ("budget", "cpus_per_worker"), b.get("cpus_per_worker", 1.0), float
-        ),
-        gpus_per_worker=_positive(
-            reader, ("budget", "gpus_per_worker"), b.get("gpus_per_worker", 0.0), float, allow_zero=True
-        ),
+        num_samples=number("num_samples", 16, int),
+        max_concurrent_trials=None if concurrent is None else number("max_concurrent_trials", None, int),
+        workers_per_trial=number("workers_per_trial", 1, int),
+        cpus_per_worker=number("cpus_per_worker", 1.0, float),
+        gpus_per_worker=number("gpus_per_worker", 0.0, float, allow_zero=True),
     )
     if budget.gpus_per_worker > 1:
         raise reader.fail(
             ("budget", "gpus_per_worker"), "a DDP worker uses at most one GPU (a fraction packs trials)"
         )
-    try:  # the config's own rules (e.g. a GPU fraction only for 1-worker trials), pointed at the budget
-        base = base.with_overrides(
+    return budget
+
+
+def _apply_budget(reader: _Reader, base: GanConfig, budget: Budget) -> GanConfig:
+    """The base config with the budget's scaling; the config's own rules (e.g. a GPU fraction only for
+    1-worker trials) are checked here and pointed at the budget."""
+    try:
+        return base.with_overrides(
             {
                 "scaling.num_workers": budget.workers_per_trial,
                 "scaling.cpus_per_worker": budget.cpus_per_worker,
@@ -437,11 +447,13 @@ def parse_search_space(text: str, source: str = "<string>", base_dir: Path | Non
     except ConfigError as err:
         raise reader.fail(("budget",), str(err)) from None
 
-    search = data.get("search") or {}
-    sampler = search.get("sampler", "tpe") if isinstance(search, dict) else None
+
+def _read_search(reader: _Reader, search: Any, params: list[Param]) -> dict[str, Any]:
+    if not isinstance(search, dict):
+        raise reader.fail(("search",), "expected a mapping like {sampler: tpe, seed: 0}")
+    sampler = search.get("sampler", "tpe")
     if sampler not in ("tpe", "random"):
         raise reader.fail(("search", "sampler"), f"expected 'tpe' or 'random', got {sampler!r}")
-    seed = search.get("seed", 0)
     initial_points = _initial_points(reader, search.get("initial_points") or [], params)
     stratify = search.get("stratify")
     if stratify is not None:
@@ -454,36 +466,21 @@ def parse_search_space(text: str, source: str = "<string>", base_dir: Path | Non
             raise reader.fail(
                 ("search", "stratify"), "stratify draws every point itself; drop initial_points"
             )
-    sched = data.get("scheduler") or {}
+    seed = _positive(reader, ("search", "seed"), search.get("seed", 0), int, allow_zero=True)
+    return {"sampler": sampler, "seed": seed, "initial_points": initial_points, "stratify": stratify}
+
+
+def _read_scheduler(reader: _Reader, sched: Any) -> dict[str, Any]:
     if not isinstance(sched, dict):
         raise reader.fail(("scheduler",), "expected a mapping like {type: asha, grace_period: 2}")
     sched_type = sched.get("type", "asha")
     if sched_type not in ("asha", "none"):
         raise reader.fail(("scheduler", "type"), f"expected 'asha' or 'none', got {sched_type!r}")
-
-    space = SearchSpace(
-        name=name,
-        base=base,
-        params=tuple(params),
-        metric=metric,
-        mode=mode,
-        budget=budget,
-        sampler=sampler,
-        seed=int(seed),
-        scheduler=sched_type,
-        grace_period=_positive(reader, ("scheduler", "grace_period"), sched.get("grace_period", 1), int),
-        reduction_factor=_positive(
-            reader, ("scheduler", "reduction_factor"), sched.get("reduction_factor", 3), int
-        ),
-        source=Path(source) if source != "<string>" else None,
-        description=str(data.get("description", "")),
-        initial_points=initial_points,
-        stratify=stratify,
-    )
-    if space.reduction_factor < 2:
-        raise reader.fail(("scheduler", "reduction_factor"), f"must be >= 2, got {space.reduction_factor}")
-    _check_branches(reader, space)
-    return space
+    grace = _positive(reader, ("scheduler", "grace_period"), sched.get("grace_period", 1), int)
+    factor = _positive(reader, ("scheduler", "reduction_factor"), sched.get("reduction_factor", 3), int)
+    if factor < 2:
+        raise reader.fail(("scheduler", "reduction_factor"), f"must be >= 2, got {factor}")
+    return {"scheduler": sched_type, "grace_period": grace, "reduction_factor": factor}
 
 
 def load_search_space(path: str | Path) -> SearchSpace:

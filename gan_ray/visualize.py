@@ -6,15 +6,16 @@ import math
 from collections.abc import Sequence
 from pathlib import Path
 
-import matplotlib
+import torch
+from matplotlib.figure import Figure
+from torch import Tensor
+from torchvision.utils import save_image
 
-matplotlib.use("Agg")  # headless: workers and CI have no display
-import matplotlib.pyplot as plt  # noqa: E402
-import torch  # noqa: E402
-from torch import Tensor  # noqa: E402
-from torchvision.utils import save_image  # noqa: E402
+from gan_ray.data.catalog import dataset_info
+from gan_ray.data.mixtures import mixture
 
-from gan_ray.datasets import MIXTURE_DATASETS, mixture  # noqa: E402
+# Figures are built with matplotlib's object API, not pyplot: no global backend to switch, nothing
+# that needs a display, and nothing shared between threads.
 
 
 def save_samples(samples: Tensor, path: str | Path, dataset_name: str, max_images: int = 64) -> Path:
@@ -22,7 +23,7 @@ def save_samples(samples: Tensor, path: str | Path, dataset_name: str, max_image
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     samples = samples.detach().float().cpu()
-    if dataset_name in MIXTURE_DATASETS:
+    if dataset_info(dataset_name).is_mixture:
         _scatter(samples, path, dataset_name)
     else:
         images = samples[:max_images]
@@ -35,7 +36,8 @@ def save_samples(samples: Tensor, path: str | Path, dataset_name: str, max_image
 def _scatter(samples: Tensor, path: Path, dataset_name: str) -> None:
     modes = mixture(dataset_name).modes
     span = float(modes.abs().max()) * 1.5
-    fig, ax = plt.subplots(figsize=(5, 5))
+    fig = Figure(figsize=(5, 5))
+    ax = fig.subplots()
     finite = samples[torch.isfinite(samples).all(dim=1)]
     ax.scatter(finite[:, 0], finite[:, 1], s=2, alpha=0.4, label="generated")
     ax.scatter(modes[:, 0], modes[:, 1], s=30, c="red", marker="x", label="modes")
@@ -45,7 +47,6 @@ def _scatter(samples: Tensor, path: Path, dataset_name: str) -> None:
     ax.legend(loc="upper right", fontsize=8)
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
 
 
 def save_loss_curves(history: Sequence[dict[str, float]], path: str | Path) -> Path:
@@ -53,7 +54,8 @@ def save_loss_curves(history: Sequence[dict[str, float]], path: str | Path) -> P
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     steps = [h["step"] for h in history]
-    fig, ax = plt.subplots(figsize=(6, 4))
+    fig = Figure(figsize=(6, 4))
+    ax = fig.subplots()
     for key in ("loss_d", "loss_g"):
         ax.plot(steps, [h[key] for h in history], marker=".", label=key)
     ax.set_xlabel("step (G-steps)")
@@ -61,5 +63,4 @@ def save_loss_curves(history: Sequence[dict[str, float]], path: str | Path) -> P
     ax.legend()
     fig.tight_layout()
     fig.savefig(path, dpi=100)
-    plt.close(fig)
     return path

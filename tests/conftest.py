@@ -43,7 +43,7 @@ def one_thread():
 def store(tmp_path_factory) -> str:
     """A fresh SQLite MLflow store per module. Creating MLflow's tables takes seconds, so they are
     created once per session in a template database that each module copies."""
-    from gan_ray.tracking import make_client
+    from gan_ray.tracking.store import make_client
 
     template = tmp_path_factory.getbasetemp() / "mlflow-template.db"
     if not template.exists():

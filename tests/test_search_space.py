@@ -146,7 +146,9 @@ def test_same_as_ties_a_parameter_and_stratify_gives_every_value_the_same_budget
     )
     text += "budget: {num_samples: 3}\nsearch: {sampler: random, stratify: loss.name}\n"
     space = parse_search_space(text)
-    points = space.stratified_points()
+    from gan_ray.ray.search import stratified_points
+
+    points = stratified_points(space)
     assert len(points) == 9
     assert sorted(p["loss.name"] for p in points) == sorted(["non_saturating", "wasserstein", "wgan_gp"] * 3)
     assert len({p["optim.lr_g"] for p in points}) == 9  # random draws, not one point repeated
@@ -154,7 +156,7 @@ def test_same_as_ties_a_parameter_and_stratify_gives_every_value_the_same_budget
         cfg = space.trial_config(space.resolve(p))
         assert cfg.optim.lr_d == cfg.optim.lr_g == p["optim.lr_g"]
         assert ("clip" in cfg.loss.params) == (p["loss.name"] == "wasserstein")
-    assert space.stratified_points(seed_offset=9) != points
+    assert stratified_points(space, seed_offset=9) != points
     with pytest.raises(SearchSpaceError, match="unconditional choice"):
         parse_search_space(GOOD + "search: {stratify: optim.lr_g}\n")
 
@@ -162,8 +164,8 @@ def test_same_as_ties_a_parameter_and_stratify_gives_every_value_the_same_budget
 def test_fractional_gpu_budget_packs_single_worker_trials_in_ray_terms(tmp_path):
     # What a gpus_per_worker fraction in the file becomes: each trial's Ray Train worker asks for that
     # share of a GPU over NCCL, and as many trials run at once as the cluster's GPUs hold.
-    from gan_ray.distributed import make_trainer
-    from gan_ray.tuning import max_concurrent
+    from gan_ray.ray.train import make_trainer
+    from gan_ray.ray.tune import max_concurrent
 
     space = parse_search_space(GOOD + "budget: {num_samples: 8, gpus_per_worker: 0.25, cpus_per_worker: 2}\n")
     scaling = space.base.scaling

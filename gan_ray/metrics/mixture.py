@@ -13,7 +13,7 @@ import math
 import torch
 from torch import Tensor
 
-from gan_ray.datasets import mixture
+from gan_ray.data.mixtures import mixture
 
 
 @torch.no_grad()

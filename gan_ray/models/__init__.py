@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from torch import nn
 
-from gan_ray.datasets import data_shape
+from gan_ray.config import GanConfig
 from gan_ray.models.dcgan import DCGANDiscriminator, DCGANGenerator
 from gan_ray.models.mlp import MLPDiscriminator, MLPGenerator
-
-if TYPE_CHECKING:
-    from gan_ray.config import GanConfig
 
 __all__ = [
     "DCGANDiscriminator",
@@ -21,11 +16,17 @@ __all__ = [
     "build_models",
     "build_generator",
     "generator_from_state",
+    "unwrap",
 ]
 
 
+def unwrap(module: nn.Module) -> nn.Module:
+    """The module inside a DDP (or similar) wrapper, or the module itself."""
+    return getattr(module, "module", module)
+
+
 def build_generator(cfg: GanConfig) -> nn.Module:
-    shape = data_shape(cfg.data)
+    shape = cfg.data.info.sample_shape(cfg.data.image_size)
     if cfg.model_family == "mlp":
         return MLPGenerator(cfg.noise_dim, shape[0], cfg.model.hidden_dim, cfg.model.hidden_layers)
     return DCGANGenerator(cfg.noise_dim, shape[0], shape[1], cfg.model.g_filters)
@@ -40,7 +41,7 @@ def generator_from_state(cfg: GanConfig, state: dict) -> nn.Module:
 
 def build_models(cfg: GanConfig) -> tuple[nn.Module, nn.Module]:
     """(G, D) for the config's data shape and model family, freshly initialised."""
-    shape = data_shape(cfg.data)
+    shape = cfg.data.info.sample_shape(cfg.data.image_size)
     g = build_generator(cfg)
     if cfg.model_family == "mlp":
         d = MLPDiscriminator(shape[0], cfg.model.hidden_dim, cfg.model.hidden_layers, cfg.model.d_dropout)

@@ -1,0 +1,126 @@
+"""Image datasets as one tensor in [-1, 1]: scikit-learn's 8x8 digits, and torchvision's MNIST,
+Fashion-MNIST and CIFAR-10 read from a local root (downloaded only when asked)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from gan_ray.data.catalog import IMAGE_DATASETS, DataSpec, dataset_info
+from gan_ray.errors import DatasetNotFoundError
+
+
+class TensorSource:
+    """Batches drawn uniformly with replacement, by index, from a tensor kept on the device."""
+
+    def __init__(self, data: Tensor, device: torch.device | str = "cpu"):
+        if data.shape[0] == 0:
+            raise ValueError("dataset is empty")
+        self.data = data.to(device)
+        self.shape = tuple(data.shape[1:])
+
+    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        idx = torch.randint(0, self.data.shape[0], (n,), device=self.data.device, generator=generator)
+        return self.data[idx]
+
+
+def load_digits() -> tuple[Tensor, Tensor]:
+    """scikit-learn's bundled 8x8 digits (1797 images) as ((N, 1, 8, 8) in [-1, 1], labels (N,))."""
+    from sklearn.datasets import load_digits as _load
+
+    digits = _load()
+    x = torch.from_numpy(digits.images).float()
+    return (x / 16.0 * 2 - 1).unsqueeze(1), torch.from_numpy(digits.target).long()
+
+
+def _torchvision_class(name: str):
+    import torchvision.datasets as tvd
+
+    return getattr(tvd, dataset_info(name).torchvision_class)
+
+
+def expected_files(name: str, root: str | Path) -> list[Path]:
+    """The files torchvision reads for dataset ``name`` under ``root`` (both splits)."""
+    cls = _torchvision_class(name)
+    root = Path(root).expanduser()
+    if hasattr(cls, "resources"):  # the MNIST family: ROOT/<Class>/raw/<file>, unpacked
+        raw = root / cls.__name__ / "raw"
+        return [raw / Path(url).name.removesuffix(".gz") for url, _ in cls.resources]
+    # CIFAR: ROOT/<base_folder>/<batch files>
+    return [root / cls.base_folder / f for f, _ in (*cls.train_list, *cls.test_list)]
+
+
+def check_files(name: str, root: str | Path | None, download: bool = False) -> None:
+    """Raise :class:`DatasetNotFoundError` unless dataset ``name``'s own files are under ``root``.
+
+    The files, not just the folder: a root holding Fashion-MNIST must not pass for MNIST.
+    Nothing to check for generated data, digits (bundled), or when a download is asked for.
+    """
+    if not dataset_info(name).needs_root or download:
+        return
+    root = Path(root or "").expanduser()
+    if not root.is_dir():
+        raise DatasetNotFoundError(_missing_message(name, root, "the folder does not exist"))
+    missing = [p for p in expected_files(name, root) if not p.is_file()]
+    if missing:
+        shown = ", ".join(str(p.relative_to(root)) for p in missing[:3])
+        more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
+        raise DatasetNotFoundError(_missing_message(name, root, f"missing {shown}{more}"))
+
+
+def _missing_message(name: str, root: Path, why: str) -> str:
+    return (
+        f"dataset {name!r} not found under data.root {str(root)!r} ({why}); point data.root at a "
+        f"torchvision root holding its files, or set data.download: true on a machine with internet access"
+    )
+
+
+def load_torchvision(
+    name: str, root: str | Path, download: bool = False, train: bool = True
+) -> tuple[Tensor, Tensor]:
+    """MNIST / Fashion-MNIST / CIFAR-10 from a local torchvision root, as ((N, C, H, W) in [-1, 1], labels).
+
+    Downloads only when ``download`` is set; missing files are an error, never a network wait.
+    """
+    check_files(name, root, download)
+    try:
+        ds = _torchvision_class(name)(str(Path(root).expanduser()), train=train, download=download)
+    except RuntimeError as err:  # torchvision's "Dataset not found or corrupted"
+        raise DatasetNotFoundError(_missing_message(name, Path(root), str(err))) from None
+    data = torch.as_tensor(ds.data)
+    if data.dim() == 3:  # MNIST-style (N, H, W) uint8
+        data = data.unsqueeze(1)
+    else:  # CIFAR (N, H, W, C) uint8
+        data = data.permute(0, 3, 1, 2)
+    images = data.float().div_(127.5).sub_(1.0).contiguous()
+    return images, torch.as_tensor(ds.targets).long()
+
+
+def resize(images: Tensor, size: int | None) -> Tensor:
+    if size is None or images.shape[-1] == size:
+        return images
+    return F.interpolate(
+        images, size=(size, size), mode="bilinear", antialias=True, align_corners=False
+    ).clamp_(-1, 1)
+
+
+def load_labelled(spec: DataSpec, train: bool = True) -> tuple[Tensor, Tensor]:
+    """(images (N, C, H, W) in [-1, 1] resized to ``spec.image_size``, int64 labels (N,)).
+
+    Digits has a single split, so ``train`` is ignored for it.
+    """
+    if spec.name not in IMAGE_DATASETS:
+        raise ValueError(f"{spec.name!r} is not an image dataset; expected one of {list(IMAGE_DATASETS)}")
+    if spec.name == "digits":
+        images, labels = load_digits()
+    else:
+        images, labels = load_torchvision(spec.name, spec.root or "", download=spec.download, train=train)
+    return resize(images, spec.image_size), labels
+
+
+def load_images(spec: DataSpec, train: bool = True) -> Tensor:
+    """The images of ``spec`` as one CPU tensor (N, C, H, W) in [-1, 1], resized to ``image_size``."""
+    return load_labelled(spec, train)[0]

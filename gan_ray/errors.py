@@ -1,0 +1,53 @@
+"""The errors a user can meet, in one module that imports nothing heavy.
+
+The CLI catches these to print one line; keeping them here lets ``gan-ray --help`` start without
+importing torch, Ray or MLflow.
+"""
+
+from __future__ import annotations
+
+import math
+
+
+class ConfigError(ValueError):
+    """A configuration that cannot be run; the message names the field, the value and what is allowed."""
+
+
+class SearchSpaceError(ConfigError):
+    """A sweep file that cannot run; the message says file:line and the key."""
+
+
+class DatasetNotFoundError(FileNotFoundError):
+    """A dataset's files are not where the config points (and no download was asked for)."""
+
+
+class TrackingUnavailableError(RuntimeError):
+    """The MLflow tracking store cannot be reached or written; the message names the URI and why."""
+
+
+class ClusterError(RuntimeError):
+    """The Ray cluster cannot run what was asked (resources, storage); raised before anything starts."""
+
+
+class FeatureExtractorUnavailable(RuntimeError):
+    """The requested feature extractor cannot be built here (a missing package or weights file)."""
+
+
+class DivergedError(RuntimeError):
+    """The losses, D's outputs or G's samples became NaN or infinite."""
+
+    def __init__(self, step: int, metrics: dict[str, float]):
+        self.step = step
+        self.metrics = metrics
+        bad = {k: v for k, v in metrics.items() if not math.isfinite(v)}
+        super().__init__(f"training diverged by step {step}: non-finite {bad}")
+
+
+#: What the CLI reports as one ``gan-ray: error:`` line with exit code 2 (bad input, before any work).
+USER_ERRORS: tuple[type[BaseException], ...] = (
+    ConfigError,
+    FileNotFoundError,
+    TrackingUnavailableError,
+    ClusterError,
+    FeatureExtractorUnavailable,
+)

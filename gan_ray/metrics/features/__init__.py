@@ -1,0 +1,71 @@
+"""Feature extractors for the Fréchet distance, selected by name: ``classifier`` (default) or ``inception``."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from pathlib import Path
+from typing import Protocol, runtime_checkable
+
+import torch
+from torch import Tensor, nn
+
+from gan_ray.data.catalog import DataSpec, dataset_info
+from gan_ray.errors import FeatureExtractorUnavailable
+from gan_ray.metrics.features.cache import clear_memo, default_cache_dir
+from gan_ray.metrics.features.classifier import ClassifierFeatures, classifier_extractor, train_classifier
+from gan_ray.metrics.features.inception import inception_extractor
+
+__all__ = [
+    "FEATURE_EXTRACTORS",
+    "ClassifierFeatures",
+    "FeatureExtractor",
+    "FeatureExtractorUnavailable",
+    "clear_memo",
+    "default_cache_dir",
+    "get_feature_extractor",
+    "train_classifier",
+]
+
+
+@runtime_checkable
+class FeatureExtractor(Protocol):
+    """An ``nn.Module`` mapping images (N, C, H, W) in [-1, 1] to features (N, ``num_features``), and a
+    ``cache_id`` naming its weights (it keys the cached real statistics)."""
+
+    num_features: int
+    cache_id: str
+
+    def __call__(self, images: Tensor) -> Tensor: ...
+
+
+ExtractorBuilder = Callable[[DataSpec, Path, torch.device, int], nn.Module]
+
+#: kind -> builder(data spec, cache_dir, device, seed) returning a :class:`FeatureExtractor`.
+FEATURE_EXTRACTORS: dict[str, ExtractorBuilder] = {
+    "classifier": classifier_extractor,
+    "inception": inception_extractor,
+}
+
+
+def get_feature_extractor(
+    spec: DataSpec,
+    kind: str = "classifier",
+    cache_dir: str | Path | None = None,
+    device: torch.device | str = "cpu",
+    seed: int = 0,
+) -> nn.Module:
+    """The feature extractor ``kind`` for ``spec``'s images, on ``device``, in eval mode, without grads.
+
+    ``classifier`` trains a :class:`ClassifierFeatures` the first time for a (dataset, image shape,
+    ``seed``, architecture version) and caches it under ``cache_dir`` (default :func:`default_cache_dir`);
+    later calls load it, and calls in the same process reuse it from memory. Keep ``seed`` fixed across a
+    sweep (it is not the trial's seed): distances are comparable only under the same extractor.
+    ``inception`` is torchmetrics' Inception-v3; it raises :class:`FeatureExtractorUnavailable` unless
+    torch-fidelity and its weights file are present locally.
+    """
+    if kind not in FEATURE_EXTRACTORS:
+        raise ValueError(f"unknown feature extractor {kind!r}; expected one of {sorted(FEATURE_EXTRACTORS)}")
+    if dataset_info(spec.name).is_mixture:
+        raise ValueError(f"a Fréchet distance needs an image dataset, got {spec.name!r}")
+    cache = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    return FEATURE_EXTRACTORS[kind](spec, cache, torch.device(device), seed)

@@ -1,0 +1,310 @@
+"""Ray Tune layer: a sweep is an Optuna study whose trials are Ray Train runs of the GAN loop.
+
+Each trial's driver is a Tune function that builds and fits a TorchTrainer (Ray Train V2 pattern);
+``TuneReportCallback`` forwards rank 0's eval reports to Tune, where ASHA may stop the trial early
+and OptunaSearch feeds the objective back to the sampler. :class:`TrialLedger`, a Tune callback in
+the driver, keeps every trial's history and decides its status; a recorder (MLflow, when tracking
+is on) hears of every trial through it, but the sweep needs none.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from ray.tune import Callback
+from ray.tune.result import AUTO_RESULT_KEYS, DEBUG_METRICS
+
+from gan_ray import settings
+from gan_ray.errors import DivergedError
+from gan_ray.ray.cluster import (
+    DRIVER_RESOURCE,
+    DRIVER_SHARE,
+    check_fits,
+    check_storage,
+    cluster_capacity,
+    connect,
+    require_driver_resource,
+    run_needs,
+)
+from gan_ray.ray.search import first_points, make_searcher
+from gan_ray.ray.train import checkpoint_folder, make_trainer
+from gan_ray.search_space import SearchSpace
+from gan_ray.training.observers import EvalRecord, RunObserver, RunOutcome, RunStatus
+from gan_ray.trials import SweepObserver, SweepResult, TrialSummary, best_trial, format_summary
+
+
+class DivergedTrialError(RuntimeError):
+    """A trial whose losses became NaN or infinite: recorded as a failed trial, the sweep goes on."""
+
+
+def run_trial(params: dict[str, Any], space: SearchSpace, study_name: str, storage_path: str) -> None:
+    """A Tune trial: one Ray Train run of the config that ``params`` (sampled by Optuna) describe."""
+    from ray import tune
+    from ray.tune.integration.ray_train import TuneReportCallback
+
+    cfg = space.trial_config(space.resolve(params))
+    trial_id = tune.get_context().get_trial_id()
+    trainer = make_trainer(
+        cfg,
+        name=f"{study_name}-{trial_id}",
+        storage_path=storage_path,
+        callbacks=[TuneReportCallback()],
+        objective=space.objective,
+    )
+    metrics = trainer.fit().metrics or {}
+    if metrics.get("diverged"):
+        raise DivergedTrialError(f"trial {trial_id} diverged by step {metrics.get('step')}")
+
+
+def max_concurrent(space: SearchSpace, resources: dict[str, float] | None = None) -> int:
+    """Trials at once: the budget's value, else what ``resources`` (default: :func:`cluster_capacity`)
+    fit, by GPUs where trials take GPUs, else by CPUs."""
+    if space.budget.max_concurrent_trials:
+        return space.budget.max_concurrent_trials
+    if resources is None:
+        resources = cluster_capacity()
+    key, per_trial = _limiting_resource(space)
+    return max(1, int(math.floor(resources.get(key, 0.0) / per_trial + 1e-9)))
+
+
+def _limiting_resource(space: SearchSpace) -> tuple[str, float]:
+    """The resource that bounds how many trials fit (GPU where trials take GPUs), and one trial's share."""
+    need = run_needs(space.base.scaling)
+    key = "GPU" if "GPU" in need else "CPU"
+    return key, need[key]
+
+
+def concurrency_note(space: SearchSpace, capacity: dict[str, float], concurrency: int) -> str:
+    """One line on how many trials run at once, and what decided it."""
+    b = space.budget
+    if b.max_concurrent_trials:
+        why = "budget.max_concurrent_trials"
+    else:
+        key, per_trial = _limiting_resource(space)
+        why = (
+            f"{capacity.get(key, 0):g} {key}s the cluster has or may scale to, "
+            f"{per_trial / b.workers_per_trial:g} per worker"
+        )
+    return f"up to {concurrency} trial(s) at once ({why}, {b.workers_per_trial} worker(s) per trial)"
+
+
+#: Keys Tune adds to every result; the rest came from the trial's workers.
+TUNE_KEYS = (
+    frozenset(AUTO_RESULT_KEYS) | frozenset(DEBUG_METRICS) | {"done", "experiment_tag", "should_checkpoint"}
+)
+
+
+class _Trial:
+    """What the ledger knows of one trial."""
+
+    def __init__(self, trial_id: str, params: dict[str, Any], total_steps: int, observer: RunObserver | None):
+        self.trial_id, self.params, self.total_steps, self.observer = trial_id, params, total_steps, observer
+        self.history: list[dict[str, Any]] = []
+        self.status: RunStatus = "running"
+        self.error: str | None = None
+        self.run_id: str | None = getattr(observer, "run_id", None)
+
+    def summary(self, space: SearchSpace) -> TrialSummary:
+        scored = [h for h in self.history if not h.get("diverged")]
+        best = space.objective.best_of(scored, lambda h: h.get("objective"))
+        best_ckpt = space.objective.best_of(
+            [h for h in scored if h.get("checkpoint_path")], lambda h: h.get("objective")
+        )
+        last = self.history[-1] if self.history else {}
+        objective = last.get("objective")
+        return TrialSummary(
+            trial_id=self.trial_id,
+            status=self.status,
+            params=self.params,
+            objective=float(objective) if objective is not None else None,
+            best_objective=float(best["objective"]) if best else None,
+            last_step=int(last["step"]) if "step" in last else None,
+            best_checkpoint=best_ckpt["checkpoint_path"] if best_ckpt else None,
+            mlflow_run_id=self.run_id,
+        )
+
+
+class TrialLedger(Callback):
+    """A Tune callback in the driver: each trial's params, eval history and status, told to a recorder.
+
+    Status: ``diverged`` (its last report says so), ``stopped_early`` (ASHA stopped it before the
+    last step), ``completed``, or ``failed`` (it raised).
+    """
+
+    def __init__(self, space: SearchSpace, recorder: SweepObserver | None = None):
+        self.space, self.recorder = space, recorder
+        self.trials: dict[str, _Trial] = {}
+
+    def summaries(self) -> list[TrialSummary]:
+        return [t.summary(self.space) for t in self.trials.values()]
+
+    def on_trial_start(self, iteration: int, trials: list, trial, **info) -> None:
+        if trial.trial_id in self.trials:
+            return
+        values = self.space.resolve(trial.config)
+        cfg = self.space.trial_config(values)
+        observer = self.recorder.trial(trial.trial_id, cfg, values) if self.recorder else None
+        if observer is not None:
+            observer.start(cfg)
+        self.trials[trial.trial_id] = _Trial(trial.trial_id, values, cfg.train.steps, observer)
+
+    def on_trial_result(self, iteration: int, trials: list, trial, result: dict, **info) -> None:
+        record = self.trials.get(trial.trial_id)
+        if record is None or "step" not in result:
+            return
+        metrics = {k: v for k, v in result.items() if k not in TUNE_KEYS}
+        record.history.append(metrics)
+        if record.observer is None or metrics.get("diverged"):
+            return
+        checkpoint = metrics.get("checkpoint_path")
+        step = int(metrics["step"])
+        if not checkpoint:
+            record.observer.on_eval(EvalRecord(step, metrics))
+            return
+        try:
+            with checkpoint_folder(checkpoint) as folder:
+                record.observer.on_eval(EvalRecord(step, metrics, folder))
+        except FileNotFoundError:  # a checkpoint the keep-policy already deleted
+            record.observer.on_eval(EvalRecord(step, metrics))
+
+    def on_trial_complete(self, iteration: int, trials: list, trial, **info) -> None:
+        record = self.trials.get(trial.trial_id)
+        if record is None:
+            return
+        last = record.history[-1] if record.history else {}
+        if last.get("diverged"):
+            record.status = "diverged"
+        elif int(last.get("step", 0)) < record.total_steps:
+            record.status = "stopped_early"
+        else:
+            record.status = "completed"
+        self._end(record)
+
+    def on_trial_error(self, iteration: int, trials: list, trial, **info) -> None:
+        record = self.trials.get(trial.trial_id)
+        if record is None:
+            return
+        last = record.history[-1] if record.history else {}
+        record.status = "diverged" if last.get("diverged") else "failed"
+        error_file = getattr(trial, "error_file", None)
+        if error_file and Path(error_file).is_file():
+            record.error = Path(error_file).read_text()
+        self._end(record)
+
+    def _end(self, record: _Trial) -> None:
+        if record.observer is None:
+            return
+        last = record.history[-1] if record.history else {}
+        diverged_at = int(last["step"]) if record.status == "diverged" and "step" in last else None
+        error = record.error
+        if diverged_at is not None and error is None:
+            error = str(DivergedError(diverged_at, {k: v for k, v in last.items() if _number(v)}))
+        curve = [h for h in record.history if not h.get("diverged")]
+        record.observer.end(RunOutcome(record.status, curve, None, error=error, diverged_at=diverged_at))
+
+
+def _number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _scheduler(space: SearchSpace):
+    from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
+
+    if space.scheduler != "asha":
+        return FIFOScheduler()
+    steps, every = space.base.train.steps, space.base.train.eval_every
+    return ASHAScheduler(
+        time_attr="step",
+        max_t=steps,
+        grace_period=min(steps, space.grace_period * every),
+        reduction_factor=space.reduction_factor,
+    )
+
+
+def prepare_cluster(space: SearchSpace, storage_path: str) -> dict[str, float]:
+    """Connect to Ray and check that it can run this sweep at all; returns the capacity to size it by."""
+    connect()
+    require_driver_resource()
+    capacity = cluster_capacity()
+    check_fits(space.base.scaling, capacity, f"search space {space.name!r}")
+    check_storage(storage_path)
+    return capacity
+
+
+def run_sweep(
+    space: SearchSpace,
+    *,
+    study_name: str,
+    study_url: str,
+    resume: bool = False,
+    storage_path: str | None = None,
+    recorder: SweepObserver | None = None,
+    capacity: dict[str, float] | None = None,
+    verbose: int = 1,
+) -> SweepResult:
+    """Run the sweep ``space`` in the Optuna study ``study_name``; returns every trial and the best.
+
+    Diverged trials end as failed Optuna trials; the sweep goes on. ``recorder`` hears of every trial
+    and, whatever happens, of the end (with the best trial's checkpoint as a local folder).
+    ``capacity`` is what :func:`prepare_cluster` returned, when the caller checked the cluster already.
+    """
+    from ray import tune
+
+    storage_path = storage_path or space.base.scaling.storage_path or settings.storage_path()
+    if capacity is None:
+        capacity = prepare_cluster(space, storage_path)
+    points = first_points(space, study_name, study_url, resume)
+    ledger = TrialLedger(space, recorder)
+    concurrency = max_concurrent(space, capacity)
+    if verbose:
+        print(f"gan_ray: {concurrency_note(space, capacity, concurrency)}", file=sys.stderr, flush=True)
+    trainable = tune.with_resources(
+        tune.with_parameters(run_trial, space=space, study_name=study_name, storage_path=storage_path),
+        {DRIVER_RESOURCE: DRIVER_SHARE},
+    )
+    tuner = tune.Tuner(
+        trainable,
+        tune_config=tune.TuneConfig(
+            search_alg=make_searcher(space, study_name, study_url, points),
+            scheduler=_scheduler(space),
+            num_samples=len(points) if space.stratify else space.budget.num_samples,
+            max_concurrent_trials=concurrency,
+            metric="objective",
+            mode=space.objective.mode,
+        ),
+        run_config=tune.RunConfig(
+            name=f"{study_name}-tune-{time.strftime('%H%M%S')}",
+            storage_path=storage_path,
+            callbacks=[ledger],
+            verbose=verbose,
+        ),
+    )
+    result = SweepResult(space.name, study_name, space.objective, stratify=space.stratify)
+    status = "FAILED"
+    try:
+        result.experiment_path = tuner.fit().experiment_path
+        status = "FINISHED"
+    except KeyboardInterrupt:
+        status = "KILLED"
+        raise
+    finally:
+        result.trials = ledger.summaries()
+        result.best = best_trial(result.trials, space.objective)
+        if recorder is not None:
+            _finish(recorder, result, status)
+    if verbose:
+        print(format_summary(result), file=sys.stderr, flush=True)
+    return result
+
+
+def _finish(recorder: SweepObserver, result: SweepResult, status: str) -> None:
+    best = result.best
+    if best is None or not best.best_checkpoint or status != "FINISHED":
+        recorder.finish(result, status, None)
+        return
+    with checkpoint_folder(best.best_checkpoint) as folder:
+        recorder.finish(result, status, folder)

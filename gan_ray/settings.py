@@ -1,0 +1,87 @@
+"""Every environment variable gan_ray reads, with its default, in one place.
+
+Each function reads the environment when called (not at import), so a test or a Ray worker that sets
+a variable later still sees it. Paths are made absolute here: Ray workers run in other folders.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+#: name -> what it sets (the default is in the function that reads it). The README's table mirrors this.
+VARIABLES: dict[str, str] = {
+    "MLFLOW_TRACKING_URI": "MLflow tracking store (default: sqlite:///./mlflow.db)",
+    "MLFLOW_REGISTRY_URI": "MLflow model registry (default: the tracking store)",
+    "GAN_RAY_STORAGE": "Ray Train checkpoints (default: ./ray_results; s3://... on a cluster)",
+    "GAN_RAY_OPTUNA_STORAGE": "Optuna study storage (default: sqlite:///./optuna.db)",
+    "GAN_RAY_SHARED_FS": "set to 1 when GAN_RAY_STORAGE is a filesystem mounted on every node",
+    "GAN_RAY_CACHE": "feature-extractor cache (default: ~/.cache/gan_ray)",
+    "GAN_RAY_INCEPTION_WEIGHTS": "path of torch-fidelity's Inception weights file, where present",
+    "RAY_ADDRESS": "the Ray cluster to use (default: start a local Ray)",
+    "GAN_RAY_TEST_CRASH_AT_STEP": "tests only: a Train worker exits at this step, once",
+    "GAN_RAY_TEST_CRASH_MARKER": "tests only: the file recording that the crash happened",
+    "GAN_RAY_TEST_CRASH_RANK": "tests only: the rank that crashes (default 0)",
+}
+
+MLFLOW_DB_FILE = "mlflow.db"
+OPTUNA_DB_FILE = "optuna.db"
+RAY_RESULTS_DIR = "ray_results"
+
+
+def _get(name: str) -> str | None:
+    if name not in VARIABLES:
+        raise KeyError(f"{name} is not a gan_ray setting; add it to gan_ray.settings.VARIABLES")
+    return os.environ.get(name) or None
+
+
+def tracking_uri() -> str:
+    """``$MLFLOW_TRACKING_URI``, else ``sqlite:///<cwd>/mlflow.db``."""
+    return _get("MLFLOW_TRACKING_URI") or f"sqlite:///{Path.cwd() / MLFLOW_DB_FILE}"
+
+
+def registry_uri() -> str | None:
+    """``$MLFLOW_REGISTRY_URI``; None: the registry lives in the tracking store."""
+    return _get("MLFLOW_REGISTRY_URI")
+
+
+def storage_path() -> str:
+    """``$GAN_RAY_STORAGE`` (e.g. ``s3://bucket/ray-results``), else ``<cwd>/ray_results``."""
+    return _get("GAN_RAY_STORAGE") or str(Path(RAY_RESULTS_DIR).resolve())
+
+
+def study_storage() -> str:
+    """``$GAN_RAY_OPTUNA_STORAGE``, else ``sqlite:///<cwd>/optuna.db``."""
+    return _get("GAN_RAY_OPTUNA_STORAGE") or f"sqlite:///{Path(OPTUNA_DB_FILE).resolve()}"
+
+
+def shared_filesystem() -> bool:
+    """``$GAN_RAY_SHARED_FS`` is set: a local storage path is visible to every node."""
+    return bool(_get("GAN_RAY_SHARED_FS"))
+
+
+def cache_dir() -> Path:
+    """``$GAN_RAY_CACHE``, else ``~/.cache/gan_ray``."""
+    return Path(_get("GAN_RAY_CACHE") or Path.home() / ".cache" / "gan_ray").expanduser()
+
+
+def inception_weights() -> Path | None:
+    """``$GAN_RAY_INCEPTION_WEIGHTS`` as a path, if set."""
+    value = _get("GAN_RAY_INCEPTION_WEIGHTS")
+    return Path(value).expanduser() if value else None
+
+
+def ray_address() -> str | None:
+    """``$RAY_ADDRESS``: a cluster to connect to; None starts a local Ray."""
+    return _get("RAY_ADDRESS")
+
+
+#: The test-only crash switches a Ray Train worker reads (forwarded to workers when set).
+CRASH_AT_STEP = "GAN_RAY_TEST_CRASH_AT_STEP"
+CRASH_MARKER = "GAN_RAY_TEST_CRASH_MARKER"
+CRASH_RANK = "GAN_RAY_TEST_CRASH_RANK"
+
+
+def crash_switches() -> dict[str, str]:
+    """The test-only crash variables that are set, to forward to Train workers."""
+    return {k: v for k in (CRASH_AT_STEP, CRASH_MARKER, CRASH_RANK) if (v := _get(k)) is not None}

@@ -1,0 +1,207 @@
+"""The one MLflow run lifecycle, for local runs, Ray Train runs and sweep trials alike.
+
+:class:`MlflowRun` is a :class:`~gan_ray.training.observers.RunObserver`: ``start`` creates the run
+(tags, params, ``config.yaml``), ``on_eval`` logs the eval's metrics and its sample image, ``end``
+logs the outcome (status and error tags, loss curves, the checkpoint, the generator as a model) and
+ends the run FINISHED, FAILED or KILLED. MLflow failures at the end never hide a training error.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+import tempfile
+import warnings
+from collections.abc import Mapping
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from gan_ray.config import GanConfig
+from gan_ray.tracking.model import log_generator_from_folder
+from gan_ray.tracking.params import finite_metrics, log_config, log_metrics
+from gan_ray.tracking.store import (
+    BATCH,
+    TAG_DATASET,
+    TAG_DIVERGED_AT,
+    TAG_ERROR,
+    TAG_KIND,
+    TAG_LOSS,
+    TAG_MODEL_FAMILY,
+    TAG_MODEL_URI,
+    TAG_PARENT_RUN,
+    TAG_STATUS,
+    check_tracking_server,
+    clip,
+    ensure_experiment,
+    make_client,
+    resolve_tracking_uri,
+)
+from gan_ray.training.checkpoint import CHECKPOINT_FILE, SAMPLES_DIR, SAMPLES_FILE
+from gan_ray.training.observers import EvalRecord, RunOutcome, RunStatus
+from gan_ray.visualize import save_loss_curves
+
+if TYPE_CHECKING:
+    from mlflow import MlflowClient
+
+_log = logging.getLogger(__name__)
+
+#: gan_ray.status -> MLflow's run status
+MLFLOW_STATUS: dict[RunStatus, str] = {
+    "running": "RUNNING",
+    "completed": "FINISHED",
+    "stopped_early": "FINISHED",
+    "diverged": "FAILED",
+    "failed": "FAILED",
+    "killed": "KILLED",
+}
+
+
+class MlflowRun:
+    """Records one training run as one MLflow run (see the module docstring).
+
+    ``parent_run_id`` nests it under a sweep's parent run. ``log_model`` logs the generator of the
+    final checkpoint as an MLflow model when the run completed; ``log_checkpoint`` logs the
+    checkpoint file itself (when at most ``checkpoint_max_mb``). A sweep's trials turn both off:
+    their checkpoints stay in Ray's storage and the champion alone becomes a model.
+
+    Picklable once started (the client is rebuilt where it lands): a Ray Train callback carries it
+    to the Train controller.
+    """
+
+    def __init__(
+        self,
+        tracking_uri: str | None = None,
+        experiment: str | None = None,
+        run_name: str | None = None,
+        *,
+        parent_run_id: str | None = None,
+        tags: Mapping[str, str] | None = None,
+        log_model: bool = True,
+        log_checkpoint: bool = True,
+        checkpoint_max_mb: float = 32.0,
+    ):
+        self.tracking_uri = resolve_tracking_uri(tracking_uri)
+        self.experiment = experiment
+        self.run_name = run_name
+        self.parent_run_id = parent_run_id
+        self.tags = dict(tags or {})
+        self.log_model = log_model
+        self.log_checkpoint = log_checkpoint
+        self.checkpoint_max_mb = checkpoint_max_mb
+        self.run_id: str | None = None
+        self.experiment_id: str | None = None
+        self.model_uri: str | None = None
+        self._client: MlflowClient | None = None
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {**self.__dict__, "_client": None}
+
+    @property
+    def client(self) -> MlflowClient:
+        if self._client is None:
+            self._client = make_client(self.tracking_uri)
+        return self._client
+
+    def start(self, config: GanConfig) -> None:
+        """Create the run and log the config. Idempotent."""
+        if self.run_id is not None:
+            return
+        tags = {
+            TAG_KIND: "run",
+            TAG_LOSS: config.loss.name,
+            TAG_DATASET: config.data.name,
+            TAG_MODEL_FAMILY: config.model_family,
+            TAG_STATUS: "running",
+            **self.tags,
+        }
+        if self.parent_run_id:
+            tags[TAG_PARENT_RUN] = self.parent_run_id
+        client = self.client
+        self.experiment_id = ensure_experiment(client, self.experiment or config.name, self.tracking_uri)
+        run = client.create_run(
+            self.experiment_id, run_name=self.run_name, tags={k: clip(str(v)) for k, v in tags.items()}
+        )
+        self.run_id = run.info.run_id
+        log_config(client, self.run_id, config)
+
+    def on_eval(self, record: EvalRecord) -> None:
+        """The eval's finite metrics at its step, and its samples as ``samples/step_NNNNNNN.png``."""
+        assert self.run_id is not None, "start() first"
+        log_metrics(self.client, self.run_id, record.step, finite_metrics(record.metrics))
+        image = record.folder / SAMPLES_FILE if record.folder is not None else None
+        if image is not None and image.is_file():
+            with tempfile.TemporaryDirectory() as tmp:
+                named = Path(tmp) / f"step_{record.step:07d}.png"
+                shutil.copyfile(image, named)
+                self.client.log_artifact(self.run_id, str(named), SAMPLES_DIR)
+
+    def end(self, outcome: RunOutcome) -> None:
+        """Log the outcome and end the run. A logging failure is raised only if the run itself succeeded."""
+        assert self.run_id is not None, "start() first"
+        logging_error: Exception | None = None
+        try:
+            self._log_outcome(outcome)
+        except Exception as err:  # the run must still be ended, and a training error must win
+            logging_error = err
+        finally:
+            try:
+                self.client.set_tag(self.run_id, TAG_STATUS, outcome.status)
+                self.client.set_terminated(self.run_id, MLFLOW_STATUS[outcome.status])
+            except Exception as err:
+                logging_error = logging_error or err
+        if logging_error is not None:
+            if outcome.status in ("completed", "stopped_early"):
+                raise logging_error
+            warnings.warn(
+                f"MLflow logging at the end of run {self.run_id} failed: {logging_error}", stacklevel=2
+            )
+
+    def _log_outcome(self, outcome: RunOutcome) -> None:
+        from mlflow.entities import RunTag
+
+        tags = {}
+        if outcome.error:
+            tags[TAG_ERROR] = clip(outcome.error)
+        if outcome.diverged_at is not None:
+            tags[TAG_DIVERGED_AT] = str(outcome.diverged_at)
+        for i in range(0, len(tags), BATCH):
+            self.client.log_batch(
+                self.run_id, tags=[RunTag(k, v) for k, v in list(tags.items())[i : i + BATCH]]
+            )
+        curve = [h for h in outcome.history if all(k in h for k in ("step", "loss_d", "loss_g"))]
+        if curve:
+            with tempfile.TemporaryDirectory() as tmp:
+                self.client.log_artifact(
+                    self.run_id, str(save_loss_curves(curve, Path(tmp) / "loss_curves.png"))
+                )
+        folder = outcome.folder
+        if folder is None or not (folder / CHECKPOINT_FILE).is_file():
+            return
+        if self.log_checkpoint:
+            self._log_checkpoint(folder / CHECKPOINT_FILE)
+        if self.log_model and outcome.status == "completed":
+            self.model_uri = log_generator_from_folder(folder, self.run_id, self.tracking_uri)
+            self.client.set_tag(self.run_id, TAG_MODEL_URI, self.model_uri)
+
+    def _log_checkpoint(self, checkpoint: Path) -> None:
+        size_mb = checkpoint.stat().st_size / 2**20
+        if size_mb <= self.checkpoint_max_mb:
+            self.client.log_artifact(self.run_id, str(checkpoint), "checkpoint")
+        else:
+            _log.info(
+                "checkpoint %s (%.0f MB) not logged: over %s MB", checkpoint, size_mb, self.checkpoint_max_mb
+            )
+
+
+def tracked_run(
+    cfg: GanConfig,
+    tracking_uri: str | None = None,
+    experiment: str | None = None,
+    run_name: str | None = None,
+    **options: Any,
+) -> MlflowRun:
+    """An :class:`MlflowRun` for ``cfg`` (experiment ``cfg.name`` by default), after checking that the
+    tracking store can be reached: a :class:`~gan_ray.errors.TrackingUnavailableError` now, not later."""
+    uri = resolve_tracking_uri(tracking_uri)
+    check_tracking_server(uri)
+    return MlflowRun(uri, experiment or cfg.name, run_name, **options)

@@ -1,0 +1,136 @@
+"""A sweep in MLflow: a parent run, one child :class:`~gan_ray.tracking.run.MlflowRun` per trial, and at
+the end the all-trials table, the best trial, and the best generator registered as a model version whose
+``champion`` alias moves only to a better one.
+
+:class:`MlflowSweep` is the :class:`~gan_ray.trials.SweepObserver` the Tune layer talks to; it knows
+nothing of Ray.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+from typing import Any
+
+from gan_ray.config import GanConfig, config_yaml
+from gan_ray.search_space import SearchSpace
+from gan_ray.tracking.model import log_generator_from_folder
+from gan_ray.tracking.registry import default_model_name, register_champion
+from gan_ray.tracking.run import MlflowRun
+from gan_ray.tracking.store import (
+    TAG_DATASET,
+    TAG_KIND,
+    TAG_STUDY,
+    TAG_TRIAL_ID,
+    ensure_experiment,
+    make_client,
+    resolve_tracking_uri,
+)
+from gan_ray.trials import SweepResult
+
+
+def sweep_params(space: SearchSpace, study_name: str) -> dict[str, str]:
+    """The sweep's settings as flat strings: the parent run's params."""
+    return {
+        "sweep.name": space.name,
+        "sweep.study": study_name,
+        "sweep.metric": space.objective.metric,
+        "sweep.mode": space.objective.mode,
+        "sweep.sampler": space.sampler,
+        "sweep.scheduler": space.scheduler,
+        "sweep.num_samples": str(space.budget.num_samples),
+    }
+
+
+class MlflowSweep:
+    """Creates the sweep's parent run now; a child run per trial; the summary and the champion at the end."""
+
+    def __init__(
+        self,
+        tracking_uri: str | None,
+        space: SearchSpace,
+        study_name: str,
+        *,
+        experiment: str | None = None,
+        model_name: str | None = None,
+        register: bool = True,
+    ):
+        self.tracking_uri = resolve_tracking_uri(tracking_uri)
+        self.space, self.study_name = space, study_name
+        self.model_name = model_name or default_model_name(space.name)
+        self.register = register
+        self.client = make_client(self.tracking_uri)
+        self.experiment_id = ensure_experiment(self.client, experiment or space.name, self.tracking_uri)
+        self.experiment = experiment or space.name
+        parent = self.client.create_run(
+            self.experiment_id,
+            run_name=study_name,
+            tags={TAG_STUDY: study_name, TAG_DATASET: space.base.data.name, TAG_KIND: "sweep"},
+        )
+        self.parent_run_id = parent.info.run_id
+        for key, value in sweep_params(space, study_name).items():
+            self.client.log_param(self.parent_run_id, key, value)
+        if space.source is not None and space.source.is_file():
+            self.client.log_artifact(self.parent_run_id, str(space.source))
+        self.client.log_text(self.parent_run_id, config_yaml(space.base), "base_config.yaml")
+        self.runs: dict[str, MlflowRun] = {}
+
+    def trial(self, trial_id: str, config: GanConfig, params: dict[str, Any]) -> MlflowRun:
+        run = MlflowRun(
+            self.tracking_uri,
+            self.experiment,
+            f"trial-{trial_id}",
+            parent_run_id=self.parent_run_id,
+            tags={TAG_TRIAL_ID: trial_id, TAG_STUDY: self.study_name},
+            log_model=False,
+            log_checkpoint=False,
+        )
+        self.runs[trial_id] = run
+        return run
+
+    def finish(self, result: SweepResult, status: str, best_folder: Path | None) -> None:
+        """Record the sweep's outcome on the parent run, register the best generator, end the parent run."""
+        result.tracking_uri, result.parent_run_id = self.tracking_uri, self.parent_run_id
+        try:
+            rows = result.rows()
+            if rows:
+                self.client.log_text(self.parent_run_id, _csv(rows), "trials.csv")
+            best = result.best
+            if best is not None:
+                for key, value in best.params.items():
+                    self.client.log_param(self.parent_run_id, f"best.{key}", str(value))
+                self.client.log_param(self.parent_run_id, "best.trial_id", best.trial_id)
+                self.client.log_metric(
+                    self.parent_run_id, f"best_{result.objective.metric}", best.best_objective
+                )
+                if self.register and best_folder is not None and best.mlflow_run_id:
+                    self._register(result, best_folder)
+        finally:
+            self.client.set_terminated(self.parent_run_id, status)
+
+    def _register(self, result: SweepResult, folder: Path) -> None:
+        best = result.best
+        assert best is not None and best.mlflow_run_id and best.best_objective is not None
+        model_uri = log_generator_from_folder(folder, best.mlflow_run_id, self.tracking_uri)
+        cfg = self.space.trial_config(self.space.resolve(best.params))
+        version, promoted = register_champion(
+            model_uri,
+            self.model_name,
+            result.objective.metric,
+            best.best_objective,
+            result.objective.mode,
+            best.mlflow_run_id,
+            cfg,
+            self.tracking_uri,
+        )
+        result.model_name, result.model_version, result.promoted = self.model_name, str(version), promoted
+
+
+def _csv(rows: list[dict[str, Any]]) -> str:
+    keys = sorted({k for row in rows for k in row})
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, fieldnames=keys)
+    writer.writeheader()
+    writer.writerows(rows)
+    return buffer.getvalue()

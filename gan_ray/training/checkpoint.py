@@ -1,0 +1,97 @@
+"""A run's state on disk, in one folder format for local runs, Ray Train checkpoints and MLflow.
+
+A *run-state folder* holds:
+
+- ``checkpoint.pt``: G, D, both optimisers, the step, the RNG, the config, the eval history so far and
+  the hyperparameters as the live objects held them (written atomically);
+- ``samples.png``: the samples of the eval it was written at;
+- ``config.yaml``: the config, for people.
+
+A local run's output folder is one, plus ``history.jsonl`` and ``samples/step_*.png`` (one per eval).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from gan_ray.config import GanConfig, config_yaml
+from gan_ray.files import atomic_torch_save
+from gan_ray.models import unwrap
+from gan_ray.visualize import save_samples
+
+CHECKPOINT_FILE = "checkpoint.pt"
+SAMPLES_FILE = "samples.png"
+CONFIG_FILE = "config.yaml"
+HISTORY_FILE = "history.jsonl"
+SAMPLES_DIR = "samples"
+
+
+def training_state(
+    step: int,
+    generator,
+    discriminator,
+    opt_g,
+    opt_d,
+    config: GanConfig,
+    history: Sequence[Mapping[str, float]] = (),
+    hyperparameters: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Everything a run needs to continue bit for bit, plus what it has reported so far."""
+    state = {
+        "step": step,
+        "generator": unwrap(generator).state_dict(),
+        "discriminator": unwrap(discriminator).state_dict(),
+        "opt_g": opt_g.state_dict(),
+        "opt_d": opt_d.state_dict(),
+        "rng_cpu": torch.get_rng_state(),
+        "config": config.model_dump(mode="json"),
+        "history": [dict(h) for h in history],
+        "hyperparameters": dict(hyperparameters or {}),
+    }
+    if torch.cuda.is_available() and torch.cuda.is_initialized():
+        state["rng_cuda"] = torch.cuda.get_rng_state()
+    return state
+
+
+def save_checkpoint(folder: str | Path, state: dict[str, Any]) -> Path:
+    """Write ``state`` to ``folder/checkpoint.pt`` atomically (a crash never leaves half a file)."""
+    return atomic_torch_save(state, Path(folder) / CHECKPOINT_FILE)
+
+
+def write_run_state(folder: str | Path, state: dict[str, Any], samples: Tensor, config: GanConfig) -> Path:
+    """Make ``folder`` a run-state folder: the checkpoint, the eval's samples and the config."""
+    folder = Path(folder)
+    save_checkpoint(folder, state)
+    save_samples(samples, folder / SAMPLES_FILE, config.data.name)
+    (folder / CONFIG_FILE).write_text(config_yaml(config))
+    return folder
+
+
+def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Read a checkpoint written by :func:`save_checkpoint` (a run-state folder or the file itself).
+
+    ``weights_only=True``: a checkpoint is tensors and plain data, so loading one runs no code.
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = path / CHECKPOINT_FILE
+    if not path.is_file():
+        raise FileNotFoundError(f"no checkpoint at {path}")
+    return torch.load(path, map_location=map_location, weights_only=True)
+
+
+def restore(state: dict[str, Any], generator, discriminator, opt_g, opt_d) -> int:
+    """Load ``state`` into the modules and optimisers and the RNG; returns the step to continue from."""
+    unwrap(generator).load_state_dict(state["generator"])
+    unwrap(discriminator).load_state_dict(state["discriminator"])
+    opt_g.load_state_dict(state["opt_g"])
+    opt_d.load_state_dict(state["opt_d"])
+    torch.set_rng_state(state["rng_cpu"])
+    if "rng_cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state["rng_cuda"])
+    return int(state["step"])

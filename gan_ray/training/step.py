@@ -1,0 +1,153 @@
+"""One iteration of the alternating GAN game: k D-steps, then one G-step.
+
+The step reads nothing back to the host: batches are drawn on the device, metrics are summed into a
+device tensor, and divergence is detected when the loop reads that tensor at an eval interval. That
+keeps the inner loop free of syncs and makes the whole iteration capturable in a CUDA graph.
+
+G and D may be DDP-wrapped. Each wrapped module runs exactly one forward per backward: the D-step
+hands D the real and the fake batch in one call, which scores each apart (so BatchNorm normalises
+fakes in the D-step as in the G-step, where D sees fakes alone). D-step fakes and the G-step's pass
+through D use the unwrapped modules, so G's gradients flow through D without D's parameters taking
+part (their requires_grad is off for it).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import torch
+from torch import Tensor, nn
+
+from gan_ray.data.sources import DataSource
+from gan_ray.losses import GanLoss, gradient_penalty
+from gan_ray.models import unwrap
+from gan_ray.noise import NoiseSampler
+
+
+@dataclass
+class StepMetrics:
+    """Device-side running sums: [loss_d, loss_g, d_real, d_fake] and how many terms each holds."""
+
+    device: torch.device
+    sums: Tensor = field(init=False)
+    d_terms: int = 0
+    g_terms: int = 0
+
+    def __post_init__(self) -> None:
+        self.sums = torch.zeros(4, device=self.device)
+
+    def reset(self) -> None:
+        self.sums.zero_()
+        self.d_terms = self.g_terms = 0
+
+    def read(self) -> dict[str, float]:
+        """Means since the last reset: the one host sync of an eval interval.
+
+        Under torch.distributed the sums are averaged over ranks first, so every rank sees the same
+        values and a divergence stops all ranks at the same eval (none is left waiting in a collective).
+        """
+        sums = self.sums
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            sums = sums.clone()
+            torch.distributed.all_reduce(sums)
+            sums /= torch.distributed.get_world_size()
+        values = sums.tolist()
+        d, g = max(self.d_terms, 1), max(self.g_terms, 1)
+        return {
+            "loss_d": values[0] / d,
+            "loss_g": values[1] / g,
+            "d_real": values[2] / d,
+            "d_fake": values[3] / d,
+        }
+
+
+@dataclass
+class GanStep:
+    """Everything one iteration touches. ``__call__`` runs k D-steps and one G-step."""
+
+    generator: nn.Module
+    discriminator: nn.Module
+    opt_g: torch.optim.Optimizer
+    opt_d: torch.optim.Optimizer
+    loss: GanLoss
+    source: DataSource
+    noise: NoiseSampler
+    noise_dim: int
+    batch_size: int
+    d_steps_per_g_step: int
+    metrics: StepMetrics
+    autocast_dtype: torch.dtype | None = None
+    channels_last: bool = False
+
+    def __post_init__(self) -> None:
+        self.device = self.metrics.device
+        params = self.loss.params()
+        self.gp_weight = params.get("gp_weight", 0.0)
+        # D's outputs read as probabilities only for the cross-entropy losses.
+        self.d_output: Callable[[Tensor], Tensor] = (
+            torch.sigmoid if self.loss.has_probabilities else (lambda x: x)
+        )
+
+    def _autocast(self):
+        if self.autocast_dtype is None:
+            return torch.autocast(self.device.type, enabled=False)
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
+
+    def _real(self) -> Tensor:
+        x = self.source.sample(self.batch_size)
+        return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
+
+    def _z(self) -> Tensor:
+        return self.noise(self.batch_size, self.noise_dim, device=self.device)
+
+    def d_step(self) -> None:
+        g_plain, d_plain = unwrap(self.generator), unwrap(self.discriminator)
+        real = self._real()
+        with torch.no_grad(), self._autocast():
+            fake = g_plain(self._z())
+        with self._autocast():
+            # One call of the (maybe DDP) D scores real and fake, each batch apart: one DDP forward per
+            # backward, and BatchNorm sees the fakes alone, as it does in the G-step. Scoring
+            # cat([real, fake]) would pool the statistics, and G would train against a D that the
+            # D-step never trained.
+            real_logits, fake_logits = (x.float() for x in self.discriminator(real, fake.to(real.dtype)))
+            loss = self.loss.d_loss(real_logits, fake_logits)
+            if self.loss.needs_gradient_penalty:
+                loss = loss + self.gp_weight * gradient_penalty(d_plain, real, fake.to(real.dtype))
+        self.opt_d.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt_d.step()
+        clip = self.loss.clip_value
+        if clip is not None:
+            with torch.no_grad():
+                torch._foreach_clamp_min_(params := list(d_plain.parameters()), -clip)
+                torch._foreach_clamp_max_(params, clip)
+        with torch.no_grad():
+            self.metrics.sums[0] += loss.detach()
+            self.metrics.sums[2] += self.d_output(real_logits.detach()).mean()
+            self.metrics.sums[3] += self.d_output(fake_logits.detach()).mean()
+        self.metrics.d_terms += 1
+
+    def g_step(self) -> None:
+        d_plain = unwrap(self.discriminator)
+        d_plain.requires_grad_(False)
+        try:
+            with self._autocast():
+                fake = self.generator(self._z())
+                if self.channels_last:
+                    fake = fake.contiguous(memory_format=torch.channels_last)
+                loss = self.loss.g_loss(d_plain(fake).float())
+            self.opt_g.zero_grad(set_to_none=True)
+            loss.backward()
+            self.opt_g.step()
+        finally:
+            d_plain.requires_grad_(True)
+        with torch.no_grad():
+            self.metrics.sums[1] += loss.detach()
+        self.metrics.g_terms += 1
+
+    def __call__(self) -> None:
+        for _ in range(self.d_steps_per_g_step):
+            self.d_step()
+        self.g_step()

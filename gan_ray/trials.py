@@ -1,0 +1,108 @@
+"""What a sweep knows of its trials, independent of who ran them (Ray Tune) or recorded them (MLflow):
+each trial's status and scores, the best trial by the one rule of :class:`~gan_ray.objective.Objective`,
+and the summary a person reads at the end."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from gan_ray.config import GanConfig
+from gan_ray.objective import Objective
+from gan_ray.training.observers import USABLE, RunObserver, RunStatus
+
+
+@dataclass
+class TrialSummary:
+    trial_id: str
+    status: RunStatus  # completed / stopped_early / diverged / failed (running while it runs)
+    params: dict[str, Any]
+    objective: float | None  # at the trial's last eval
+    best_objective: float | None  # the best over its evals: what the champion is chosen by
+    last_step: int | None
+    best_checkpoint: str | None
+    mlflow_run_id: str | None = None
+
+
+@dataclass
+class SweepResult:
+    name: str
+    study_name: str
+    objective: Objective
+    trials: list[TrialSummary] = field(default_factory=list)
+    best: TrialSummary | None = None
+    experiment_path: str | None = None
+    stratify: str | None = None
+    # Filled in by a recorder (MLflow), when one recorded the sweep.
+    tracking_uri: str | None = None
+    parent_run_id: str | None = None
+    model_name: str | None = None
+    model_version: str | None = None
+    promoted: bool = False
+
+    def rows(self) -> list[dict[str, Any]]:
+        """One row per trial: id, status, scores, run id and the parameters (the ``trials.csv`` table)."""
+        return [
+            {
+                "trial_id": t.trial_id,
+                "status": t.status,
+                "objective": t.objective,
+                "best_objective": t.best_objective,
+                "last_step": t.last_step,
+                "mlflow_run_id": t.mlflow_run_id,
+                **t.params,
+            }
+            for t in self.trials
+        ]
+
+
+class SweepObserver(Protocol):
+    """A sweep's recorder: one :class:`RunObserver` per trial, and the sweep's end."""
+
+    def trial(self, trial_id: str, config: GanConfig, params: dict[str, Any]) -> RunObserver: ...
+
+    def finish(self, result: SweepResult, status: str, best_folder: Path | None) -> None: ...
+
+
+def best_trial(trials: list[TrialSummary], objective: Objective) -> TrialSummary | None:
+    """The trial with the best objective over its evals, among those that ended usable."""
+    return objective.best_of((t for t in trials if t.status in USABLE), lambda t: t.best_objective)
+
+
+def best_per(result: SweepResult, key: str) -> dict[Any, TrialSummary]:
+    """The best trial for each value of parameter ``key`` (e.g. the best per loss)."""
+    groups: dict[Any, list[TrialSummary]] = {}
+    for t in result.trials:
+        groups.setdefault(t.params.get(key), []).append(t)
+    best = {value: best_trial(ts, result.objective) for value, ts in groups.items()}
+    return {value: t for value, t in best.items() if t is not None}
+
+
+def format_summary(result: SweepResult) -> str:
+    counts: dict[str, int] = {}
+    for t in result.trials:
+        counts[t.status] = counts.get(t.status, 0) + 1
+    lines = [f"sweep {result.name}: study {result.study_name}, {len(result.trials)} trials {counts}"]
+    if result.best is None:
+        lines.append("no trial produced a finite objective")
+        return "\n".join(lines)
+    b = result.best
+    metric, mode = result.objective.metric, result.objective.mode
+    lines.append(f"best trial {b.trial_id}: {metric} = {b.best_objective:.4g} ({mode})")
+    for key, value in b.params.items():
+        lines.append(f"  {key}: {value}")
+    lines.append(f"  checkpoint: {b.best_checkpoint}")
+    if result.parent_run_id:
+        lines.append(f"  mlflow: {result.tracking_uri} run {b.mlflow_run_id} (parent {result.parent_run_id})")
+    if result.stratify:
+        lines.append(f"best per {result.stratify}:")
+        for value, t in best_per(result, result.stratify).items():
+            lines.append(f"  {value}: {metric} = {t.best_objective:.4g} (trial {t.trial_id})")
+    if result.model_name:
+        state = "now the champion" if result.promoted else "registered; the champion stays (it is better)"
+        lines.append(
+            f"  model: models:/{result.model_name}/{result.model_version} ({state}); "
+            f"load models:/{result.model_name}@champion"
+        )
+    return "\n".join(lines)

@@ -1,0 +1,248 @@
+"""Sweeps on a real local Ray, a real Optuna study (SQLite) and a real MLflow store (SQLite).
+
+One module-scoped sweep of four trials (one forced to diverge) feeds most assertions; a resumed
+sweep and a deliberately worse sweep follow.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import optuna
+import pytest
+
+from gan_ray.objective import Objective
+from gan_ray.search_space import load_search_space
+from gan_ray.training.checkpoint import load_checkpoint
+
+pytestmark = pytest.mark.slow
+
+SPACE = """\
+name: t_sweep
+base:
+  data: {name: ring8}
+  noise: {dim: 8}
+  train: {steps: 900, eval_every: 300, batch_size: 256}
+parameters:
+  optim.lr_g: {log_uniform: [1.0e-3, 3.0e-3]}
+  optim.lr_d: {log_uniform: [1.0e-3, 1.0e9]}
+  optim.beta1: {uniform: [0.0, 0.9]}
+  train.d_steps_per_g_step: {int: [1, 2]}
+  noise.distribution: {choice: [normal, uniform, hypersphere]}
+  loss.name: {choice: [non_saturating, least_squares, wasserstein, wgan_gp]}
+  loss.params.clip: {log_uniform: [0.01, 0.1], when: {loss.name: wasserstein}}
+  loss.params.gp_weight: {uniform: [1.0, 10.0], when: {loss.name: wgan_gp}}
+budget: {num_samples: 4, max_concurrent_trials: 2}
+scheduler: {type: asha, grace_period: 1, reduction_factor: 2}
+search:
+  sampler: tpe
+  seed: 3
+  initial_points:
+    - {optim.lr_g: 2.0e-3, optim.lr_d: 2.0e-3, optim.beta1: 0.5, train.d_steps_per_g_step: 1,
+       noise.distribution: normal, loss.name: non_saturating}
+    - {optim.lr_g: 2.0e-3, optim.lr_d: 1.0e8, optim.beta1: 0.5, train.d_steps_per_g_step: 1,
+       noise.distribution: uniform, loss.name: least_squares}
+    - {optim.lr_g: 1.5e-3, optim.lr_d: 1.5e-3, optim.beta1: 0.3, train.d_steps_per_g_step: 2,
+       noise.distribution: hypersphere, loss.name: wasserstein, loss.params.clip: 0.05}
+    - {optim.lr_g: 1.0e-3, optim.lr_d: 1.2e-3, optim.beta1: 0.0, train.d_steps_per_g_step: 1,
+       noise.distribution: normal, loss.name: wgan_gp, loss.params.gp_weight: 5.0}
+"""
+
+
+@pytest.fixture(scope="module")
+def env(ray_session, tmp_path_factory):
+    root = tmp_path_factory.mktemp("sweep")
+    path = root / "t_sweep.yaml"
+    path.write_text(SPACE)
+    return {
+        "space": path,
+        "tracking_uri": f"sqlite:///{root / 'mlflow.db'}",
+        "storage_path": str(root / "ray_results"),
+        "study_storage": f"sqlite:///{root / 'optuna.db'}",
+        "root": root,
+    }
+
+
+def run(env, path=None, **kw):
+    from gan_ray.api import sweep
+
+    return sweep(
+        path or env["space"],
+        tracking_uri=env["tracking_uri"],
+        storage_path=env["storage_path"],
+        study_storage=env["study_storage"],
+        verbose=0,
+        **kw,
+    )
+
+
+@pytest.fixture(scope="module")
+def first(env):
+    return run(env)
+
+
+def test_sweep_completes_with_a_best_trial_despite_a_diverged_one(first):
+    assert len(first.trials) == 4
+    by_loss = {t.params["loss.name"]: t for t in first.trials}
+    assert by_loss["least_squares"].status == "diverged"
+    assert all(
+        t.status in ("completed", "stopped_early")
+        for t in first.trials
+        if t.params["loss.name"] != "least_squares"
+    )
+    assert first.best is not None and first.best.status in ("completed", "stopped_early")
+    assert first.best.params["loss.name"] != "least_squares"
+    assert math.isfinite(first.best.best_objective) and first.best.best_checkpoint
+    # Results of the other trials were not lost: each has its evals and a checkpoint.
+    for t in first.trials:
+        if t.status != "diverged":
+            assert t.last_step >= 300 and t.best_checkpoint
+
+
+def test_every_searched_parameter_reaches_the_trainer(first, env):
+    checked = 0
+    for t in first.trials:
+        if t.status == "diverged":
+            continue
+        state = load_checkpoint(t.best_checkpoint)
+        used = state["hyperparameters"]  # read back from the live optimisers, loss and step
+        for key, value in t.params.items():
+            if isinstance(value, float):
+                assert used[key] == pytest.approx(value, rel=1e-9), key
+            else:
+                assert used[key] == value, key
+            checked += 1
+        assert state["config"]["train"]["steps"] == 900  # the base reached it too
+    assert checked >= 3 * 6
+    # And what Tune ran is what Optuna sampled.
+    study = optuna.load_study(study_name=first.study_name, storage=env["study_storage"])
+    sampled = sorted(sorted(tr.params.items()) for tr in study.trials)
+    assert sampled == sorted(sorted(t.params.items()) for t in first.trials)
+
+
+def test_conditional_parameters_only_with_their_loss(first, env):
+    study = optuna.load_study(study_name=first.study_name, storage=env["study_storage"])
+    assert len(study.trials) == 4
+    for tr in study.trials:
+        loss = tr.params["loss.name"]
+        assert ("loss.params.clip" in tr.params) == (loss == "wasserstein")
+        assert ("loss.params.gp_weight" in tr.params) == (loss == "wgan_gp")
+    states = {tr.params["loss.name"]: tr.state for tr in study.trials}
+    assert states["least_squares"] == optuna.trial.TrialState.FAIL
+
+
+def test_mlflow_parent_and_child_runs(first, env):
+    from mlflow import MlflowClient
+
+    client = MlflowClient(env["tracking_uri"])
+    exp = client.get_experiment_by_name("t_sweep")
+    runs = client.search_runs([exp.experiment_id], max_results=100)
+    parent = client.get_run(first.parent_run_id)
+    assert parent.data.tags["gan_ray.kind"] == "sweep" and parent.info.status == "FINISHED"
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == first.parent_run_id]
+    assert len(children) == 4
+    for child in children:
+        params, tags = child.data.params, child.data.tags
+        loss = params["loss.name"]
+        assert ("loss.params.clip" in params) == (loss == "wasserstein")
+        assert ("loss.params.gp_weight" in params) == (loss == "wgan_gp")
+        assert tags["gan_ray.loss"] == loss and tags["gan_ray.trial_id"]
+        artifacts = {a.path for a in client.list_artifacts(child.info.run_id)}
+        assert "config.yaml" in artifacts
+        if loss == "least_squares":
+            assert tags["gan_ray.status"] == "diverged" and child.info.status == "FAILED"
+            continue
+        assert tags["gan_ray.status"] in ("completed", "stopped_early")
+        steps = [m.step for m in client.get_metric_history(child.info.run_id, "mode_distance")]
+        assert steps == list(range(300, 300 * len(steps) + 1, 300)) and steps
+        for key in ("loss_d", "loss_g", "d_real", "d_fake", "images_per_s", "modes_covered"):
+            assert len(client.get_metric_history(child.info.run_id, key)) == len(steps), key
+        assert {"loss_curves.png", "samples"} <= artifacts
+        samples = [a.path for a in client.list_artifacts(child.info.run_id, "samples")]
+        assert len(samples) == len(steps) and all(p.endswith(".png") for p in samples)
+    parent_artifacts = {a.path for a in client.list_artifacts(first.parent_run_id)}
+    assert {"trials.csv", "t_sweep.yaml", "base_config.yaml"} <= parent_artifacts
+    assert parent.data.params["best.trial_id"] == first.best.trial_id
+    assert parent.data.metrics["best_mode_distance"] == pytest.approx(first.best.best_objective)
+
+
+def test_champion_is_the_best_trial_and_samples_reproducibly(first, env):
+    from gan_ray.sampling import load_generator
+    from gan_ray.tracking.registry import champion_version
+
+    champion = champion_version(first.model_name, env["tracking_uri"])
+    assert champion is not None and str(champion.version) == first.model_version and first.promoted
+    assert float(champion.tags["gan_ray.metric_value"]) == pytest.approx(first.best.best_objective)
+    assert champion.run_id == first.best.mlflow_run_id
+    gen = load_generator(f"models:/{first.model_name}@champion", tracking_uri=env["tracking_uri"])
+    a, b = gen.sample(64, seed=7), gen.sample(64, seed=7)
+    assert a.shape == (64, 2) and (a == b).all()
+    assert not (gen.sample(64, seed=8) == a).all()
+
+
+def test_resume_adds_trials_to_the_same_study(first, env):
+    again = run(env, resume=True, num_samples=2, register=False)
+    assert again.study_name == first.study_name
+    study = optuna.load_study(study_name=first.study_name, storage=env["study_storage"])
+    assert len(study.trials) == 6
+    assert len(again.trials) == 2
+
+
+def test_worse_sweep_adds_a_version_but_keeps_the_champion(first, env):
+    from gan_ray.tracking.registry import champion_version
+
+    assert first.best.best_objective < 1.0, "the first sweep should have found some high-quality samples"
+    worse = env["root"] / "worse.yaml"
+    # The generator barely moves from its initialisation: no sample lands on a mode.
+    worse.write_text(
+        "name: t_sweep_worse\n"
+        "base: {data: {name: ring8}, noise: {dim: 8}, train: {steps: 60, eval_every: 60, batch_size: 64}}\n"
+        "parameters:\n  optim.lr_g: {log_uniform: [1.0e-9, 2.0e-9]}\n"
+        "budget: {num_samples: 1}\nscheduler: {type: none}\n"
+    )
+    result = run(env, worse, model_name=first.model_name)
+    assert result.best is not None and result.best.best_objective >= first.best.best_objective
+    assert int(result.model_version) > int(first.model_version) and not result.promoted
+    champion = champion_version(first.model_name, env["tracking_uri"])
+    assert str(champion.version) == first.model_version
+
+
+def test_unreachable_tracking_server_fails_fast(env):
+    import time
+
+    from gan_ray.api import sweep
+    from gan_ray.errors import TrackingUnavailableError
+
+    t0 = time.perf_counter()
+    with pytest.raises(TrackingUnavailableError):
+        sweep(env["space"], tracking_uri="http://127.0.0.1:9", study_storage=env["study_storage"], verbose=0)
+    assert time.perf_counter() - t0 < 10
+
+
+def test_shipped_default_space_is_the_readme_main_job():
+    space = load_search_space(Path(__file__).resolve().parents[2] / "search_spaces" / "ring8.yaml")
+    assert space.objective == Objective("mode_distance", "min") and space.scheduler == "asha"
+
+
+def test_sweep_runs_without_tracking_and_still_names_its_best(env, tmp_path, capsys):
+    """The Tune layer keeps its own trial ledger: no MLflow store is touched, the summary is printed."""
+    from gan_ray.cli import main
+
+    tiny = tmp_path / "untracked.yaml"
+    tiny.write_text(
+        "name: t_untracked\n"
+        "base: {data: {name: ring8}, noise: {dim: 8}, train: {steps: 100, eval_every: 50, batch_size: 64}}\n"
+        "parameters:\n  optim.lr_g: {log_uniform: [1.0e-3, 2.0e-3]}\n"
+        "budget: {num_samples: 2, max_concurrent_trials: 2}\nscheduler: {type: none}\n"
+    )
+    db = tmp_path / "mlflow.db"
+    code = main(
+        ["sweep", str(tiny), "--no-tracking", "--tracking-uri", f"sqlite:///{db}"]
+        + ["--storage-path", env["storage_path"], "--study-storage", env["study_storage"]]
+    )
+    assert code == 0
+    err = capsys.readouterr().err
+    assert "sweep t_untracked" in err and "best trial" in err and "mode_distance" in err
+    assert "mlflow:" not in err and "model: models:/" not in err
+    assert not db.exists(), "a sweep without tracking created an MLflow store"

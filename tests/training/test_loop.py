@@ -1,0 +1,241 @@
+"""The alternating loop: which weights each step changes, k D-steps per G-step, clipping, divergence,
+resume, and one real learning run."""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+
+import pytest
+import torch
+
+from gan_ray.cli import main
+from gan_ray.config import validate_config
+from gan_ray.training.local import run_local as train
+from gan_ray.training.loop import DivergedError, build_training, default_evaluator, run_loop
+
+
+def small(**overrides):
+    cfg = {
+        "model": {"hidden_dim": 32, "hidden_layers": 2},
+        "optim": {"lr_g": 1e-3, "lr_d": 1e-3},
+        "train": {"steps": 20, "eval_every": 10, "batch_size": 32},
+    }
+    for key, value in overrides.items():
+        section, field = key.split(".", 1)
+        cfg.setdefault(section, {})[field] = value
+    return validate_config(cfg)
+
+
+def params(module):
+    return [p.detach().clone() for p in module.parameters()]
+
+
+def changed(before, module):
+    return [not torch.equal(b, p) for b, p in zip(before, module.parameters(), strict=True)]
+
+
+@pytest.mark.parametrize(
+    "loss", ["non_saturating", "minimax", "least_squares", "wasserstein", "wgan_gp", "hinge"]
+)
+def test_g_step_changes_only_g_and_d_step_only_d(loss):
+    t = build_training(small(**{"loss.name": loss}))
+    g0, d0 = params(t.generator), params(t.discriminator)
+    t.step_fn.g_step()
+    assert all(changed(g0, t.generator)), "every G parameter moves in a G-step"
+    assert not any(changed(d0, t.discriminator)), "a G-step must not change D"
+    g1, d1 = params(t.generator), params(t.discriminator)
+    t.step_fn.d_step()
+    assert not any(changed(g1, t.generator)), "a D-step must not change G"
+    assert any(changed(d1, t.discriminator))
+
+
+def test_g_step_gradients_do_not_leak_into_the_next_d_step():
+    """The D-step after a G-step equals a D-step from the same state with no G-step gradients around."""
+    t = build_training(small())
+    t.step_fn.g_step()
+    assert all(p.grad is None for p in t.discriminator.parameters()), "the G-step left gradients on D"
+    twin = copy.deepcopy(t)
+    rng = torch.get_rng_state()
+    t.step_fn.d_step()
+    torch.set_rng_state(rng)
+    twin.step_fn.d_step()
+    for a, b in zip(t.discriminator.parameters(), twin.discriminator.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=0, atol=0)
+
+
+@pytest.mark.parametrize("k", [1, 3, 5])
+def test_exactly_k_d_steps_per_g_step(k):
+    t = build_training(small(**{"train.d_steps_per_g_step": k}))
+    calls = []
+    d_step, g_step = t.step_fn.d_step, t.step_fn.g_step
+    t.step_fn.d_step = lambda: (calls.append("d"), d_step())[1]
+    t.step_fn.g_step = lambda: (calls.append("g"), g_step())[1]
+    for _ in range(4):
+        t.step_fn()
+    assert calls == (["d"] * k + ["g"]) * 4
+    reports = list(run_loop(t))
+    assert t.step_fn.metrics.d_terms == k * 10 and t.step_fn.metrics.g_terms == 10
+    assert [r.step for r in reports] == [10, 20]
+
+
+def test_each_d_step_draws_a_fresh_real_batch_and_fresh_noise():
+    t = build_training(small(**{"train.d_steps_per_g_step": 2}))
+    real, noise = [], []
+    sample, draw = t.step_fn.source.sample, t.step_fn.noise
+    t.step_fn.source.sample = lambda n, generator=None: real.append(sample(n)) or real[-1]
+    t.step_fn.noise = lambda n, d, device=None: noise.append(draw(n, d, device=device)) or noise[-1]
+    t.step_fn()
+    assert len(real) == 2 and not torch.equal(real[0], real[1])
+    assert len(noise) == 3 and not torch.equal(noise[0], noise[1])  # 2 D-steps + 1 G-step
+
+
+def test_wasserstein_clips_critic_weights_after_every_critic_step():
+    clip = 0.02
+    t = build_training(
+        small(**{"loss.name": "wasserstein", "loss.params": {"clip": clip}, "optim.lr_d": 0.5})
+    )
+    for _ in range(3):
+        t.step_fn.d_step()
+        bound = max(p.abs().max().item() for p in t.discriminator.parameters())
+        assert bound <= clip
+    assert math.isclose(bound, clip, rel_tol=1e-6), "with a huge lr the weights sit on the clip bound"
+
+
+def test_metrics_are_means_and_probabilities_where_the_loss_has_them():
+    t = build_training(small())
+    report = next(run_loop(t))
+    m = report.metrics
+    assert 0 < m["d_real"] < 1 and 0 < m["d_fake"] < 1
+    assert m["loss_d"] > 0 and m["images_per_s"] > 0 and m["step"] == 10
+    hinge = build_training(small(**{"loss.name": "hinge"}))
+    assert "d_real" in next(run_loop(hinge)).metrics
+
+
+def test_divergence_is_detected_at_the_eval():
+    t = build_training(small(**{"loss.name": "least_squares", "optim.lr_d": 1e8}))
+    with pytest.raises(DivergedError) as err:
+        list(run_loop(t))
+    assert err.value.step == 10 and not math.isfinite(err.value.metrics["loss_d"])
+
+
+def test_resume_continues_bit_for_bit(tmp_path):
+    full = validate_config({**small().model_dump(), "output_dir": str(tmp_path / "full")})
+    half = validate_config(
+        {
+            **full.model_dump(),
+            "output_dir": str(tmp_path / "half"),
+            "train": {**full.train.model_dump(), "steps": 10},
+        }
+    )
+    a = train(full, verbose=False)
+    train(half, verbose=False)
+    rest = validate_config({**half.model_dump(), "train": {**half.train.model_dump(), "steps": 20}})
+    b = train(rest, resume=True, verbose=False)
+    # The history travels in the checkpoint (as on Ray): the resumed run knows its first eval too,
+    # and only step 20 was trained after the resume.
+    assert [h["step"] for h in b.history] == [10, 20]
+    assert b.history[0]["loss_d"] == pytest.approx(a.history[0]["loss_d"], rel=1e-6)
+    lines = (b.output_dir / "history.jsonl").read_text().splitlines()
+    assert [json.loads(line)["step"] for line in lines] == [10, 20]
+    for key in ("loss_d", "loss_g", "d_real", "d_fake", "mode_distance"):
+        assert b.final[key] == pytest.approx(a.final[key], rel=1e-6, abs=1e-7), key
+
+
+def test_cli_train_writes_checkpoint_samples_and_history(tmp_path, capsys):
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text(
+        f"name: cli\noutput_dir: {tmp_path}\ntrain: {{steps: 20, eval_every: 10, batch_size: 32}}\n"
+        "model: {hidden_dim: 16, hidden_layers: 1}\n"
+    )
+    assert main(["train", str(cfg), "--no-tracking"]) == 0
+    out = tmp_path / "cli"
+    assert (out / "checkpoint.pt").is_file() and (out / "samples.png").stat().st_size > 1000
+    assert sorted(p.name for p in (out / "samples").iterdir()) == ["step_0000010.png", "step_0000020.png"]
+    assert len((out / "history.jsonl").read_text().splitlines()) == 2
+    assert "step 20/20" in capsys.readouterr().err
+
+
+def test_cli_rejects_bad_input_with_one_line(tmp_path, capsys):
+    for text, needle in [
+        ("loss: {name: wgan}\n", "unknown loss 'wgan'"),
+        ("noise: {distribution: cauchy}\n", "unknown noise distribution 'cauchy'"),
+        ("train: {d_steps_per_g_step: 0}\n", "train.d_steps_per_g_step"),
+        ("optim: {lr_g: -1}\n", "optim.lr_g"),
+        ("data: {name: mnist, root: /nonexistent/x}\n", "/nonexistent/x"),
+    ]:
+        cfg = tmp_path / "bad.yaml"
+        cfg.write_text(text)
+        assert main(["train", str(cfg), "--no-tracking"]) == 2
+        err = capsys.readouterr().err
+        assert needle in err and err.count("\n") == 1, err
+
+
+@pytest.mark.slow
+def test_non_saturating_mlp_gan_learns_the_ring():
+    """The real learning test: >= 6 of 8 modes within about a minute of CPU."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # small matrices: one thread is as fast, and immune to a busy machine
+    cfg = validate_config(
+        {
+            "optim": {"lr_g": 1e-3, "lr_d": 1e-3},
+            "train": {"steps": 3000, "eval_every": 1000, "batch_size": 256, "seed": 0},
+        }
+    )
+    try:
+        t = build_training(cfg)
+        reports = list(run_loop(t, default_evaluator(cfg, t.device)))
+    finally:
+        torch.set_num_threads(threads)
+    final = reports[-1].metrics
+    assert final["modes_covered"] >= 6, final
+    assert final["high_quality_fraction"] > 0.3, final
+
+
+class _RecordingLoss:
+    """The step's loss, unchanged, but keeping the fake logits each step hands it."""
+
+    def __init__(self, loss):
+        self.inner, self.fake_logits = loss, {}
+
+    def __getattr__(self, name):
+        return getattr(self.inner, name)
+
+    def d_loss(self, real_logits, fake_logits):
+        self.fake_logits["d_step"] = fake_logits.detach().clone()
+        return self.inner.d_loss(real_logits, fake_logits)
+
+    def g_loss(self, fake_logits):
+        self.fake_logits["g_step"] = fake_logits.detach().clone()
+        return self.inner.g_loss(fake_logits)
+
+
+@pytest.mark.parametrize("loss", ["non_saturating", "hinge"])
+def test_d_step_and_g_step_see_the_same_fakes_alike_with_batchnorm(loss):
+    """D's BatchNorm must normalise fakes the same way in the D-step and in the G-step.
+
+    Scoring ``cat([real, fake])`` in the D-step pooled the BatchNorm statistics over both, so the
+    G-step (fakes alone) trained G against a D the D-step never trained (D(G(z)) 0.004 vs 0.97).
+    """
+    cfg = validate_config(
+        {
+            "data": {"name": "digits", "image_size": 28},
+            "model": {"g_filters": 8, "d_filters": 8},
+            "loss": {"name": loss},
+            "train": {"batch_size": 32},
+        }
+    )
+    t = build_training(cfg)
+    step = t.step_fn
+    assert any(isinstance(m, torch.nn.BatchNorm2d) for m in t.discriminator.modules())
+    z = torch.randn(cfg.train.batch_size, cfg.noise_dim)
+    step.noise = lambda n, dim, device=None: z[:n]  # the same fakes in both steps
+    for opt in (step.opt_g, step.opt_d):
+        for group in opt.param_groups:
+            group["lr"] = 0.0  # the same D and G in both steps
+    step.loss = recording = _RecordingLoss(step.loss)
+    step.d_step()
+    step.g_step()
+    seen = recording.fake_logits
+    torch.testing.assert_close(seen["d_step"], seen["g_step"], rtol=1e-5, atol=1e-5)
