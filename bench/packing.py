@@ -80,7 +80,7 @@ def trial(
         timed(step, chunk, device)
         steps += chunk
     elapsed = time.perf_counter() - start
-    images = steps * batch * cfg.train.d_steps_per_g_step
+    images = steps * batch * cfg.d_steps_per_g_step
     results.put({"images_per_s": images / elapsed, "seconds": elapsed, "path": path})
 
 

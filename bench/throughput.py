@@ -139,7 +139,7 @@ def measure(
     if device.type == "cuda":  # the same core without the graph, to separate what the graph buys
         eager = build_core(cfg.with_overrides({"train.cuda_graphs": False}), data, device)
         contenders["gan_ray_eager"] = eager.step_fn
-    images_per_step = cfg.train.d_steps_per_g_step * batch
+    images_per_step = cfg.d_steps_per_g_step * batch
 
     # Warm-up; on CUDA long enough for GraphedStep's own warm-up and its capture.
     warmup = max(args.warmup, WARMUP_ITERATIONS + 2) if device.type == "cuda" else args.warmup

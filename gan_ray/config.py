@@ -14,6 +14,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from gan_ray import settings
 from gan_ray.data.catalog import DATASETS, DatasetInfo, dataset_info
 from gan_ray.errors import ConfigError
 from gan_ray.losses import LOSSES, get_loss, loss_param_names
@@ -124,19 +125,30 @@ class LossConfig(_Strict):
 
 
 class OptimConfig(_Strict):
-    """Adam for G and for D, each with its own learning rate (TTUR-style)."""
+    """Adam for G and for D, each with its own learning rate (TTUR-style), and how both decay."""
 
     lr_g: float = Field(2e-4, gt=0)
     lr_d: float = Field(2e-4, gt=0)
     beta1: float = Field(0.5, ge=0.0, lt=1.0)
     beta2: float = Field(0.999, ge=0.0, lt=1.0)
+    lr_schedule: Literal["constant", "linear", "cosine"] = Field(
+        "constant", description="both learning rates from their value to lr_final_ratio x it over the run"
+    )
+    lr_final_ratio: float = Field(
+        0.0, ge=0.0, le=1.0, description="the learning rates' last value, as a ratio"
+    )
 
 
 class TrainConfig(_Strict):
     """The alternating loop. One *step* is k = ``d_steps_per_g_step`` D-steps followed by one G-step;
     ``batch_size`` is per worker (the global batch is num_workers x batch_size)."""
 
-    d_steps_per_g_step: int = Field(1, ge=1, description="k of Goodfellow et al.: D-steps per G-step")
+    d_steps_per_g_step: int | None = Field(
+        None,
+        ge=1,
+        description="k of Goodfellow et al.: D-steps per G-step; None: 5 for the Wasserstein losses "
+        "(Arjovsky et al. 2017, Gulrajani et al. 2017), else 1",
+    )
     batch_size: int = Field(64, gt=0)
     steps: int = Field(2000, gt=0, description="G-steps to train for")
     eval_every: int = Field(500, gt=0, description="G-steps between metric reads, evals and checkpoints")
@@ -145,6 +157,13 @@ class TrainConfig(_Strict):
     device: str = "auto"
     precision: Literal["auto", "fp32", "bf16"] = "auto"
     cuda_graphs: bool = Field(True, description="capture the whole step in a CUDA graph where it applies")
+    ema_decay: float | None = Field(
+        None,
+        gt=0.0,
+        lt=1.0,
+        description="an exponential moving average of G's weights with this decay (Yazici et al. 2019), "
+        "used for evals and the logged model; None: off",
+    )
 
     @field_validator("device")
     @classmethod
@@ -152,6 +171,19 @@ class TrainConfig(_Strict):
         if v not in ("auto", "cpu", "cuda") and not (v.startswith("cuda:") and v[5:].isdigit()):
             raise ValueError(f"unknown device {v!r}; expected 'auto', 'cpu', 'cuda' or 'cuda:N'")
         return v
+
+
+class MetricsConfig(_Strict):
+    """How image runs are scored: the Fréchet distance's feature extractor.
+
+    ``classifier`` is a small CNN trained once per dataset on its real images (no download; not
+    Inception-FID). ``inception`` is torchmetrics' Inception-v3, where torch-fidelity's weights file is
+    present. ``extractor`` is a saved extractor file (path or URI) that a sweep hands to all its trials,
+    so every trial is scored by the same one; None: this node's cache.
+    """
+
+    features: Literal["classifier", "inception"] = "classifier"
+    extractor: str | None = None
 
 
 class ScalingConfig(_Strict):
@@ -167,6 +199,10 @@ class ScalingConfig(_Strict):
     storage_path: str | None = Field(
         None, description="Ray Train storage; None: $GAN_RAY_STORAGE or ./ray_results"
     )
+
+    def storage(self, explicit: str | None = None) -> str:
+        """Where Ray Train keeps checkpoints: ``explicit``, else this config's, else ``$GAN_RAY_STORAGE``."""
+        return explicit or self.storage_path or settings.storage_path()
 
     @model_validator(mode="after")
     def _whole_gpu_per_rank(self) -> ScalingConfig:
@@ -191,6 +227,7 @@ class GanConfig(_Strict):
     loss: LossConfig = Field(default_factory=LossConfig)
     optim: OptimConfig = Field(default_factory=OptimConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
+    metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     scaling: ScalingConfig = Field(default_factory=ScalingConfig)
 
     @model_validator(mode="after")
@@ -220,6 +257,13 @@ class GanConfig(_Strict):
             return self.noise.dim
         return 100 if self.model_family == "dcgan" else 8
 
+    @property
+    def d_steps_per_g_step(self) -> int:
+        """k: the config's, else the loss's own default (5 critic steps for the Wasserstein losses)."""
+        if self.train.d_steps_per_g_step is not None:
+            return self.train.d_steps_per_g_step
+        return get_loss(self.loss.name, **self.loss.params).default_d_steps
+
     def flat(self) -> dict[str, Any]:
         """Dotted keys to values, loss parameters resolved (only the current loss's): what MLflow logs."""
         out = _flatten(self.model_dump(mode="json"))
@@ -228,6 +272,7 @@ class GanConfig(_Strict):
             out[f"loss.params.{key}"] = value
         out["model.family"] = self.model_family
         out["noise.dim"] = self.noise_dim
+        out["train.d_steps_per_g_step"] = self.d_steps_per_g_step
         return out
 
     def with_overrides(self, overrides: dict[str, Any]) -> GanConfig:
@@ -304,6 +349,55 @@ def validate_config(data: dict[str, Any] | None, source: str = "") -> GanConfig:
         return GanConfig.model_validate(data or {})
     except ValidationError as err:
         raise ConfigError(_format_errors(err, source)) from None
+
+
+#: Config keys a resumed run may change, and the resume applies: how long and how it trains from here,
+#: where it runs, what it is called. Everything else (data, model, noise, loss, seed) defines the game
+#: the checkpoint was trained in. Prefixes end with a dot.
+RESUMABLE_CHANGES = (
+    "name",
+    "output_dir",
+    "optim.",
+    "train.steps",
+    "train.eval_every",
+    "train.eval_samples",
+    "train.d_steps_per_g_step",
+    "train.batch_size",
+    "train.device",
+    "train.precision",
+    "train.cuda_graphs",
+    "train.ema_decay",
+    "metrics.",
+    "scaling.",
+)
+
+
+def resume_conflicts(trained: GanConfig, resuming: GanConfig) -> list[str]:
+    """What ``resuming`` changes that a resume cannot apply, as ``key: old -> new`` lines."""
+    old, new = trained.flat(), resuming.flat()
+    changed = sorted(k for k in set(old) | set(new) if old.get(k) != new.get(k))
+    return [
+        f"{k}: {old.get(k)!r} -> {new.get(k)!r}"
+        for k in changed
+        if not any(k == c or (c.endswith(".") and k.startswith(c)) for c in RESUMABLE_CHANGES)
+    ]
+
+
+def check_resumable(trained: GanConfig | dict[str, Any], resuming: GanConfig, where: str = "") -> None:
+    """Refuse, in one line, to resume a checkpoint under a config that changes the game it was trained in.
+
+    Changes to the keys of :data:`RESUMABLE_CHANGES` are allowed; the resume applies them (the
+    optimisers take the new learning rates and betas).
+    """
+    if isinstance(trained, dict):
+        trained = validate_config(trained)
+    conflicts = resume_conflicts(trained, resuming)
+    if conflicts:
+        raise ConfigError(
+            f"cannot resume{where}: the checkpoint was trained with another config ({'; '.join(conflicts)}); "
+            "set those back, or start a new run (another name or output_dir). A resume may change only "
+            + ", ".join(c.rstrip(".") + ("*" if c.endswith(".") else "") for c in RESUMABLE_CHANGES)
+        )
 
 
 def config_yaml(cfg: GanConfig) -> str:

@@ -35,6 +35,8 @@ class GanLoss:
     # True when D's output is a probability logit, so mean sigmoid(D) is a meaningful metric.
     has_probabilities: ClassVar[bool] = True
     needs_gradient_penalty: ClassVar[bool] = False
+    # The papers' k (D-steps per G-step) where a config sets none: 5 critic steps for the Wasserstein family.
+    default_d_steps: ClassVar[int] = 1
 
     @property
     def clip_value(self) -> float | None:
@@ -136,6 +138,7 @@ class Wasserstein(GanLoss):
 
     name: ClassVar[str] = "wasserstein"
     has_probabilities: ClassVar[bool] = False
+    default_d_steps: ClassVar[int] = 5
     clip: float = 0.01
 
     def __post_init__(self) -> None:
@@ -163,6 +166,7 @@ class WassersteinGP(GanLoss):
     name: ClassVar[str] = "wgan_gp"
     has_probabilities: ClassVar[bool] = False
     needs_gradient_penalty: ClassVar[bool] = True
+    default_d_steps: ClassVar[int] = 5
     gp_weight: float = 10.0
 
     def __post_init__(self) -> None:

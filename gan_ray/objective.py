@@ -45,6 +45,10 @@ class Objective:
                 best, best_value = item, v
         return best
 
+    def best_value(self, values: Iterable[float | None]) -> float | None:
+        """The best finite value of ``values`` (None if there is none)."""
+        return self.best_of(values, lambda v: v)
+
     @property
     def worst(self) -> float:
         """The value every finite one beats (what an unscored trial ranks as)."""

@@ -20,7 +20,7 @@ from gan_ray.models import generator_from_state
 from gan_ray.noise import get_noise
 from gan_ray.tracking.model import CONFIG_FILE, EXTRA_FILES_DIR, STATE_FILE, download_model
 from gan_ray.tracking.store import check_tracking_server, resolve_tracking_uri
-from gan_ray.training.checkpoint import CHECKPOINT_FILE, load_checkpoint
+from gan_ray.training.checkpoint import CHECKPOINT_FILE, generator_weights, load_checkpoint
 from gan_ray.training.loop import resolve_device
 from gan_ray.visualize import save_samples
 
@@ -129,7 +129,7 @@ def _from_checkpoint(path: Path, device: torch.device, source: str) -> LoadedGen
         cfg = _read_config(path.parent / CONFIG_FILE)
     else:
         raise FileNotFoundError(f"checkpoint {path} holds no config and there is no {CONFIG_FILE} beside it")
-    return _rebuild(cfg, state["generator"], device, source)
+    return _rebuild(cfg, generator_weights(state), device, source)
 
 
 def _rebuild(cfg: GanConfig, state: dict[str, Tensor], device: torch.device, source: str) -> LoadedGenerator:

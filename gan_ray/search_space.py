@@ -112,6 +112,10 @@ class SearchSpace:
     # A choice parameter whose every value gets the same number of trials (num_samples each), drawn at
     # random: the fair-comparison protocol of Lucic et al. (2018) when it is loss.name.
     stratify: str | None = None
+    # The champion is chosen among the best ``final_top`` trials by their best checkpoints scored again
+    # on ``final_samples`` samples (0 trials: by the training evals alone).
+    final_top: int = 3
+    final_samples: int = 20_000
 
     def trial_config(self, values: dict[str, Any]) -> GanConfig:
         """The config a trial trains with: the base plus the sampled values (dotted keys).
@@ -467,7 +471,19 @@ def _read_search(reader: _Reader, search: Any, params: list[Param]) -> dict[str,
                 ("search", "stratify"), "stratify draws every point itself; drop initial_points"
             )
     seed = _positive(reader, ("search", "seed"), search.get("seed", 0), int, allow_zero=True)
-    return {"sampler": sampler, "seed": seed, "initial_points": initial_points, "stratify": stratify}
+    final = search.get("final_eval") or {}
+    if not isinstance(final, dict) or set(final) - {"top", "samples"}:
+        raise reader.fail(("search", "final_eval"), "expected a mapping like {top: 3, samples: 20000}")
+    top = _positive(reader, ("search", "final_eval", "top"), final.get("top", 3), int, allow_zero=True)
+    samples = _positive(reader, ("search", "final_eval", "samples"), final.get("samples", 20_000), int)
+    return {
+        "sampler": sampler,
+        "seed": seed,
+        "initial_points": initial_points,
+        "stratify": stratify,
+        "final_top": top,
+        "final_samples": samples,
+    }
 
 
 def _read_scheduler(reader: _Reader, sched: Any) -> dict[str, Any]:

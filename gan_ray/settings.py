@@ -22,6 +22,7 @@ VARIABLES: dict[str, str] = {
     "GAN_RAY_TEST_CRASH_AT_STEP": "tests only: a Train worker exits at this step, once",
     "GAN_RAY_TEST_CRASH_MARKER": "tests only: the file recording that the crash happened",
     "GAN_RAY_TEST_CRASH_RANK": "tests only: the rank that crashes (default 0)",
+    "GAN_RAY_TEST_NAN_SAMPLES_RANK": "tests only: this rank's eval samples come out NaN",
 }
 
 MLFLOW_DB_FILE = "mlflow.db"
@@ -80,8 +81,10 @@ def ray_address() -> str | None:
 CRASH_AT_STEP = "GAN_RAY_TEST_CRASH_AT_STEP"
 CRASH_MARKER = "GAN_RAY_TEST_CRASH_MARKER"
 CRASH_RANK = "GAN_RAY_TEST_CRASH_RANK"
+NAN_SAMPLES_RANK = "GAN_RAY_TEST_NAN_SAMPLES_RANK"
 
 
 def crash_switches() -> dict[str, str]:
-    """The test-only crash variables that are set, to forward to Train workers."""
-    return {k: v for k in (CRASH_AT_STEP, CRASH_MARKER, CRASH_RANK) if (v := _get(k)) is not None}
+    """The test-only fault variables that are set, to forward to Train workers."""
+    names = (CRASH_AT_STEP, CRASH_MARKER, CRASH_RANK, NAN_SAMPLES_RANK)
+    return {k: v for k in names if (v := _get(k)) is not None}

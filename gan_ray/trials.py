@@ -4,6 +4,7 @@ and the summary a person reads at the end."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -23,6 +24,16 @@ class TrialSummary:
     last_step: int | None
     best_checkpoint: str | None
     mlflow_run_id: str | None = None
+    # What scored it: the feature extractor of image runs (None for the 2-D mixtures).
+    feature_extractor: str | None = None
+    # Its best checkpoint scored again on ``final_samples`` samples (the sweep's best few only).
+    final_objective: float | None = None
+    final_samples: int | None = None
+
+    @property
+    def champion_score(self) -> float | None:
+        """What the champion is chosen by: the larger final evaluation where there is one."""
+        return self.final_objective if self.final_objective is not None else self.best_objective
 
 
 @dataclass
@@ -40,6 +51,7 @@ class SweepResult:
     model_name: str | None = None
     model_version: str | None = None
     promoted: bool = False
+    kept_because: str = "it is better"
 
     def rows(self) -> list[dict[str, Any]]:
         """One row per trial: id, status, scores, run id and the parameters (the ``trials.csv`` table)."""
@@ -49,6 +61,7 @@ class SweepResult:
                 "status": t.status,
                 "objective": t.objective,
                 "best_objective": t.best_objective,
+                "final_objective": t.final_objective,
                 "last_step": t.last_step,
                 "mlflow_run_id": t.mlflow_run_id,
                 **t.params,
@@ -66,8 +79,11 @@ class SweepObserver(Protocol):
 
 
 def best_trial(trials: list[TrialSummary], objective: Objective) -> TrialSummary | None:
-    """The trial with the best objective over its evals, among those that ended usable."""
-    return objective.best_of((t for t in trials if t.status in USABLE), lambda t: t.best_objective)
+    """The best trial among those that ended usable: by the final evaluation among the trials that had
+    one, else by the best objective over its evals."""
+    usable = [t for t in trials if t.status in USABLE]
+    rescored = [t for t in usable if t.final_objective is not None and math.isfinite(t.final_objective)]
+    return objective.best_of(rescored or usable, lambda t: t.champion_score)
 
 
 def best_per(result: SweepResult, key: str) -> dict[Any, TrialSummary]:
@@ -100,7 +116,11 @@ def format_summary(result: SweepResult) -> str:
         for value, t in best_per(result, result.stratify).items():
             lines.append(f"  {value}: {metric} = {t.best_objective:.4g} (trial {t.trial_id})")
     if result.model_name:
-        state = "now the champion" if result.promoted else "registered; the champion stays (it is better)"
+        state = (
+            "now the champion"
+            if result.promoted
+            else f"registered; the champion stays ({result.kept_because})"
+        )
         lines.append(
             f"  model: models:/{result.model_name}/{result.model_version} ({state}); "
             f"load models:/{result.model_name}@champion"

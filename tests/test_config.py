@@ -31,8 +31,28 @@ def test_defaults_validate():
     assert validate_config(None) == cfg
     assert cfg.data.name == "ring8" and cfg.model_family == "mlp"
     assert cfg.loss.name == "non_saturating"
-    assert cfg.train.d_steps_per_g_step == 1
+    assert cfg.d_steps_per_g_step == 1
     assert cfg.noise_dim > 0
+
+
+def test_k_defaults_to_the_papers_five_critic_steps_for_the_wasserstein_losses():
+    """Unset k follows the loss (Arjovsky et al. 2017; Gulrajani et al. 2017), also when a sweep
+    trial switches the loss of a base config; a k the config sets is kept."""
+    for loss, k in [("non_saturating", 1), ("hinge", 1), ("wasserstein", 5), ("wgan_gp", 5)]:
+        cfg = validate_config({"loss": {"name": loss}})
+        assert cfg.train.d_steps_per_g_step is None and cfg.d_steps_per_g_step == k, loss
+        assert cfg.flat()["train.d_steps_per_g_step"] == k
+    switched = GanConfig().with_overrides({"loss.name": "wasserstein"})
+    assert switched.d_steps_per_g_step == 5
+    assert (
+        validate_config(
+            {"loss": {"name": "wasserstein"}, "train": {"d_steps_per_g_step": 2}}
+        ).d_steps_per_g_step
+        == 2
+    )
+    from gan_ray.training.loop import build_training
+
+    assert build_training(switched).step_fn.d_steps_per_g_step == 5
 
 
 def test_config_error_is_a_value_error():

@@ -89,7 +89,9 @@ class FrechetEvaluator:
     extractor's features of generated images and of ``num_real`` real ones (lower is better, 0 = same).
 
     Built once per run; the extractor and the real statistics are cached on disk and in memory, so trials
-    of a sweep share them. ``classifier_accuracy`` is the held-out accuracy of the classifier extractor.
+    of a sweep share them; ``extractor_file`` pins the extractor (a sweep's, see
+    :func:`gan_ray.metrics.features.extractor_file`). ``identity`` names it: compare scores only between
+    equal identities. ``classifier_accuracy`` is the held-out accuracy of the classifier extractor.
     The distance is biased upwards for small sample counts: compare runs at the same ``len(fake_images)``.
     """
 
@@ -102,6 +104,7 @@ class FrechetEvaluator:
         kind: str = "classifier",
         extractor_seed: int = 0,
         batch_size: int = 500,
+        extractor_file: str | Path | None = None,
     ):
         if num_real < 2:
             raise ValueError(f"num_real must be at least 2, got {num_real}")
@@ -109,7 +112,7 @@ class FrechetEvaluator:
         self.batch_size = batch_size
         self.shape = dataset_info(spec.name).sample_shape(spec.image_size)
         cache = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
-        self.extractor = get_feature_extractor(spec, kind, cache, self.device, seed=extractor_seed)
+        self.extractor = get_feature_extractor(spec, kind, cache, self.device, extractor_seed, extractor_file)
         self.classifier_accuracy: float | None = getattr(self.extractor, "test_accuracy", None)
         self._metric = _fid_metric(self.extractor).to(self.device)
         c, h, w = self.shape
@@ -124,6 +127,10 @@ class FrechetEvaluator:
         self._metric.real_features_sum = stats["features_sum"].to(self.device)
         self._metric.real_features_cov_sum = stats["features_cov_sum"].to(self.device)
         self._metric.real_features_num_samples = stats["num_samples"].to(self.device)
+
+    @property
+    def identity(self) -> str:
+        return self.extractor.cache_id
 
     def _real_stats(self, spec: DataSpec, num_real: int) -> dict[str, Tensor]:
         images = load_images(spec)

@@ -81,11 +81,14 @@ def first_points(space: SearchSpace, study_name: str, study_url: str, resume: bo
     return [dict(p) for p in space.initial_points][: space.budget.num_samples]
 
 
-def make_searcher(space: SearchSpace, study_name: str, study_url: str, points: list[dict[str, Any]]):
-    """Tune's OptunaSearch over ``space``'s define-by-run space, in the study ``study_name``."""
+def make_searcher(
+    space: SearchSpace, study_name: str, study_url: str, points: list[dict[str, Any]], metric: str
+):
+    """Tune's OptunaSearch over ``space``'s define-by-run space, in the study ``study_name``; it tells
+    Optuna each trial's final ``metric``."""
     return FailingNonFiniteOptunaSearch(
         space=space.define_by_run,
-        metric="objective",
+        metric=metric,
         mode=space.objective.mode,
         sampler=sampler_for(space),
         study_name=study_name,

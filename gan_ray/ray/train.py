@@ -26,12 +26,19 @@ import ray.train.torch
 from ray.train import UserCallback
 
 from gan_ray import settings
-from gan_ray.config import GanConfig, validate_config
-from gan_ray.errors import DivergedError
+from gan_ray.config import GanConfig, check_resumable, validate_config
+from gan_ray.errors import ConfigError, DivergedError
 from gan_ray.models import unwrap
 from gan_ray.objective import Objective
 from gan_ray.ray.cluster import check_fits, cluster_capacity, connect
-from gan_ray.training.checkpoint import load_checkpoint, write_run_state
+from gan_ray.ray.storage import local_file
+from gan_ray.training.checkpoint import (
+    CHECKPOINT_FILE,
+    load_checkpoint,
+    read_divergence,
+    write_divergence,
+    write_run_state,
+)
 from gan_ray.training.loop import Training, build_training, default_evaluator, run_loop
 from gan_ray.training.observers import EvalRecord, RunObserver, outcome_of
 
@@ -53,11 +60,16 @@ class _CrashOnce:
         self.step_fn()
 
 
-def _maybe_inject_crash(training: Training) -> None:
+def _maybe_inject_faults(training: Training) -> None:
+    """The test-only fault switches of :mod:`gan_ray.settings`: a crash at a step, NaN eval samples."""
     switches = settings.crash_switches()
     at, marker = switches.get(settings.CRASH_AT_STEP), switches.get(settings.CRASH_MARKER)
     if at and marker and training.rank == int(switches.get(settings.CRASH_RANK, "0")):
         training.step_fn = _CrashOnce(training.step_fn, training.step, int(at), Path(marker))
+    nan_rank = switches.get(settings.NAN_SAMPLES_RANK)
+    if nan_rank is not None and training.rank == int(nan_rank):
+        sample = training.sample
+        training.sample = lambda n=None: sample(n) * float("nan")
 
 
 def replica_param_spread(training: Training) -> float:
@@ -94,26 +106,26 @@ def train_worker(loop_config: dict[str, Any]) -> None:
         world_size=world_size,
         wrap_model=lambda m: ray.train.torch.prepare_model(m, move_to_device=device),
     )
-    history: list[dict[str, float]] = []
     checkpoint = ray.train.get_checkpoint()
     if checkpoint is not None:
         with checkpoint.as_directory() as directory:
-            state = load_checkpoint(directory, map_location=device)
-        training.load_state_dict(state)
-        history = list(state.get("history", []))
-    _maybe_inject_crash(training)
-    evaluator = default_evaluator(cfg, device) if rank == 0 else None
+            _refuse_diverged(directory, ctx.get_experiment_name())
+            training.load_state_dict(load_checkpoint(directory, map_location=device))
+    _maybe_inject_faults(training)
+    evaluator = None
+    if rank == 0:
+        with local_file(cfg.metrics.extractor) as extractor:  # the sweep's, on storage every node reads
+            evaluator = default_evaluator(cfg, device, extractor)
     try:
         for report in run_loop(training, evaluator, objective=objective):
-            metrics = dict(report.metrics)
+            metrics = report.metrics  # the history's own entry: what is added here is checkpointed too
             if world_size > 1:
                 metrics["replica_param_spread"] = replica_param_spread(training)
             if rank != 0:
                 ray.train.report(metrics)
                 continue
-            history.append(metrics)
             with tempfile.TemporaryDirectory() as tmp:
-                write_run_state(tmp, training.state_dict(history), report.samples_of(training), cfg)
+                write_run_state(tmp, training.state_dict(), report.samples_of(training), cfg)
                 ray.train.report(
                     metrics,
                     checkpoint=ray.train.Checkpoint.from_directory(tmp),
@@ -122,7 +134,20 @@ def train_worker(loop_config: dict[str, Any]) -> None:
     except DivergedError as err:
         # Every rank sees the same averaged losses, so all of them end here at the same eval. The
         # objective is NaN, which Optuna records as a failed trial (inf would count as a real value).
-        ray.train.report({**err.metrics, "step": err.step, "diverged": 1.0, "objective": math.nan})
+        # Rank 0 attaches a divergence record: Ray Train's result is its latest *checkpoint*'s metrics,
+        # so without one a diverged run would end looking like its last good eval.
+        nan = math.nan
+        metrics = {**err.metrics, "step": err.step, "diverged": 1.0, "objective": nan, "best_objective": nan}
+        if rank != 0:
+            ray.train.report(metrics)
+            return
+        with tempfile.TemporaryDirectory() as tmp:
+            write_divergence(tmp, err.step, err.metrics, training.history)
+            ray.train.report(
+                metrics,
+                checkpoint=ray.train.Checkpoint.from_directory(tmp),
+                checkpoint_dir_name=f"checkpoint_{err.step:08d}_diverged",
+            )
 
 
 @dataclass
@@ -177,7 +202,7 @@ def make_trainer(
         ),
         run_config=ray.train.RunConfig(
             name=name,
-            storage_path=storage_path or s.storage_path or settings.storage_path(),
+            storage_path=s.storage(storage_path),
             failure_config=ray.train.FailureConfig(max_failures=s.max_failures),
             # Keeps the best checkpoint by the objective; Ray always keeps the latest as well.
             checkpoint_config=ray.train.CheckpointConfig(
@@ -193,6 +218,33 @@ def check_cluster(cfg: GanConfig, name: str | None = None) -> None:
     """Connect to (or start) Ray and refuse a run whose workers the cluster could never hold."""
     connect()
     check_fits(cfg.scaling, cluster_capacity(), f"run {name or cfg.name!r}")
+
+
+def latest_checkpoint(storage_path: str, name: str) -> Path | None:
+    """The newest checkpoint folder of run ``name`` under a local ``storage_path`` (None if none, or remote)."""
+    if "://" in storage_path:
+        return None
+    folders = sorted(Path(storage_path, name).glob("checkpoint_*"))
+    return next((f for f in reversed(folders) if (f / CHECKPOINT_FILE).is_file() or read_divergence(f)), None)
+
+
+def _refuse_diverged(folder: str | Path, name: str) -> None:
+    record = read_divergence(folder)
+    if record is not None:
+        raise ConfigError(
+            f"run {name!r} diverged at step {record['step']}; a resume would continue a NaN model: "
+            "start a new run (another name), with other hyperparameters"
+        )
+
+
+def check_resume(cfg: GanConfig, storage_path: str, name: str) -> None:
+    """Refuse, before any worker starts, to resume run ``name`` if it diverged, or under a config that
+    changes its game. (Workers check again when they load the checkpoint, which covers remote storage.)
+    """
+    folder = latest_checkpoint(storage_path, name)
+    if folder is not None:
+        _refuse_diverged(folder, name)
+        check_resumable(load_checkpoint(folder)["config"], cfg, f" run {name!r} from {folder}")
 
 
 class ObserverCallback(UserCallback):
@@ -227,6 +279,7 @@ def fit(
     ``observer`` hears of the start, of every eval and of the end (completed, diverged, failed, killed).
     """
     check_cluster(cfg, name)
+    check_resume(cfg, cfg.scaling.storage(storage_path), name or cfg.name)
     if observer is not None:
         observer.start(cfg)
     callbacks = [ObserverCallback(observer)] if observer is not None else []
@@ -245,14 +298,24 @@ def fit(
 
 
 def _result_of(cfg: GanConfig, result) -> RayTrainResult:
+    """What a finished Train run left: its latest checkpoint (a model's, or a divergence record, and
+    then the best model is the last one kept) and its best by the objective."""
     out = RayTrainResult(cfg, dict(result.metrics or {}), str(result.path))
-    if result.checkpoint is not None:
-        out.checkpoint_path = result.checkpoint.path
-        with result.checkpoint.as_directory() as directory:
-            out.history = list(load_checkpoint(directory).get("history", []))
-    best = cfg.data.info.objective.best_of(result.best_checkpoints or [], lambda cm: cm[1].get("objective"))
+    models = [(c, m) for c, m in result.best_checkpoints or [] if not m.get("diverged")]
+    best = cfg.data.info.objective.best_of(models, lambda cm: cm[1].get("objective"))
     if best is not None:
         out.best_checkpoint_path = best[0].path
+    latest = result.checkpoint
+    if latest is None:
+        return out
+    with latest.as_directory() as directory:
+        record = read_divergence(directory)
+        if record is None:
+            out.checkpoint_path = latest.path
+            out.history = list(load_checkpoint(directory).get("history", []))
+            return out
+    out.history = record["history"]
+    out.checkpoint_path = out.best_checkpoint_path
     return out
 
 

@@ -18,7 +18,6 @@ from typing import Any
 from ray.tune import Callback
 from ray.tune.result import AUTO_RESULT_KEYS, DEBUG_METRICS
 
-from gan_ray import settings
 from gan_ray.errors import DivergedError
 from gan_ray.ray.cluster import (
     DRIVER_RESOURCE,
@@ -31,10 +30,16 @@ from gan_ray.ray.cluster import (
     run_needs,
 )
 from gan_ray.ray.search import first_points, make_searcher
+from gan_ray.ray.storage import local_file
 from gan_ray.ray.train import checkpoint_folder, make_trainer
 from gan_ray.search_space import SearchSpace
-from gan_ray.training.observers import EvalRecord, RunObserver, RunOutcome, RunStatus
+from gan_ray.training.evaluation import evaluate_checkpoint
+from gan_ray.training.observers import USABLE, EvalRecord, RunObserver, RunOutcome, RunStatus
 from gan_ray.trials import SweepObserver, SweepResult, TrialSummary, best_trial, format_summary
+
+#: What ASHA and Optuna rank trials by: each trial's best objective so far, the number its champion
+#: candidate (its best checkpoint) is chosen by, also for trials ASHA stopped early.
+RANKED_BY = "best_objective"
 
 
 class DivergedTrialError(RuntimeError):
@@ -125,6 +130,9 @@ class _Trial:
             last_step=int(last["step"]) if "step" in last else None,
             best_checkpoint=best_ckpt["checkpoint_path"] if best_ckpt else None,
             mlflow_run_id=self.run_id,
+            feature_extractor=next(
+                (h["feature_extractor"] for h in reversed(self.history) if "feature_extractor" in h), None
+            ),
         )
 
 
@@ -254,7 +262,7 @@ def run_sweep(
     """
     from ray import tune
 
-    storage_path = storage_path or space.base.scaling.storage_path or settings.storage_path()
+    storage_path = space.base.scaling.storage(storage_path)
     if capacity is None:
         capacity = prepare_cluster(space, storage_path)
     points = first_points(space, study_name, study_url, resume)
@@ -269,11 +277,11 @@ def run_sweep(
     tuner = tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
-            search_alg=make_searcher(space, study_name, study_url, points),
+            search_alg=make_searcher(space, study_name, study_url, points, RANKED_BY),
             scheduler=_scheduler(space),
             num_samples=len(points) if space.stratify else space.budget.num_samples,
             max_concurrent_trials=concurrency,
-            metric="objective",
+            metric=RANKED_BY,
             mode=space.objective.mode,
         ),
         run_config=tune.RunConfig(
@@ -293,12 +301,40 @@ def run_sweep(
         raise
     finally:
         result.trials = ledger.summaries()
+        if status == "FINISHED":
+            rescore_best(result, space, verbose)
         result.best = best_trial(result.trials, space.objective)
         if recorder is not None:
             _finish(recorder, result, status)
     if verbose:
         print(format_summary(result), file=sys.stderr, flush=True)
     return result
+
+
+def rescore_best(result: SweepResult, space: SearchSpace, verbose: int = 0) -> None:
+    """Score the best checkpoints of the ``space.final_top`` best trials again on ``space.final_samples``
+    samples (with the sweep's feature extractor), so the champion is chosen above the noise floor of a
+    training eval."""
+    usable = [
+        t for t in result.trials if t.status in USABLE and t.best_checkpoint and t.best_objective is not None
+    ]
+    ranked = sorted(usable, key=lambda t: t.best_objective, reverse=space.objective.mode == "max")
+    candidates = ranked[: space.final_top]
+    if not candidates:
+        return
+    if verbose:
+        print(
+            f"gan_ray: scoring the best {len(candidates)} trial(s) again on {space.final_samples} samples",
+            file=sys.stderr,
+            flush=True,
+        )
+    with local_file(space.base.metrics.extractor) as extractor:
+        for t in candidates:
+            with checkpoint_folder(t.best_checkpoint) as folder:
+                metrics = evaluate_checkpoint(folder, space.final_samples, extractor)
+            value = metrics.get(space.objective.metric)
+            t.final_objective = float(value) if isinstance(value, (int, float)) else None
+            t.final_samples = space.final_samples
 
 
 def _finish(recorder: SweepObserver, result: SweepResult, status: str) -> None:

@@ -30,7 +30,7 @@ from gan_ray.noise import get_noise
 from gan_ray.tracking.params import run_params
 from gan_ray.tracking.registry import GENERATOR_NAME, resolve_model_uri
 from gan_ray.tracking.store import TAG_DATASET, TAG_LOSS, make_client, resolve_tracking_uri
-from gan_ray.training.checkpoint import load_checkpoint
+from gan_ray.training.checkpoint import generator_weights, load_checkpoint
 
 CONFIG_FILE = "config.yaml"
 STATE_FILE = "generator.pt"
@@ -141,10 +141,11 @@ def log_generator(
 
 
 def log_generator_from_folder(folder: str | Path, run_id: str, tracking_uri: str | None = None) -> str:
-    """Log the generator of a run-state folder (its checkpoint's weights and config) as a model of ``run_id``."""
+    """Log the generator of a run-state folder (its checkpoint's weights, the EMA's where the run kept
+    one, and its config) as a model of ``run_id``."""
     state = load_checkpoint(folder)
     cfg = validate_config(state["config"])
-    generator = generator_from_state(cfg, state["generator"])
+    generator = generator_from_state(cfg, generator_weights(state))
     return log_generator(generator, cfg, run_id, tracking_uri, step=int(state["step"]))
 
 

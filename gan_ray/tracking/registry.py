@@ -6,11 +6,18 @@ from __future__ import annotations
 import json
 import math
 import warnings
+from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from gan_ray.config import GanConfig, config_yaml
 from gan_ray.objective import Mode, Objective
-from gan_ray.tracking.store import TAG_DATASET, TAG_LOSS, make_client, resolve_tracking_uri
+from gan_ray.tracking.store import (
+    TAG_DATASET,
+    TAG_FEATURE_EXTRACTOR,
+    TAG_LOSS,
+    make_client,
+    resolve_tracking_uri,
+)
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
@@ -25,6 +32,7 @@ TAG_METRIC_MODE = "gan_ray.metric_mode"
 TAG_SOURCE_RUN = "gan_ray.source_run_id"
 TAG_CONFIG = "gan_ray.config"
 TAG_LOGGED_MODEL = "gan_ray.logged_model_id"
+TAG_EVAL_SAMPLES = "gan_ray.eval_samples"
 
 
 def default_model_name(sweep_name: str) -> str:
@@ -152,12 +160,15 @@ def register_champion(
     tracking_uri: str | None = None,
     *,
     alias: str = CHAMPION,
+    scoring: Mapping[str, str] | None = None,
 ) -> tuple[int, bool]:
     """Register ``model_uri`` as a new version of ``name``; move ``alias`` to it only if it beats the
     current holder's ``metric_name`` (strictly, in direction ``mode``). Returns (version, promoted).
 
-    The version is tagged with the metric (name, value, mode), the source run and the config YAML;
-    the holder's metric is read back from those tags. A non-finite metric never promotes. Not
+    The version is tagged with the metric (name, value, mode), the source run, the config YAML and
+    ``scoring``: how the value was measured (dataset, sample count, feature extractor; see
+    :func:`scoring_tags`). The holder is beaten only by a value measured the same way: a holder scored
+    otherwise keeps the alias (:func:`incomparable` says why). A non-finite metric never promotes. Not
     atomic: register from one process (e.g. the sweep driver), not from concurrent trials.
     """
     objective = Objective(metric_name, mode)  # raises for a mode that is neither min nor max
@@ -173,6 +184,7 @@ def register_champion(
                 f"registered model {name!r}: alias {alias!r} (version {current.version}) was ranked by "
                 f"{held_by!r}, not {metric_name!r}; register under another name"
             )
+    scoring = dict(scoring or {TAG_DATASET: config.data.name})
     tags = {
         TAG_METRIC_NAME: metric_name,
         TAG_METRIC_VALUE: repr(metric_value),
@@ -180,15 +192,38 @@ def register_champion(
         TAG_CONFIG: config_yaml(config),
         TAG_LOSS: config.loss.name,
         TAG_DATASET: config.data.name,
+        **scoring,
     }
     if run_id:
         tags[TAG_SOURCE_RUN] = run_id
     version = register_version(client, model_uri, name, run_id=run_id, tags=tags)
     held = _held_value(current) if current is not None else math.nan
-    promoted = objective.better(metric_value, held)
+    promoted = objective.better(metric_value, held) and (
+        current is None or incomparable(current, scoring) is None
+    )
     if promoted:
         client.set_registered_model_alias(name, alias, version.version)
     return int(version.version), promoted
+
+
+def scoring_tags(dataset: str, samples: int, feature_extractor: str | None = None) -> dict[str, str]:
+    """How a registered score was measured: only scores measured alike are compared."""
+    tags = {TAG_DATASET: dataset, TAG_EVAL_SAMPLES: str(samples)}
+    if feature_extractor is not None:
+        tags[TAG_FEATURE_EXTRACTOR] = feature_extractor
+    return tags
+
+
+def incomparable(holder: ModelVersion, scoring: Mapping[str, str]) -> str | None:
+    """Why the alias holder's score cannot be compared with one measured as ``scoring`` says (None: it can)."""
+    differences = [
+        f"{key.removeprefix('gan_ray.')} {holder.tags.get(key)!r} vs {value!r}"
+        for key, value in scoring.items()
+        if holder.tags.get(key) != value
+    ]
+    if not differences:
+        return None
+    return f"version {holder.version} was scored otherwise: " + ", ".join(differences)
 
 
 def _held_value(version: ModelVersion) -> float:

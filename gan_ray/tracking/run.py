@@ -24,6 +24,7 @@ from gan_ray.tracking.store import (
     TAG_DATASET,
     TAG_DIVERGED_AT,
     TAG_ERROR,
+    TAG_FEATURE_EXTRACTOR,
     TAG_KIND,
     TAG_LOSS,
     TAG_MODEL_FAMILY,
@@ -91,6 +92,7 @@ class MlflowRun:
         self.run_id: str | None = None
         self.experiment_id: str | None = None
         self.model_uri: str | None = None
+        self._feature_extractor: str | None = None  # tagged once it is known (image runs)
         self._client: MlflowClient | None = None
 
     def __getstate__(self) -> dict[str, Any]:
@@ -128,6 +130,10 @@ class MlflowRun:
         """The eval's finite metrics at its step, and its samples as ``samples/step_NNNNNNN.png``."""
         assert self.run_id is not None, "start() first"
         log_metrics(self.client, self.run_id, record.step, finite_metrics(record.metrics))
+        extractor = record.metrics.get("feature_extractor")
+        if isinstance(extractor, str) and extractor != self._feature_extractor:
+            self.client.set_tag(self.run_id, TAG_FEATURE_EXTRACTOR, extractor)
+            self._feature_extractor = extractor
         image = record.folder / SAMPLES_FILE if record.folder is not None else None
         if image is not None and image.is_file():
             with tempfile.TemporaryDirectory() as tmp:

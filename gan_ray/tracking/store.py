@@ -34,6 +34,7 @@ TAG_DIVERGED_AT = "gan_ray.diverged_at_step"
 TAG_MODEL_URI = "gan_ray.model_uri"
 TAG_TRIAL_ID = "gan_ray.trial_id"
 TAG_STUDY = "gan_ray.study"
+TAG_FEATURE_EXTRACTOR = "gan_ray.feature_extractor"  # which extractor scored an image run (its weights' hash)
 
 
 def clip(text: str, limit: int = MAX_TAG_LENGTH) -> str:

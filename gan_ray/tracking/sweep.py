@@ -16,7 +16,13 @@ from typing import Any
 from gan_ray.config import GanConfig, config_yaml
 from gan_ray.search_space import SearchSpace
 from gan_ray.tracking.model import log_generator_from_folder
-from gan_ray.tracking.registry import default_model_name, register_champion
+from gan_ray.tracking.registry import (
+    champion_version,
+    default_model_name,
+    incomparable,
+    register_champion,
+    scoring_tags,
+)
 from gan_ray.tracking.run import MlflowRun
 from gan_ray.tracking.store import (
     TAG_DATASET,
@@ -96,14 +102,18 @@ class MlflowSweep:
             rows = result.rows()
             if rows:
                 self.client.log_text(self.parent_run_id, _csv(rows), "trials.csv")
+            metric = result.objective.metric
+            for t in result.trials:  # the larger evaluation, on each rescored trial's own run
+                if t.final_objective is not None and t.mlflow_run_id:
+                    self.client.log_metric(t.mlflow_run_id, f"final_{metric}", t.final_objective)
             best = result.best
             if best is not None:
                 for key, value in best.params.items():
                     self.client.log_param(self.parent_run_id, f"best.{key}", str(value))
                 self.client.log_param(self.parent_run_id, "best.trial_id", best.trial_id)
-                self.client.log_metric(
-                    self.parent_run_id, f"best_{result.objective.metric}", best.best_objective
-                )
+                self.client.log_metric(self.parent_run_id, f"best_{metric}", best.best_objective)
+                if best.final_objective is not None:
+                    self.client.log_metric(self.parent_run_id, f"final_{metric}", best.final_objective)
                 if self.register and best_folder is not None and best.mlflow_run_id:
                     self._register(result, best_folder)
         finally:
@@ -111,20 +121,27 @@ class MlflowSweep:
 
     def _register(self, result: SweepResult, folder: Path) -> None:
         best = result.best
-        assert best is not None and best.mlflow_run_id and best.best_objective is not None
+        assert best is not None and best.mlflow_run_id and best.champion_score is not None
         model_uri = log_generator_from_folder(folder, best.mlflow_run_id, self.tracking_uri)
         cfg = self.space.trial_config(self.space.resolve(best.params))
+        samples = best.final_samples or cfg.train.eval_samples
+        scoring = scoring_tags(cfg.data.name, samples, best.feature_extractor)
+        holder = champion_version(self.model_name, self.tracking_uri)
         version, promoted = register_champion(
             model_uri,
             self.model_name,
             result.objective.metric,
-            best.best_objective,
+            best.champion_score,
             result.objective.mode,
             best.mlflow_run_id,
             cfg,
             self.tracking_uri,
+            scoring=scoring,
         )
         result.model_name, result.model_version, result.promoted = self.model_name, str(version), promoted
+        why = incomparable(holder, scoring) if holder is not None else None
+        if not promoted and why is not None:
+            result.kept_because = f"{why}; move the alias by hand, or register under another --model-name"
 
 
 def _csv(rows: list[dict[str, Any]]) -> str:

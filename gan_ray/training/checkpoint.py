@@ -8,10 +8,15 @@ A *run-state folder* holds:
 - ``config.yaml``: the config, for people.
 
 A local run's output folder is one, plus ``history.jsonl`` and ``samples/step_*.png`` (one per eval).
+
+A run that diverged ends with a *divergence record* instead: a folder holding only ``diverged.json``
+(the step, the non-finite metrics, the history up to then), so that whoever reads the run's latest
+checkpoint learns that it diverged, and nothing resumes a NaN model.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -22,6 +27,7 @@ from torch import Tensor
 from gan_ray.config import GanConfig, config_yaml
 from gan_ray.files import atomic_torch_save
 from gan_ray.models import unwrap
+from gan_ray.training.ema import WeightAverage
 from gan_ray.visualize import save_samples
 
 CHECKPOINT_FILE = "checkpoint.pt"
@@ -29,6 +35,7 @@ SAMPLES_FILE = "samples.png"
 CONFIG_FILE = "config.yaml"
 HISTORY_FILE = "history.jsonl"
 SAMPLES_DIR = "samples"
+DIVERGED_FILE = "diverged.json"
 
 
 def training_state(
@@ -40,8 +47,10 @@ def training_state(
     config: GanConfig,
     history: Sequence[Mapping[str, float]] = (),
     hyperparameters: Mapping[str, Any] | None = None,
+    ema: WeightAverage | None = None,
 ) -> dict[str, Any]:
-    """Everything a run needs to continue bit for bit, plus what it has reported so far."""
+    """Everything a run needs to continue bit for bit, plus what it has reported so far; with EMA on,
+    ``generator_ema`` is the averaged generator (what evals scored and what a logged model holds)."""
     state = {
         "step": step,
         "generator": unwrap(generator).state_dict(),
@@ -53,9 +62,17 @@ def training_state(
         "history": [dict(h) for h in history],
         "hyperparameters": dict(hyperparameters or {}),
     }
+    if ema is not None:
+        average = ema.state_dict()
+        state["generator_ema"], state["ema_updates"] = average["module"], average["updates"]
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         state["rng_cuda"] = torch.cuda.get_rng_state()
     return state
+
+
+def generator_weights(state: Mapping[str, Any]) -> dict[str, Any]:
+    """The weights a checkpoint's generator is used with: the EMA's where the run kept one."""
+    return state.get("generator_ema") or state["generator"]
 
 
 def save_checkpoint(folder: str | Path, state: dict[str, Any]) -> Path:
@@ -85,13 +102,39 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
     return torch.load(path, map_location=map_location, weights_only=True)
 
 
-def restore(state: dict[str, Any], generator, discriminator, opt_g, opt_d) -> int:
-    """Load ``state`` into the modules and optimisers and the RNG; returns the step to continue from."""
+def restore(
+    state: dict[str, Any], generator, discriminator, opt_g, opt_d, ema: WeightAverage | None = None
+) -> int:
+    """Load ``state`` into the modules, optimisers, EMA and RNG; returns the step to continue from.
+
+    An EMA the checkpoint has no average for (turned on at this resume) starts from G's weights.
+    """
     unwrap(generator).load_state_dict(state["generator"])
     unwrap(discriminator).load_state_dict(state["discriminator"])
     opt_g.load_state_dict(state["opt_g"])
     opt_d.load_state_dict(state["opt_d"])
+    if ema is not None:
+        if "generator_ema" in state:
+            ema.load_state_dict({"module": state["generator_ema"], "updates": state["ema_updates"]})
+        else:
+            ema.restart()
     torch.set_rng_state(state["rng_cpu"])
     if "rng_cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state(state["rng_cuda"])
     return int(state["step"])
+
+
+def write_divergence(
+    folder: str | Path, step: int, metrics: Mapping[str, float], history: Sequence[Mapping]
+) -> Path:
+    """Make ``folder`` the divergence record of a run that diverged at ``step``."""
+    path = Path(folder) / DIVERGED_FILE
+    record = {"step": step, "metrics": dict(metrics), "history": [dict(h) for h in history]}
+    path.write_text(json.dumps(record))  # NaN and Infinity as JSON's own extension, which json reads back
+    return path
+
+
+def read_divergence(folder: str | Path) -> dict[str, Any] | None:
+    """The divergence record in ``folder``, or None when it is an ordinary run-state folder."""
+    path = Path(folder) / DIVERGED_FILE
+    return json.loads(path.read_text()) if path.is_file() else None

@@ -12,6 +12,7 @@ Eager fallbacks, and why:
 
 - device is not CUDA (CPU has no graphs), or ``train.cuda_graphs`` is off;
 - ``wgan_gp``: the gradient penalty's double backward (``create_graph=True``) is not captured here;
+- a learning-rate schedule (``optim.lr_schedule``): the captured Adam step holds the lr of the capture;
 - DDP with world_size > 1: DDP's bucketed all-reduce hooks, its bucket rebuild after the first
   iteration and NCCL under capture need care this wrapper does not take (one worker is not wrapped
   in DDP by Ray Train, so it is graphed);
@@ -42,6 +43,8 @@ def graph_blocker(cfg: GanConfig, device: torch.device, world_size: int = 1) -> 
         return f"device {device.type!r} is not CUDA"
     if get_loss(cfg.loss.name, **cfg.loss.params).needs_gradient_penalty:
         return f"loss {cfg.loss.name!r} takes a double backward (gradient penalty)"
+    if cfg.optim.lr_schedule != "constant":
+        return f"optim.lr_schedule {cfg.optim.lr_schedule!r} changes the learning rates between steps"
     if world_size > 1:
         return f"DDP over {world_size} workers"
     return None
@@ -56,6 +59,8 @@ def _step_blocker(step: GanStep) -> str | None:
     """What in an already-built step rules capture out (the config-level checks are in graph_blocker)."""
     if step.loss.needs_gradient_penalty:
         return f"loss {step.loss.name!r} takes a double backward (gradient penalty)"
+    if step.lr_schedule is not None:
+        return "a learning-rate schedule changes the learning rates between steps"
     ddp = torch.nn.parallel.DistributedDataParallel
     if isinstance(step.generator, ddp) or isinstance(step.discriminator, ddp):
         return "G or D is wrapped in DistributedDataParallel"
@@ -138,6 +143,7 @@ class GraphedStep:
         self.graph.replay()
         self.eager.metrics.d_terms += self.eager.d_steps_per_g_step
         self.eager.metrics.g_terms += 1
+        self.eager.iterations += 1
 
     def _warmup(self) -> None:
         # Eager iterations on a side stream before capture, as torch.cuda.graph's docs ask: lazy
@@ -155,7 +161,7 @@ class GraphedStep:
     def _capture(self) -> torch.cuda.CUDAGraph:
         """Record one iteration; nothing runs on the device until the first replay."""
         step, metrics = self.eager, self.eager.metrics
-        counters = (metrics.d_terms, metrics.g_terms)
+        counters = (metrics.d_terms, metrics.g_terms, step.iterations)
         try:
             for opt in (step.opt_g, step.opt_d):
                 make_capturable(opt)
@@ -169,7 +175,7 @@ class GraphedStep:
         finally:
             # The Python side of the step ran once during capture (nothing ran on the device);
             # the replays account for iterations.
-            metrics.d_terms, metrics.g_terms = counters
+            metrics.d_terms, metrics.g_terms, step.iterations = counters
         return graph
 
     def _uncapturable(self) -> None:

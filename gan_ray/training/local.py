@@ -83,16 +83,13 @@ def run_local(
         training = build_training(cfg)
         evaluator = default_evaluator(cfg, training.device)
         if resume and (out / CHECKPOINT_FILE).is_file():
-            state = load_checkpoint(out, map_location=training.device)
-            training.load_state_dict(state)
-            result.history = list(state.get("history", []))
+            training.load_state_dict(load_checkpoint(out, map_location=training.device))
+        result.history = training.history
         with (out / HISTORY_FILE).open("a" if resume else "w") as log:
             for report in run_loop(training, evaluator):
-                result.history.append(report.metrics)
                 log.write(json.dumps(report.metrics) + "\n")
                 log.flush()
-                state = training.state_dict(result.history)
-                write_run_state(out, state, report.samples_of(training), cfg)
+                write_run_state(out, training.state_dict(), report.samples_of(training), cfg)
                 shutil.copyfile(out / SAMPLES_FILE, out / SAMPLES_DIR / f"step_{report.step:07d}.png")
                 if verbose:
                     print(format_report(report, cfg.train.steps), file=sys.stderr, flush=True)

@@ -10,12 +10,13 @@ import math
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import torch
 from torch import Tensor, nn
 
-from gan_ray.config import GanConfig
+from gan_ray.config import GanConfig, check_resumable
 from gan_ray.data.sources import DataSource, make_source
 from gan_ray.errors import DivergedError
 from gan_ray.losses import get_loss
@@ -25,7 +26,9 @@ from gan_ray.noise import get_noise
 from gan_ray.objective import Objective
 from gan_ray.training.checkpoint import restore, training_state
 from gan_ray.training.cuda_graphs import GraphedStep, use_cuda_graphs
-from gan_ray.training.step import GanStep, StepMetrics
+from gan_ray.training.ema import WeightAverage
+from gan_ray.training.schedules import schedule
+from gan_ray.training.step import GanStep, StepMetrics, all_ranks_agree
 
 __all__ = ["DivergedError", "EvalReport", "Training", "build_training", "default_evaluator", "run_loop"]
 
@@ -39,11 +42,18 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def autocast_dtype(precision: str, device: torch.device) -> torch.dtype | None:
-    """bf16 autocast on GPUs that support it when precision is auto or bf16; fp32 otherwise."""
+def autocast_dtype(precision: str, device: torch.device, model_family: str) -> torch.dtype | None:
+    """The autocast dtype of a run, None for fp32.
+
+    ``bf16``: bf16 on CUDA. ``auto``: bf16 only where it pays, the convolutional DCGANs on GPUs that
+    have bf16; never for the 2-D mixture MLPs, whose steps in bf16 are about 0.6 sigma of a ring mode
+    at radius 1 (bf16 keeps 8 bits of mantissa) for no speed gain on such small matrices.
+    """
     if precision == "fp32" or device.type != "cuda":
         return None
-    if precision == "bf16" or torch.cuda.is_bf16_supported():
+    if precision == "bf16":
+        return torch.bfloat16
+    if model_family == "dcgan" and torch.cuda.is_bf16_supported():
         return torch.bfloat16
     return None
 
@@ -76,6 +86,10 @@ class Training:
     rank: int = 0
     world_size: int = 1
     step: int = 0
+    # The average of G's weights that evals sample from (None: EMA off); the step updates it.
+    ema: WeightAverage | None = None
+    # Every eval report's metrics so far (restored on resume): a checkpoint carries its run's history.
+    history: list[dict[str, Any]] = field(default_factory=list)
     eval_noise: Tensor = field(init=False)
 
     def __post_init__(self) -> None:
@@ -86,7 +100,7 @@ class Training:
             self.device
         )
 
-    def state_dict(self, history: list[dict[str, float]] | None = None) -> dict[str, Any]:
+    def state_dict(self) -> dict[str, Any]:
         """The checkpoint of this run now (see :func:`gan_ray.training.checkpoint.training_state`)."""
         return training_state(
             self.step,
@@ -95,12 +109,28 @@ class Training:
             self.opt_g,
             self.opt_d,
             self.config,
-            history or [],
+            self.history,
             self.hyperparameters(),
+            ema=self.ema,
         )
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
-        self.step = restore(state, self.generator, self.discriminator, self.opt_g, self.opt_d)
+        """Continue from a checkpoint of this run.
+
+        The checkpoint's config must agree with this one but for the keys a resume may change
+        (:data:`gan_ray.config.RESUMABLE_CHANGES`); those take effect: the optimisers' learning rates
+        and betas are this config's (loading an optimiser's state would bring back the old ones).
+        """
+        if "config" in state:
+            check_resumable(state["config"], self.config)
+        self.step = restore(state, self.generator, self.discriminator, self.opt_g, self.opt_d, self.ema)
+        self.history = [dict(h) for h in state.get("history", [])]
+        o = self.config.optim
+        for opt, lr in ((self.opt_g, o.lr_g), (self.opt_d, o.lr_d)):
+            for group in opt.param_groups:
+                group["lr"], group["betas"] = lr, (o.beta1, o.beta2)
+        step = self.step_fn
+        step.base_lr_g, step.base_lr_d, step.iterations = o.lr_g, o.lr_d, self.step
         # Loading replaced the optimiser state tensors a captured CUDA graph would still point at.
         reset_graph = getattr(self.step_fn, "reset_graph", None)
         if reset_graph is not None:
@@ -111,12 +141,14 @@ class Training:
 
     def hyperparameters(self) -> dict[str, Any]:
         """The hyperparameters as the live objects hold them (read back from the optimisers, the loss,
-        the step), not as the config asked: what a sweep trial really trained with."""
+        the step), not as the config asked: what a sweep trial really trained with. Under a schedule the
+        learning rates are the bases the step scales into the optimisers at every step."""
         s = self.step_fn
         g_group, d_group = self.opt_g.param_groups[0], self.opt_d.param_groups[0]
+        scheduled = s.lr_schedule is not None  # the step sets the optimisers' lr from these every step
         used: dict[str, Any] = {
-            "optim.lr_g": g_group["lr"],
-            "optim.lr_d": d_group["lr"],
+            "optim.lr_g": s.base_lr_g if scheduled else g_group["lr"],
+            "optim.lr_d": s.base_lr_d if scheduled else d_group["lr"],
             "optim.beta1": g_group["betas"][0],
             "optim.beta2": g_group["betas"][1],
             "train.d_steps_per_g_step": s.d_steps_per_g_step,
@@ -124,14 +156,19 @@ class Training:
             "noise.distribution": s.noise.__name__,
             "noise.dim": s.noise_dim,
             "loss.name": s.loss.name,
+            "train.ema_decay": s.ema.decay if s.ema is not None else None,
+            "optim.lr_schedule": s.lr_schedule.kind if s.lr_schedule is not None else "constant",
         }
+        if s.lr_schedule is not None:
+            used["optim.lr_final_ratio"] = s.lr_schedule.final_ratio
         used.update({f"loss.params.{k}": v for k, v in s.loss.params().items()})
         return used
 
     @torch.no_grad()
     def sample(self, n: int | None = None) -> Tensor:
-        """Samples from G in eval mode, from the fixed eval noise (or the first n of it)."""
-        g = unwrap(self.generator)
+        """Samples from G (its weight average, with EMA on) in eval mode, from the fixed eval noise (or
+        the first n of it)."""
+        g = self.ema.module if self.ema is not None else unwrap(self.generator)
         was_training = g.training
         g.eval()
         try:
@@ -198,26 +235,38 @@ def build_training(
         noise=get_noise(cfg.noise.distribution),
         noise_dim=cfg.noise_dim,
         batch_size=cfg.train.batch_size,
-        d_steps_per_g_step=cfg.train.d_steps_per_g_step,
+        d_steps_per_g_step=cfg.d_steps_per_g_step,
         metrics=StepMetrics(device),
-        autocast_dtype=autocast_dtype(cfg.train.precision, device),
+        autocast_dtype=autocast_dtype(cfg.train.precision, device, cfg.model_family),
         channels_last=channels_last,
+        ema=WeightAverage(g, cfg.train.ema_decay) if cfg.train.ema_decay is not None else None,
+        lr_schedule=schedule(cfg.optim.lr_schedule, cfg.optim.lr_final_ratio, cfg.train.steps),
     )
     step_fn = GraphedStep(step) if graphed else step
-    return Training(cfg, device, g, d, opt_g, opt_d, step_fn, rank=rank, world_size=world_size)
+    return Training(cfg, device, g, d, opt_g, opt_d, step_fn, rank=rank, world_size=world_size, ema=step.ema)
 
 
-Evaluator = Callable[[Tensor], dict[str, float]]
+#: samples -> quality metrics; a string value names how they were scored (e.g. the feature extractor).
+Evaluator = Callable[[Tensor], dict[str, float | str]]
 
 
-def default_evaluator(cfg: GanConfig, device: torch.device) -> Evaluator:
-    """The quality metrics for the config's dataset: mode metrics for mixtures, a Fréchet distance for images."""
+def default_evaluator(
+    cfg: GanConfig, device: torch.device, extractor_file: str | Path | None = None
+) -> Evaluator:
+    """The quality metrics for the config's dataset: mode metrics for mixtures, a Fréchet distance for
+    images, scored by ``extractor_file`` (default: ``cfg.metrics.extractor``, else this node's cache)
+    and named by ``feature_extractor`` in every report."""
     if cfg.data.is_mixture:
         return lambda samples: mode_metrics(samples, cfg.data.name)
     from gan_ray.metrics.frechet import FrechetEvaluator  # torchmetrics: only for image runs
 
-    frechet = FrechetEvaluator(cfg.data, device=device)
-    return lambda samples: {"fid": frechet.evaluate(samples)}
+    extractor_file = extractor_file or cfg.metrics.extractor
+    if extractor_file is not None and "://" in str(extractor_file):
+        raise ValueError(f"metrics.extractor {extractor_file!r} is remote: copy it to a local file first")
+    frechet = FrechetEvaluator(
+        cfg.data, device=device, kind=cfg.metrics.features, extractor_file=extractor_file
+    )
+    return lambda samples: {"fid": frechet.evaluate(samples), "feature_extractor": frechet.identity}
 
 
 def run_loop(
@@ -226,14 +275,17 @@ def run_loop(
     """Train from ``training.step`` to ``config.train.steps``, yielding a report every ``eval_every`` steps.
 
     Each report's ``objective`` repeats the metric ``objective.metric`` (default: the dataset's, see
-    :attr:`gan_ray.data.catalog.DatasetInfo.objective`). Raises :class:`DivergedError` at the first
-    eval whose losses are not finite.
+    :attr:`gan_ray.data.catalog.DatasetInfo.objective`) and ``best_objective`` is the best of it so far
+    (what a sweep ranks trials by); the report is appended to ``training.history``. Raises
+    :class:`DivergedError` at the first
+    eval whose losses or eval samples are not finite; under torch.distributed every rank raises at the
+    same eval (the ``evaluator`` may run on one rank only).
     """
     cfg = training.config
     total, every = cfg.train.steps, cfg.train.eval_every
-    images_per_step = cfg.train.batch_size * cfg.train.d_steps_per_g_step * training.world_size
+    images_per_step = cfg.train.batch_size * cfg.d_steps_per_g_step * training.world_size
     metrics = training.step_fn.metrics
-    metric = (objective or cfg.data.info.objective).metric
+    objective = objective or cfg.data.info.objective
     while training.step < total:
         interval = min(every - training.step % every, total - training.step)
         metrics.reset()
@@ -246,13 +298,17 @@ def run_loop(
         values["images_per_s"] = interval * images_per_step / elapsed
         if not all(math.isfinite(values[k]) for k in ("loss_d", "loss_g", "d_real", "d_fake")):
             raise DivergedError(training.step, values)
-        samples = None
+        # Every rank samples and checks (the same G, the same eval noise) and all of them agree: a rank
+        # that stopped alone would leave the others waiting in the next collective.
+        samples = training.sample()
+        if not all_ranks_agree(bool(torch.isfinite(samples).all()), training.device):
+            raise DivergedError(training.step, {**values, "samples": float("nan")})
         if evaluator is not None:
-            samples = training.sample()
-            if not torch.isfinite(samples).all():
-                raise DivergedError(training.step, {**values, "samples": float("nan")})
             values.update(evaluator(samples))
         values["step"] = training.step
-        if metric in values:
-            values["objective"] = values[metric]
+        if objective.metric in values:
+            values["objective"] = values[objective.metric]
+            earlier = [h.get("objective") for h in training.history]
+            values["best_objective"] = objective.best_value([*earlier, values["objective"]])
+        training.history.append(values)
         yield EvalReport(training.step, values, samples)

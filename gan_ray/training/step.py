@@ -23,6 +23,8 @@ from gan_ray.data.sources import DataSource
 from gan_ray.losses import GanLoss, gradient_penalty
 from gan_ray.models import unwrap
 from gan_ray.noise import NoiseSampler
+from gan_ray.training.ema import WeightAverage
+from gan_ray.training.schedules import Schedule
 
 
 @dataclass
@@ -46,20 +48,41 @@ class StepMetrics:
 
         Under torch.distributed the sums are averaged over ranks first, so every rank sees the same
         values and a divergence stops all ranks at the same eval (none is left waiting in a collective).
+        ``loss_d_rank_spread`` is then how far the ranks' own D losses were apart: above 0 when the
+        ranks trained on different data and noise, as they must for DDP to average anything.
         """
         sums = self.sums
+        spread = None
         if torch.distributed.is_available() and torch.distributed.is_initialized():
-            sums = sums.clone()
+            hi, lo, sums = sums.clone(), sums.clone(), sums.clone()
+            torch.distributed.all_reduce(hi, op=torch.distributed.ReduceOp.MAX)
+            torch.distributed.all_reduce(lo, op=torch.distributed.ReduceOp.MIN)
             torch.distributed.all_reduce(sums)
             sums /= torch.distributed.get_world_size()
+            spread = float(hi[0] - lo[0])
         values = sums.tolist()
         d, g = max(self.d_terms, 1), max(self.g_terms, 1)
-        return {
+        out = {
             "loss_d": values[0] / d,
             "loss_g": values[1] / g,
             "d_real": values[2] / d,
             "d_fake": values[3] / d,
         }
+        if spread is not None:
+            out["loss_d_rank_spread"] = spread / d
+        return out
+
+
+def all_ranks_agree(flag: bool, device: torch.device) -> bool:
+    """``flag`` on every rank (a logical AND across ranks under torch.distributed; ``flag`` alone otherwise).
+
+    A collective: every rank must call it at the same point, so all of them take the same branch after.
+    """
+    if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
+        return flag
+    value = torch.tensor([1 if flag else 0], device=device, dtype=torch.int32)
+    torch.distributed.all_reduce(value, op=torch.distributed.ReduceOp.MIN)
+    return bool(value.item())
 
 
 @dataclass
@@ -79,9 +102,16 @@ class GanStep:
     metrics: StepMetrics
     autocast_dtype: torch.dtype | None = None
     channels_last: bool = False
+    # An average of G's weights, updated after every G-step (None: off).
+    ema: WeightAverage | None = None
+    # step -> factor on both learning rates (None: constant); ``iterations`` is the step it is at.
+    lr_schedule: Schedule | None = None
+    iterations: int = 0
 
     def __post_init__(self) -> None:
         self.device = self.metrics.device
+        self.base_lr_g = self.opt_g.param_groups[0]["lr"]
+        self.base_lr_d = self.opt_d.param_groups[0]["lr"]
         params = self.loss.params()
         self.gp_weight = params.get("gp_weight", 0.0)
         # D's outputs read as probabilities only for the cross-entropy losses.
@@ -113,8 +143,10 @@ class GanStep:
             # D-step never trained.
             real_logits, fake_logits = (x.float() for x in self.discriminator(real, fake.to(real.dtype)))
             loss = self.loss.d_loss(real_logits, fake_logits)
-            if self.loss.needs_gradient_penalty:
-                loss = loss + self.gp_weight * gradient_penalty(d_plain, real, fake.to(real.dtype))
+        if self.loss.needs_gradient_penalty:
+            # In fp32: the penalty's input gradients are small differences that bf16 would round away.
+            with torch.autocast(self.device.type, enabled=False):
+                loss = loss + self.gp_weight * gradient_penalty(d_plain, real.float(), fake.float())
         self.opt_d.zero_grad(set_to_none=True)
         loss.backward()
         self.opt_d.step()
@@ -141,13 +173,25 @@ class GanStep:
             self.opt_g.zero_grad(set_to_none=True)
             loss.backward()
             self.opt_g.step()
+            if self.ema is not None:
+                self.ema.update()
         finally:
             d_plain.requires_grad_(True)
         with torch.no_grad():
             self.metrics.sums[1] += loss.detach()
         self.metrics.g_terms += 1
 
+    def lr_factor(self) -> float:
+        """Where the learning-rate schedule stands now (1 without one)."""
+        return 1.0 if self.lr_schedule is None else self.lr_schedule(self.iterations)
+
     def __call__(self) -> None:
+        if self.lr_schedule is not None:
+            factor = self.lr_factor()
+            for opt, base in ((self.opt_g, self.base_lr_g), (self.opt_d, self.base_lr_d)):
+                for group in opt.param_groups:
+                    group["lr"] = base * factor
         for _ in range(self.d_steps_per_g_step):
             self.d_step()
         self.g_step()
+        self.iterations += 1

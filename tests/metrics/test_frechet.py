@@ -284,3 +284,23 @@ def test_load_labelled_mnist_pairs_images_with_their_labels(tmp_path):
         torch.testing.assert_close(images[:, 0, 0, 0], (20 * labels).float() / 127.5 - 1)
     images, _ = load_labelled(DataConfig(name="mnist", root=str(tmp_path), image_size=32))
     assert images.shape == (5, 1, 32, 32)
+
+
+def test_a_pinned_extractor_file_wins_over_the_nodes_own_cache(evaluator, cache_dir, tmp_path, halves):
+    """What a sweep relies on: every trial scored by the file it was handed, whatever a node has cached.
+
+    Two classifiers trained with different seeds give the same images different scores."""
+    from gan_ray.metrics.features import extractor_file
+
+    path, identity = extractor_file(DIGITS, cache_dir=cache_dir)
+    assert path.is_file() and identity == evaluator.identity
+    other_cache = tmp_path / "other_node"
+    other = FrechetEvaluator(DIGITS, "cpu", cache_dir=other_cache, extractor_seed=1)
+    assert other.identity != evaluator.identity
+    pinned = FrechetEvaluator(DIGITS, "cpu", cache_dir=other_cache, extractor_seed=1, extractor_file=path)
+    assert pinned.identity == evaluator.identity and pinned.extractor.origin == "file"
+    fake = halves[1]
+    assert pinned.evaluate(fake) == pytest.approx(evaluator.evaluate(fake), rel=1e-6)
+    assert other.evaluate(fake) != pytest.approx(evaluator.evaluate(fake), rel=0.01)
+    with pytest.raises(FileNotFoundError, match="no usable feature classifier"):
+        FrechetEvaluator(DIGITS, "cpu", cache_dir=other_cache, extractor_file=tmp_path / "nothing.pt")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import time
 
 import pytest
@@ -12,6 +13,7 @@ from gan_ray.ray.train import fit
 from gan_ray.settings import CRASH_AT_STEP as CRASH_AT_STEP_ENV
 from gan_ray.settings import CRASH_MARKER as CRASH_MARKER_ENV
 from gan_ray.settings import CRASH_RANK as CRASH_RANK_ENV
+from gan_ray.settings import NAN_SAMPLES_RANK
 from gan_ray.training.checkpoint import load_checkpoint
 
 pytestmark = pytest.mark.slow
@@ -31,6 +33,9 @@ def test_two_workers_keep_replicas_identical(ray_session, tmp_path):
     assert [h["step"] for h in result.history] == [100, 200]
     # Every G and D parameter equal across ranks at every eval: DDP averaged both models' gradients.
     assert all(h["replica_param_spread"] == 0.0 for h in result.history)
+    # ...although the ranks trained on different batches and noise (their own D losses differ): with
+    # the same seed on both, equal replicas would prove nothing.
+    assert all(h["loss_d_rank_spread"] > 1e-6 for h in result.history)
     assert result.metrics["step"] == 200 and "mode_distance" in result.metrics
     # The model did change (the spread is not trivially zero because nothing trained).
     state = load_checkpoint(result.checkpoint_path)
@@ -63,6 +68,15 @@ def test_same_name_resumes_and_continues_step_count(ray_session, tmp_path):
     second = fit(longer, storage_path=str(tmp_path))
     assert [h["step"] for h in second.history] == [100, 200, 300, 400]
     assert second.history[:2] == first.history
+    # A resume applies a new learning rate (the optimiser's saved state would bring back the old one)...
+    faster = validate_config(ring8("resume", steps=500)).with_overrides({"optim.lr_g": 4e-4})
+    third = fit(faster, storage_path=str(tmp_path))
+    assert load_checkpoint(third.checkpoint_path)["hyperparameters"]["optim.lr_g"] == 4e-4
+    # ...and refuses, before any worker starts, a config that changes the game.
+    t0 = time.perf_counter()
+    with pytest.raises(ConfigError, match="loss.name: 'non_saturating' -> 'hinge'"):
+        fit(faster.with_overrides({"loss.name": "hinge", "train.steps": 600}), storage_path=str(tmp_path))
+    assert time.perf_counter() - t0 < 5
 
 
 def test_worker_crash_is_replaced_and_resumes(ray_session, tmp_path, monkeypatch):
@@ -112,3 +126,46 @@ def test_two_workers_train_a_batchnorm_dcgan(ray_session, tmp_path):
     assert [h["step"] for h in result.history] == [10, 20]
     assert all(h["replica_param_spread"] == 0.0 for h in result.history)
     assert all(0.0 < h["d_fake"] < 1.0 for h in result.history)
+
+
+def test_nan_eval_samples_on_one_rank_end_every_rank_at_that_eval(ray_session, tmp_path, monkeypatch):
+    """Rank 0 alone evaluates; when its samples are NaN every rank must stop at that eval.
+
+    Before, rank 0 went to report the divergence while rank 1 waited in the next collective (the
+    replica spread), until the collective timed out."""
+    monkeypatch.setenv(NAN_SAMPLES_RANK, "0")
+    cfg = validate_config({**ring8("nan_samples"), "scaling": {"num_workers": 2}})
+    t0 = time.perf_counter()
+    result = fit(cfg, storage_path=str(tmp_path))
+    assert time.perf_counter() - t0 < 90
+    assert result.diverged and result.metrics["step"] == 100
+    assert math.isnan(result.metrics["objective"])
+
+
+def test_two_workers_with_a_gradient_penalty(ray_session, tmp_path):
+    """WGAN-GP's penalty runs through the unwrapped D (a double backward) in the same backward as DDP's D."""
+    cfg = validate_config({**ring8("ddp_gp"), "loss": {"name": "wgan_gp"}, "scaling": {"num_workers": 2}})
+    result = fit(cfg, storage_path=str(tmp_path))
+    assert [h["step"] for h in result.history] == [100, 200]
+    assert all(h["replica_param_spread"] == 0.0 and math.isfinite(h["loss_d"]) for h in result.history)
+
+
+def test_divergence_under_ddp_stops_every_rank_at_the_same_eval(ray_session, tmp_path, store):
+    """A diverged Ray run ends as diverged (Ray Train's result is its latest *checkpoint*'s metrics, so
+    the divergence travels in a record), in MLflow too, and its name cannot be resumed."""
+    import gan_ray
+    from gan_ray.tracking.store import make_client
+
+    cfg = validate_config(
+        {**ring8("ddp_diverges"), "loss": {"name": "least_squares"}, "optim": {"lr_g": 1e8, "lr_d": 1e8}}
+    ).with_overrides({"scaling.num_workers": 2, "scaling.storage_path": str(tmp_path)})
+    t0 = time.perf_counter()
+    result = gan_ray.train(cfg, tracking_uri=store)
+    assert time.perf_counter() - t0 < 120
+    assert result.diverged and result.metrics["step"] == 100 and result.history == []
+    client = make_client(store)
+    (run,) = client.search_runs([client.get_experiment_by_name("ddp_diverges").experiment_id])
+    assert run.info.status == "FAILED" and run.data.tags["gan_ray.status"] == "diverged"
+    assert run.data.tags["gan_ray.diverged_at_step"] == "100"
+    with pytest.raises(ConfigError, match="diverged at step 100"):
+        fit(cfg, storage_path=str(tmp_path))

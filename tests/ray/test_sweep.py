@@ -121,6 +121,18 @@ def test_every_searched_parameter_reaches_the_trainer(first, env):
     assert sampled == sorted(sorted(t.params.items()) for t in first.trials)
 
 
+def test_optuna_is_told_each_trials_best_eval_the_number_the_champion_is_chosen_by(first, env):
+    """ASHA-stopped trials too: Optuna's value is the trial's best objective over its evals, not its last."""
+    study = optuna.load_study(study_name=first.study_name, storage=env["study_storage"])
+    by_params = {tuple(sorted(tr.params.items())): tr for tr in study.trials}
+    usable = [t for t in first.trials if t.status in ("completed", "stopped_early")]
+    assert usable
+    for t in usable:
+        told = by_params[tuple(sorted(t.params.items()))]
+        assert told.state == optuna.trial.TrialState.COMPLETE
+        assert told.value == pytest.approx(t.best_objective, rel=1e-12), t.trial_id
+
+
 def test_conditional_parameters_only_with_their_loss(first, env):
     study = optuna.load_study(study_name=first.study_name, storage=env["study_storage"])
     assert len(study.trials) == 4
@@ -173,12 +185,30 @@ def test_champion_is_the_best_trial_and_samples_reproducibly(first, env):
 
     champion = champion_version(first.model_name, env["tracking_uri"])
     assert champion is not None and str(champion.version) == first.model_version and first.promoted
-    assert float(champion.tags["gan_ray.metric_value"]) == pytest.approx(first.best.best_objective)
+    assert float(champion.tags["gan_ray.metric_value"]) == pytest.approx(first.best.champion_score)
     assert champion.run_id == first.best.mlflow_run_id
     gen = load_generator(f"models:/{first.model_name}@champion", tracking_uri=env["tracking_uri"])
     a, b = gen.sample(64, seed=7), gen.sample(64, seed=7)
     assert a.shape == (64, 2) and (a == b).all()
     assert not (gen.sample(64, seed=8) == a).all()
+
+
+def test_the_champion_is_chosen_on_a_larger_evaluation_of_the_best_trials(first, env):
+    """The best 3 trials' best checkpoints are scored again on 20,000 samples; the champion is the best of
+    those scores, which is what the registry records (with the sample count it was measured on)."""
+    from gan_ray.tracking.registry import champion_version
+    from gan_ray.tracking.store import make_client
+
+    rescored = [t for t in first.trials if t.final_objective is not None]
+    usable = [t for t in first.trials if t.status in ("completed", "stopped_early")]
+    assert len(rescored) == min(3, len(usable)) and all(t.final_samples == 20000 for t in rescored)
+    best_final = min(t.final_objective for t in rescored)
+    assert first.best.final_objective == best_final
+    champion = champion_version(first.model_name, env["tracking_uri"])
+    assert champion.tags["gan_ray.eval_samples"] == "20000"
+    assert float(champion.tags["gan_ray.metric_value"]) == pytest.approx(best_final)
+    child = make_client(env["tracking_uri"]).get_run(first.best.mlflow_run_id)
+    assert child.data.metrics["final_mode_distance"] == pytest.approx(best_final)
 
 
 def test_resume_adds_trials_to_the_same_study(first, env):
@@ -246,3 +276,41 @@ def test_sweep_runs_without_tracking_and_still_names_its_best(env, tmp_path, cap
     assert "sweep t_untracked" in err and "best trial" in err and "mode_distance" in err
     assert "mlflow:" not in err and "model: models:/" not in err
     assert not db.exists(), "a sweep without tracking created an MLflow store"
+
+
+def test_an_image_sweep_scores_every_trial_with_the_one_extractor_it_handed_out(env, tmp_path):
+    """The driver trains (or finds) the feature classifier once, puts it on the sweep's storage, and every
+    trial's config points at that file: every child run and the registered version name its identity."""
+    import torch
+
+    from gan_ray.tracking.registry import champion_version
+    from gan_ray.tracking.store import make_client
+
+    space = tmp_path / "t_digits.yaml"
+    space.write_text(
+        "name: t_digits\n"
+        "base: {data: {name: digits}, model: {g_filters: 8, d_filters: 8}, noise: {dim: 16},\n"
+        "       train: {steps: 40, eval_every: 20, batch_size: 32, eval_samples: 256}}\n"
+        "parameters:\n  optim.lr_g: {log_uniform: [1.0e-4, 1.0e-3]}\n"
+        "budget: {num_samples: 2, max_concurrent_trials: 2}\nscheduler: {type: none}\n"
+        "search: {final_eval: {top: 1, samples: 512}}\n"
+    )
+    result = run(env, space)
+    handed = Path(env["storage_path"]) / result.study_name / "feature_extractor.pt"
+    identity = torch.load(handed, weights_only=True)["meta"]["cache_id"]
+    client = make_client(env["tracking_uri"])
+    children = [
+        r
+        for r in client.search_runs([client.get_experiment_by_name("t_digits").experiment_id])
+        if r.data.tags.get("mlflow.parentRunId") == result.parent_run_id
+    ]
+    assert len(children) == 2
+    for child in children:
+        assert child.data.tags["gan_ray.feature_extractor"] == identity
+        assert child.data.params["metrics.extractor"] == str(handed)
+    assert {t.feature_extractor for t in result.trials} == {identity}
+    version = champion_version(result.model_name, env["tracking_uri"])
+    assert (
+        version.tags["gan_ray.feature_extractor"] == identity
+        and version.tags["gan_ray.eval_samples"] == "512"
+    )

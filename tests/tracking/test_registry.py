@@ -30,8 +30,10 @@ from gan_ray.tracking.registry import (
     _parse_models_uri,
     champion_version,
     default_model_name,
+    incomparable,
     register_champion,
     register_version,
+    scoring_tags,
 )
 from gan_ray.tracking.run import MlflowRun
 from gan_ray.tracking.store import make_client
@@ -192,6 +194,27 @@ def test_champion_moves_only_to_a_strictly_better_model(store, ring8):
 
     with pytest.raises(ValueError, match="ranked by 'mode_distance'"):
         register_champion(model_uri, name, "fid", 1.0, "min", run_id, cfg, store)
+
+
+@pytest.mark.slow
+def test_champion_moves_only_between_scores_measured_alike(store, digits):
+    """Fréchet scores under two feature extractors (or on other sample counts) are not comparable: a
+    better number measured otherwise registers a version but leaves the alias where it is."""
+    run_id, model_uri, cfg, _ = digits
+    name = "digits-extractors"
+
+    def register(value, extractor, samples=20000):
+        scoring = scoring_tags("digits", samples, extractor)
+        return register_champion(model_uri, name, "fid", value, "min", run_id, cfg, store, scoring=scoring)
+
+    assert register(5.0, "classifier-aaaa") == (1, True)
+    assert register(1.0, "classifier-bbbb") == (2, False)  # better, but another extractor
+    assert register(2.0, "classifier-aaaa", samples=2500) == (3, False)  # another sample count
+    holder = champion_version(name, store)
+    why = incomparable(holder, scoring_tags("digits", 20000, "classifier-bbbb"))
+    assert why and "feature_extractor 'classifier-aaaa' vs 'classifier-bbbb'" in why
+    assert register(4.0, "classifier-aaaa") == (4, True)  # measured alike and better
+    assert champion_version(name, store).tags["gan_ray.feature_extractor"] == "classifier-aaaa"
 
 
 @pytest.mark.slow

@@ -107,7 +107,7 @@ def test_eager_graphed_step_trains_like_plain_step(config):
     assert wrapped.step_fn.eager_reason is not None and not wrapped.step_fn.graphed
     assert_same_training(plain, wrapped, rtol=0, atol=0)
     assert wrapped.step_fn.metrics.read() == plain.step_fn.metrics.read()
-    assert wrapped.step_fn.metrics.d_terms == 4 * cfg.train.d_steps_per_g_step
+    assert wrapped.step_fn.metrics.d_terms == 4 * cfg.d_steps_per_g_step
     assert wrapped.step_fn.metrics.g_terms == 4
 
 
@@ -290,3 +290,20 @@ def test_wgan_gp_on_cuda_stays_eager():
     training = build_training(cfg, device=CUDA)
     assert type(training.step_fn) is GanStep
     training.step_fn()
+
+
+@pytest.mark.gpu
+@needs_cuda
+def test_the_weight_average_updates_inside_the_captured_step():
+    """EMA's foreach update (and its on-device decay ramp) is part of the graph: each replay updates it."""
+    graphed, eager = _cuda_pair(ring8(precision="fp32", ema_decay=0.99))
+    _run_both(graphed, eager, steps=10)
+    assert graphed.step_fn.graphed, graphed.step_fn.eager_reason
+    assert graphed.ema.updates.item() == eager.ema.updates.item() == 10
+    for a, b in zip(graphed.ema.module.parameters(), eager.ema.module.parameters(), strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+
+
+def test_a_learning_rate_schedule_runs_eagerly():
+    cfg = validate_config({**ring8(), "optim": {"lr_g": 1e-3, "lr_d": 1e-3, "lr_schedule": "cosine"}})
+    assert "lr_schedule" in graph_blocker(cfg, CUDA)

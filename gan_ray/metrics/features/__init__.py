@@ -12,7 +12,13 @@ from torch import Tensor, nn
 from gan_ray.data.catalog import DataSpec, dataset_info
 from gan_ray.errors import FeatureExtractorUnavailable
 from gan_ray.metrics.features.cache import clear_memo, default_cache_dir
-from gan_ray.metrics.features.classifier import ClassifierFeatures, classifier_extractor, train_classifier
+from gan_ray.metrics.features.classifier import (
+    ClassifierFeatures,
+    classifier_extractor,
+    classifier_file,
+    load_classifier_file,
+    train_classifier,
+)
 from gan_ray.metrics.features.inception import inception_extractor
 
 __all__ = [
@@ -22,6 +28,7 @@ __all__ = [
     "FeatureExtractorUnavailable",
     "clear_memo",
     "default_cache_dir",
+    "extractor_file",
     "get_feature_extractor",
     "train_classifier",
 ]
@@ -53,6 +60,7 @@ def get_feature_extractor(
     cache_dir: str | Path | None = None,
     device: torch.device | str = "cpu",
     seed: int = 0,
+    file: str | Path | None = None,
 ) -> nn.Module:
     """The feature extractor ``kind`` for ``spec``'s images, on ``device``, in eval mode, without grads.
 
@@ -61,11 +69,28 @@ def get_feature_extractor(
     later calls load it, and calls in the same process reuse it from memory. Keep ``seed`` fixed across a
     sweep (it is not the trial's seed): distances are comparable only under the same extractor.
     ``inception`` is torchmetrics' Inception-v3; it raises :class:`FeatureExtractorUnavailable` unless
-    torch-fidelity and its weights file are present locally.
+    torch-fidelity and its weights file are present locally. ``file`` is a saved classifier (see
+    :func:`extractor_file`) to use instead of the cache's: how a sweep scores all its trials alike.
     """
+    if file is not None:
+        if kind != "classifier":
+            raise ValueError(f"a feature-extractor file holds a classifier; features {kind!r} takes none")
+        return load_classifier_file(Path(file), torch.device(device))
     if kind not in FEATURE_EXTRACTORS:
         raise ValueError(f"unknown feature extractor {kind!r}; expected one of {sorted(FEATURE_EXTRACTORS)}")
     if dataset_info(spec.name).is_mixture:
         raise ValueError(f"a Fréchet distance needs an image dataset, got {spec.name!r}")
     cache = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     return FEATURE_EXTRACTORS[kind](spec, cache, torch.device(device), seed)
+
+
+def extractor_file(
+    spec: DataSpec, kind: str = "classifier", cache_dir: str | Path | None = None, seed: int = 0
+) -> tuple[Path | None, str]:
+    """(the file holding the extractor for ``spec``, its identity): trained into the cache now if it is
+    not there yet. ``inception`` has no file (its weights are fixed), only its identity."""
+    extractor = get_feature_extractor(spec, kind, cache_dir, "cpu", seed)
+    if kind != "classifier":
+        return None, extractor.cache_id
+    cache = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    return cache / classifier_file(spec, seed), extractor.cache_id

@@ -19,7 +19,7 @@ from torch import Tensor, nn
 
 from gan_ray.data.catalog import DataSpec, dataset_info
 from gan_ray.data.images import load_labelled
-from gan_ray.metrics.features.cache import cached
+from gan_ray.metrics.features.cache import cached, try_load
 
 log = logging.getLogger(__name__)
 
@@ -179,6 +179,14 @@ def _train_and_describe(spec: DataSpec, device: torch.device, seed: int) -> dict
         "cache_id": f"classifier-{fingerprint(state)}",
     }
     return {"state_dict": state, "meta": meta}
+
+
+def load_classifier_file(path: Path, device: torch.device) -> ClassifierFeatures:
+    """The classifier saved at ``path`` (a cache file, or a copy a sweep handed to its trials), frozen."""
+    saved = try_load(path)
+    if not usable(saved):
+        raise FileNotFoundError(f"no usable feature classifier at {path}")
+    return _from_saved(saved, "file").to(device).eval().requires_grad_(False)
 
 
 def classifier_extractor(
