@@ -1,4 +1,4 @@
-"""bench/throughput.py runs end to end and prints the JSON lines it promises (ring8 only, quick)."""
+"""The bench scripts run end to end and print the JSON lines they promise (ring8 only, quick)."""
 
 from __future__ import annotations
 
@@ -110,3 +110,36 @@ def test_packing_rejects_bad_arguments_before_starting_trials(args, message):
     assert out.returncode == 2
     assert message in out.stderr
     assert "packing" not in out.stdout
+
+
+SHARPENING = BENCH.with_name("sharpening.py")
+
+
+def test_sharpening_ablation_runs_each_variant_from_the_sweep_defaults():
+    out = subprocess.run(
+        [sys.executable, str(SHARPENING), "--datasets", "ring8", "--variants", "plain,ema", "--seeds", "1"]
+        + ["--steps", "60"],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=True,
+    )
+    lines = [json.loads(line) for line in out.stdout.splitlines() if line.strip()]
+    runs = {line["variant"]: line for line in lines if line["measurement"] == "sharpening_run"}
+    assert sorted(runs) == ["ema", "plain"]
+    for line in runs.values():
+        # The base is ring8.yaml's first known-good start, cut to the requested steps.
+        assert line["base"]["loss"] == "hinge" and line["base"]["k"] == 5 and line["steps"] == 60
+        assert 0 <= line["high_quality_fraction"] <= 1 and 0 <= line["modes_covered"] <= 8
+    # Same seed, same steps: only the EMA tells the two apart, so the samples (and scores) differ.
+    assert runs["ema"]["mode_distance_20000"] != runs["plain"]["mode_distance_20000"]
+    summaries = [line for line in lines if line["measurement"] == "sharpening"]
+    assert {s["variant"] for s in summaries} == {"plain", "ema"}
+    assert "| ring8 | ema |" in out.stderr
+
+
+def test_sharpening_rejects_an_unknown_variant():
+    out = subprocess.run(
+        [sys.executable, str(SHARPENING), "--variants", "swa"], capture_output=True, text=True, timeout=60
+    )
+    assert out.returncode == 2 and "swa" in out.stderr
