@@ -139,7 +139,7 @@ class SearchSpace:
 
     def resolve(self, sampled: dict[str, Any]) -> dict[str, Any]:
         """Sampled values plus the fixed and tied ones whose conditions hold, in file order."""
-        return self._assign(lambda p: sampled.get(p.key))
+        return self._assign(lambda p: sampled.get(p.key, _UNSET))
 
     def _assign(self, draw) -> dict[str, Any]:
         """Walk the parameters in file order: fixed values, ties, and ``draw(p)`` for the searched ones."""
@@ -150,10 +150,16 @@ class SearchSpace:
             if p.kind == "fixed":
                 chosen[p.key] = p.value
                 continue
-            value = chosen.get(p.value) if p.kind == "same_as" else draw(p)
-            if value is not None:  # a tie to an inactive parameter, or a value not sampled
+            value = chosen.get(p.value, _UNSET) if p.kind == "same_as" else draw(p)
+            # Unset: a tie to an inactive parameter, or a value not sampled. None is a value (e.g. a
+            # choice of "no EMA") and must reach the config, which may hold another default.
+            if value is not _UNSET:
                 chosen[p.key] = value
         return chosen
+
+
+# A parameter with no value, told apart from a chosen None.
+_UNSET: Any = object()
 
 
 # --- loading -----------------------------------------------------------------------------------

@@ -43,6 +43,26 @@ def test_shipped_spaces_parse(path):
     assert all(p.kind == "log_uniform" for p in lr), "learning rates are searched on a log scale"
 
 
+def test_a_chosen_none_reaches_the_trial_over_the_bases_default():
+    # "no EMA" is a choice like any other: dropping it would train the trial with the base's EMA
+    # while Optuna, MLflow and trials.csv believe it had none.
+    space = parse_search_space(
+        """\
+name: none_choice
+base:
+  data: {name: ring8}
+  train: {steps: 100, eval_every: 50, ema_decay: 0.99}
+parameters:
+  train.ema_decay: {choice: [null, 0.999]}
+"""
+    )
+    values = space.resolve({"train.ema_decay": None})
+    assert values == {"train.ema_decay": None}
+    assert space.trial_config(values).train.ema_decay is None
+    assert space.resolve({}) == {}  # nothing sampled: nothing set, the base holds
+    assert space.trial_config(space.resolve({})).train.ema_decay == 0.99
+
+
 def test_conditional_parameters_follow_their_loss():
     space = parse_search_space(GOOD)
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
