@@ -27,7 +27,9 @@ sample: $(STAMP)
 	$(VENV)/bin/gan-ray sample --model models:/gan_ray-ring8@champion -n 2500 --seed 0 --out champion_ring8.png
 
 # The MLflow UI on the local store: http://127.0.0.1:5000
+# The URL's workflowType opens the "Model training" view (MLflow 3's UI starts in its GenAI view).
 ui: $(STAMP)
+	@echo "MLflow UI: http://127.0.0.1:5000/#/experiments?workflowType=machine_learning"
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port 5000
 
 bench: $(STAMP)

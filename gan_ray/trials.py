@@ -95,10 +95,16 @@ def best_per(result: SweepResult, key: str) -> dict[Any, TrialSummary]:
     return {value: t for value, t in best.items() if t is not None}
 
 
-def format_summary(result: SweepResult) -> str:
+def status_counts(result: SweepResult) -> dict[str, int]:
+    """How many trials ended in each status, in the order they first appear."""
     counts: dict[str, int] = {}
     for t in result.trials:
         counts[t.status] = counts.get(t.status, 0) + 1
+    return counts
+
+
+def format_summary(result: SweepResult) -> str:
+    counts = status_counts(result)
     lines = [f"sweep {result.name}: study {result.study_name}, {len(result.trials)} trials {counts}"]
     if result.best is None:
         lines.append("no trial produced a finite objective")
@@ -106,6 +112,8 @@ def format_summary(result: SweepResult) -> str:
     b = result.best
     metric, mode = result.objective.metric, result.objective.mode
     lines.append(f"best trial {b.trial_id}: {metric} = {b.best_objective:.4g} ({mode})")
+    if b.final_objective is not None:
+        lines.append(f"  on {b.final_samples} samples: {metric} = {b.final_objective:.4g}")
     for key, value in b.params.items():
         lines.append(f"  {key}: {value}")
     lines.append(f"  checkpoint: {b.best_checkpoint}")

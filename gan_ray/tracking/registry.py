@@ -103,7 +103,14 @@ def _ensure_registered_model(client: MlflowClient, name: str) -> None:
     except MlflowException:
         pass
     try:
-        client.create_registered_model(name)
+        client.create_registered_model(
+            name,
+            description=(
+                f"gan_ray generators. `@{CHAMPION}` is the best so far by the metric in each version's "
+                "tags, compared only between versions scored alike (dataset, samples, feature extractor). "
+                f"Load one with `gan_ray.load_generator('models:/{name}@{CHAMPION}')`."
+            ),
+        )
     except MlflowException:
         client.get_registered_model(name)  # created concurrently: fine; anything else raises here
 
@@ -114,6 +121,7 @@ def register_version(
     name: str,
     run_id: str | None = None,
     tags: dict[str, str] | None = None,
+    description: str | None = None,
 ) -> ModelVersion:
     """A new version of registered model ``name`` (created if missing) for ``model_uri``."""
     from mlflow.utils.mlflow_tags import MLFLOW_MODEL_VERSIONS
@@ -127,7 +135,13 @@ def register_version(
     # The artifact location, not "models:/<id>": the SQLite registry resolves the latter through the
     # *global* tracking URI (mlflow 3.17), which need not be this client's.
     version = client.create_model_version(
-        name, source=source, run_id=run_id or source_run, tags=tags, model_id=model_id, await_creation_for=0
+        name,
+        source=source,
+        run_id=run_id or source_run,
+        tags=tags,
+        description=description,
+        model_id=model_id,
+        await_creation_for=0,
     )
     if model_id:  # what mlflow.register_model records, so the UI links the logged model to its versions
         linked = json.loads(client.get_logged_model(model_id).tags.get(MLFLOW_MODEL_VERSIONS, "[]"))
@@ -196,7 +210,12 @@ def register_champion(
     }
     if run_id:
         tags[TAG_SOURCE_RUN] = run_id
-    version = register_version(client, model_uri, name, run_id=run_id, tags=tags)
+    measured = ", ".join(f"{k.removeprefix('gan_ray.')} {v}" for k, v in sorted(scoring.items()))
+    description = (
+        f"{metric_name} = {metric_value:.4g} ({mode}; {measured}). {config.loss.name} loss, "
+        f"{config.model_family} model" + (f", from run `{run_id}`." if run_id else ".")
+    )
+    version = register_version(client, model_uri, name, run_id=run_id, tags=tags, description=description)
     held = _held_value(current) if current is not None else math.nan
     promoted = objective.better(metric_value, held) and (
         current is None or incomparable(current, scoring) is None

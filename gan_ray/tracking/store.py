@@ -34,6 +34,9 @@ TAG_DIVERGED_AT = "gan_ray.diverged_at_step"
 TAG_MODEL_URI = "gan_ray.model_uri"
 TAG_TRIAL_ID = "gan_ray.trial_id"
 TAG_STUDY = "gan_ray.study"
+TAG_NOTE = "mlflow.note.content"  # MLflow's own tag: a run's Description in the UI (Markdown)
+# MLflow's own experiment tag: the UI files the experiment under "Model training", not GenAI traces.
+TAG_EXPERIMENT_KIND = "mlflow.experimentKind"
 TAG_FEATURE_EXTRACTOR = "gan_ray.feature_extractor"  # which extractor scored an image run (its weights' hash)
 
 
@@ -120,7 +123,8 @@ def ensure_experiment(client: MlflowClient, name: str, tracking_uri: str) -> str
     """The id of experiment ``name``, created if missing (safe against a concurrent creator).
 
     With a SQLite store, new experiments keep their artifacts in ``mlruns/`` beside the database
-    (MLflow's default would be ``./mlruns`` of whatever the working directory happens to be).
+    (MLflow's default would be ``./mlruns`` of whatever the working directory happens to be). New
+    experiments are marked as model training, so the UI does not ask or open them as GenAI traces.
     """
     from mlflow.exceptions import MlflowException
 
@@ -130,7 +134,9 @@ def ensure_experiment(client: MlflowClient, name: str, tracking_uri: str) -> str
     db = sqlite_path(tracking_uri)
     location = (db.parent / "mlruns").as_uri() if db is not None else None
     try:
-        return client.create_experiment(name, artifact_location=location)
+        return client.create_experiment(
+            name, artifact_location=location, tags={TAG_EXPERIMENT_KIND: "custom_model_development"}
+        )
     except MlflowException:
         experiment = client.get_experiment_by_name(name)  # another process created it meanwhile
         if experiment is None:

@@ -27,13 +27,14 @@ from gan_ray.tracking.run import MlflowRun
 from gan_ray.tracking.store import (
     TAG_DATASET,
     TAG_KIND,
+    TAG_NOTE,
     TAG_STUDY,
     TAG_TRIAL_ID,
     ensure_experiment,
     make_client,
     resolve_tracking_uri,
 )
-from gan_ray.trials import SweepResult
+from gan_ray.trials import SweepResult, status_counts
 
 
 def sweep_params(space: SearchSpace, study_name: str) -> dict[str, str]:
@@ -116,6 +117,7 @@ class MlflowSweep:
                     self.client.log_metric(self.parent_run_id, f"final_{metric}", best.final_objective)
                 if self.register and best_folder is not None and best.mlflow_run_id:
                     self._register(result, best_folder)
+            self.client.set_tag(self.parent_run_id, TAG_NOTE, describe(result))
         finally:
             self.client.set_terminated(self.parent_run_id, status)
 
@@ -142,6 +144,28 @@ class MlflowSweep:
         why = incomparable(holder, scoring) if holder is not None else None
         if not promoted and why is not None:
             result.kept_because = f"{why}; move the alias by hand, or register under another --model-name"
+
+
+def describe(result: SweepResult) -> str:
+    """The parent run's Description in the UI: what was searched, how trials ended, the winner (Markdown)."""
+    counts = ", ".join(f"{n} {status.replace('_', ' ')}" for status, n in status_counts(result).items())
+    metric, mode = result.objective.metric, result.objective.mode
+    lines = [
+        f"gan_ray sweep **{result.name}** (study `{result.study_name}`): {len(result.trials)} trials "
+        f"({counts or 'none ran'}), ranked by `{metric}` ({mode}).",
+    ]
+    best = result.best
+    if best is None:
+        lines.append("No trial produced a finite objective.")
+        return "\n\n".join(lines)
+    score = f"{metric} {best.best_objective:.4g} at its best eval"
+    if best.final_objective is not None:
+        score += f", {best.final_objective:.4g} on {best.final_samples} samples"
+    lines.append(f"Best: trial `{best.trial_id}` (run `trial-{best.trial_id}`), {score}.")
+    if result.model_name:
+        state = "now `@champion`" if result.promoted else f"the champion stays ({result.kept_because})"
+        lines.append(f"Registered as `models:/{result.model_name}/{result.model_version}` ({state}).")
+    return "\n\n".join(lines)
 
 
 def _csv(rows: list[dict[str, Any]]) -> str:

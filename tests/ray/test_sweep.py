@@ -33,6 +33,8 @@ parameters:
   loss.name: {choice: [non_saturating, least_squares, wasserstein, wgan_gp]}
   loss.params.clip: {log_uniform: [0.01, 0.1], when: {loss.name: wasserstein}}
   loss.params.gp_weight: {uniform: [1.0, 10.0], when: {loss.name: wgan_gp}}
+  train.ema_decay: {choice: [null, 0.9, 0.99]}
+  optim.lr_schedule: {choice: [constant, linear, cosine]}
 budget: {num_samples: 4, max_concurrent_trials: 2}
 scheduler: {type: asha, grace_period: 1, reduction_factor: 2}
 search:
@@ -40,13 +42,17 @@ search:
   seed: 3
   initial_points:
     - {optim.lr_g: 2.0e-3, optim.lr_d: 2.0e-3, optim.beta1: 0.5, train.d_steps_per_g_step: 1,
-       noise.distribution: normal, loss.name: non_saturating}
+       noise.distribution: normal, loss.name: non_saturating, train.ema_decay: 0.9,
+       optim.lr_schedule: linear}
     - {optim.lr_g: 2.0e-3, optim.lr_d: 1.0e8, optim.beta1: 0.5, train.d_steps_per_g_step: 1,
-       noise.distribution: uniform, loss.name: least_squares}
+       noise.distribution: uniform, loss.name: least_squares, train.ema_decay: null,
+       optim.lr_schedule: constant}
     - {optim.lr_g: 1.5e-3, optim.lr_d: 1.5e-3, optim.beta1: 0.3, train.d_steps_per_g_step: 2,
-       noise.distribution: hypersphere, loss.name: wasserstein, loss.params.clip: 0.05}
+       noise.distribution: hypersphere, loss.name: wasserstein, loss.params.clip: 0.05,
+       train.ema_decay: 0.99, optim.lr_schedule: cosine}
     - {optim.lr_g: 1.0e-3, optim.lr_d: 1.2e-3, optim.beta1: 0.0, train.d_steps_per_g_step: 1,
-       noise.distribution: normal, loss.name: wgan_gp, loss.params.gp_weight: 5.0}
+       noise.distribution: normal, loss.name: wgan_gp, loss.params.gp_weight: 5.0,
+       train.ema_decay: null, optim.lr_schedule: constant}
 """
 
 
@@ -114,7 +120,7 @@ def test_every_searched_parameter_reaches_the_trainer(first, env):
                 assert used[key] == value, key
             checked += 1
         assert state["config"]["train"]["steps"] == 900  # the base reached it too
-    assert checked >= 3 * 6
+    assert checked >= 3 * 8  # lrs, beta1, k, noise, loss, EMA, schedule (+ the loss's own)
     # And what Tune ran is what Optuna sampled.
     study = optuna.load_study(study_name=first.study_name, storage=env["study_storage"])
     sampled = sorted(sorted(tr.params.items()) for tr in study.trials)
@@ -177,6 +183,14 @@ def test_mlflow_parent_and_child_runs(first, env):
     assert {"trials.csv", "t_sweep.yaml", "base_config.yaml"} <= parent_artifacts
     assert parent.data.params["best.trial_id"] == first.best.trial_id
     assert parent.data.metrics["best_mode_distance"] == pytest.approx(first.best.best_objective)
+    # What a person reads in the UI: a model-training experiment, and a parent run that says who won.
+    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
+    note = parent.data.tags["mlflow.note.content"]
+    assert f"{len(first.trials)} trials" in note and " diverged" in note and "`mode_distance` (min)" in note
+    assert (
+        f"trial `{first.best.trial_id}`" in note
+        and f"models:/{first.model_name}/{first.model_version}" in note
+    )
 
 
 def test_champion_is_the_best_trial_and_samples_reproducibly(first, env):

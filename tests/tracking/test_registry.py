@@ -191,6 +191,12 @@ def test_champion_moves_only_to_a_strictly_better_model(store, ring8):
     assert validate_config(yaml.safe_load(held.tags[TAG_CONFIG])) == cfg
     worse = make_client(store).get_model_version(name, "3")
     assert float(worse.tags[TAG_METRIC_VALUE]) == 0.4 and CHAMPION not in worse.aliases
+    # The UI shows each version's score and where it came from, and the model how to load the champion.
+    assert (
+        worse.description.startswith("mode_distance = 0.4 (min; dataset ring8")
+        and run_id in worse.description
+    )
+    assert f"models:/{name}@champion" in make_client(store).get_registered_model(name).description
 
     with pytest.raises(ValueError, match="ranked by 'mode_distance'"):
         register_champion(model_uri, name, "fid", 1.0, "min", run_id, cfg, store)
