@@ -54,6 +54,8 @@ def _sweep(args: argparse.Namespace) -> int:
         study_storage=args.study_storage,
         model_name=args.model_name,
     )
+    if result.interrupted:
+        return 130  # what a shell reports for Ctrl-C
     return 0 if result.best is not None else 1
 
 

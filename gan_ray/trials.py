@@ -52,6 +52,8 @@ class SweepResult:
     model_version: str | None = None
     promoted: bool = False
     kept_because: str = "it is better"
+    # Interrupted (Ctrl-C): the trials still running were killed, and nothing was registered.
+    interrupted: bool = False
 
     def rows(self) -> list[dict[str, Any]]:
         """One row per trial: id, status, scores, run id and the parameters (the ``trials.csv`` table)."""
@@ -106,6 +108,11 @@ def status_counts(result: SweepResult) -> dict[str, int]:
 def format_summary(result: SweepResult) -> str:
     counts = status_counts(result)
     lines = [f"sweep {result.name}: study {result.study_name}, {len(result.trials)} trials {counts}"]
+    if result.interrupted:
+        lines.append(
+            "interrupted: the running trials were killed and no model was registered; "
+            "--resume adds trials to this study"
+        )
     if result.best is None:
         lines.append("no trial produced a finite objective")
         return "\n".join(lines)

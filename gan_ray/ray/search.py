@@ -47,6 +47,17 @@ class FailingNonFiniteOptunaSearch(OptunaSearch):
         super().on_trial_complete(trial_id, result, error)
 
 
+def fail_trial(searcher: OptunaSearch, trial_id: str) -> None:
+    """Record a trial that Tune stopped without an ending (the sweep was interrupted) as FAIL.
+
+    Otherwise it stays RUNNING in the study for ever, and a resumed sweep's TPE treats it as pending.
+    """
+    try:
+        searcher.on_trial_complete(trial_id, error=True)
+    except KeyError:
+        pass  # a trial this searcher never suggested
+
+
 def sampler_for(space: SearchSpace):
     if space.sampler == "random":
         return optuna.samplers.RandomSampler(seed=space.seed)

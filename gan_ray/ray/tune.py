@@ -29,7 +29,7 @@ from gan_ray.ray.cluster import (
     require_driver_resource,
     run_needs,
 )
-from gan_ray.ray.search import first_points, make_searcher
+from gan_ray.ray.search import fail_trial, first_points, make_searcher
 from gan_ray.ray.storage import local_file
 from gan_ray.ray.train import checkpoint_folder, make_trainer
 from gan_ray.search_space import SearchSpace
@@ -203,6 +203,19 @@ class TrialLedger(Callback):
             record.error = Path(error_file).read_text()
         self._end(record)
 
+    def end_unfinished(self) -> list[str]:
+        """End every trial Tune left without an ending as ``killed``; returns their ids.
+
+        Tune answers Ctrl-C by stopping its trials and returning from ``fit`` without calling any
+        trial-end callback, so their runs would otherwise stay RUNNING.
+        """
+        unfinished = [r for r in self.trials.values() if r.status == "running"]
+        for record in unfinished:
+            record.status = "killed"
+            record.error = "the sweep was interrupted"
+            self._end(record)
+        return [r.trial_id for r in unfinished]
+
     def _end(self, record: _Trial) -> None:
         if record.observer is None:
             return
@@ -274,10 +287,11 @@ def run_sweep(
         tune.with_parameters(run_trial, space=space, study_name=study_name, storage_path=storage_path),
         {DRIVER_RESOURCE: DRIVER_SHARE},
     )
+    searcher = make_searcher(space, study_name, study_url, points, RANKED_BY)
     tuner = tune.Tuner(
         trainable,
         tune_config=tune.TuneConfig(
-            search_alg=make_searcher(space, study_name, study_url, points, RANKED_BY),
+            search_alg=searcher,
             scheduler=_scheduler(space),
             num_samples=len(points) if space.stratify else space.budget.num_samples,
             max_concurrent_trials=concurrency,
@@ -300,6 +314,12 @@ def run_sweep(
         status = "KILLED"
         raise
     finally:
+        killed = ledger.end_unfinished()
+        for trial_id in killed:
+            fail_trial(searcher, trial_id)
+        if killed and status == "FINISHED":  # Tune's answer to Ctrl-C: fit returns, trials unfinished
+            status = "KILLED"
+        result.interrupted = status == "KILLED"
         result.trials = ledger.summaries()
         if status == "FINISHED":
             rescore_best(result, space, verbose)

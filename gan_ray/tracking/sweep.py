@@ -154,6 +154,8 @@ def describe(result: SweepResult) -> str:
         f"gan_ray sweep **{result.name}** (study `{result.study_name}`): {len(result.trials)} trials "
         f"({counts or 'none ran'}), ranked by `{metric}` ({mode}).",
     ]
+    if result.interrupted:
+        lines.append("Interrupted: the trials still running were killed, and no model was registered.")
     best = result.best
     if best is None:
         lines.append("No trial produced a finite objective.")
