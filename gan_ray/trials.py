@@ -52,7 +52,7 @@ class SweepResult:
     model_version: str | None = None
     promoted: bool = False
     kept_because: str = "it is better"
-    # Interrupted (Ctrl-C): the trials still running were killed, and nothing was registered.
+    # Interrupted (Ctrl-C): the trials still running were killed; the best finished one still counts.
     interrupted: bool = False
 
     def rows(self) -> list[dict[str, Any]]:
@@ -110,7 +110,7 @@ def format_summary(result: SweepResult) -> str:
     lines = [f"sweep {result.name}: study {result.study_name}, {len(result.trials)} trials {counts}"]
     if result.interrupted:
         lines.append(
-            "interrupted: the running trials were killed and no model was registered; "
+            "interrupted: the running trials were killed; the best finished trial is below; "
             "--resume adds trials to this study"
         )
     if result.best is None:

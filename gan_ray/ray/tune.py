@@ -306,11 +306,11 @@ def run_sweep(
         ),
     )
     result = SweepResult(space.name, study_name, space.objective, stratify=space.stratify)
-    status = "FAILED"
+    status, fit_returned = "FAILED", False
     try:
         result.experiment_path = tuner.fit().experiment_path
-        status = "FINISHED"
-    except KeyboardInterrupt:
+        status, fit_returned = "FINISHED", True
+    except KeyboardInterrupt:  # a second Ctrl-C, or one outside Tune's handler: no more work
         status = "KILLED"
         raise
     finally:
@@ -321,11 +321,12 @@ def run_sweep(
             status = "KILLED"
         result.interrupted = status == "KILLED"
         result.trials = ledger.summaries()
-        if status == "FINISHED":
+        # After Ctrl-C too: the finished trials' best is kept, so a resumed sweep has it to beat.
+        if fit_returned:
             rescore_best(result, space, verbose)
         result.best = best_trial(result.trials, space.objective)
         if recorder is not None:
-            _finish(recorder, result, status)
+            _finish(recorder, result, status, register=fit_returned)
     if verbose:
         print(format_summary(result), file=sys.stderr, flush=True)
     return result
@@ -357,9 +358,9 @@ def rescore_best(result: SweepResult, space: SearchSpace, verbose: int = 0) -> N
             t.final_samples = space.final_samples
 
 
-def _finish(recorder: SweepObserver, result: SweepResult, status: str) -> None:
+def _finish(recorder: SweepObserver, result: SweepResult, status: str, register: bool) -> None:
     best = result.best
-    if best is None or not best.best_checkpoint or status != "FINISHED":
+    if best is None or not best.best_checkpoint or not register:
         recorder.finish(result, status, None)
         return
     with checkpoint_folder(best.best_checkpoint) as folder:

@@ -155,7 +155,7 @@ def describe(result: SweepResult) -> str:
         f"({counts or 'none ran'}), ranked by `{metric}` ({mode}).",
     ]
     if result.interrupted:
-        lines.append("Interrupted: the trials still running were killed, and no model was registered.")
+        lines.append("Interrupted: the trials still running were killed; the finished ones count.")
     best = result.best
     if best is None:
         lines.append("No trial produced a finite objective.")

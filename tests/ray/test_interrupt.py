@@ -1,6 +1,6 @@
 """Ctrl-C in a sweep, as a person presses it: ``gan-ray sweep`` in its own process gets SIGINT while a
 trial trains. Tune stops its trials and returns without ending them; nothing may stay RUNNING in
-MLflow or Optuna, and the half-done sweep registers no model.
+MLflow or Optuna, and the trials that finished still count: the best is registered.
 
 The sweep joins the session's Ray (``RAY_ADDRESS``): two local Rays on one machine break Ray Train's
 placement-group cleaner.
@@ -28,8 +28,13 @@ base:
   train: {steps: 100000, eval_every: 100, batch_size: 64, eval_samples: 500}
 parameters:
   optim.lr_g: {log_uniform: [1.0e-4, 1.0e-3]}
+  train.steps: {choice: [200, 100000]}
 budget: {num_samples: 3, max_concurrent_trials: 1}
 scheduler: {type: none}
+search:
+  initial_points:      # one trial that finishes, then one that trains until Ctrl-C
+    - {optim.lr_g: 5.0e-4, train.steps: 200}
+    - {optim.lr_g: 5.0e-4, train.steps: 100000}
 """
 
 
@@ -57,8 +62,10 @@ def _sweep_then_ctrl_c(ray_session, space, tracking: str, study: str) -> tuple[i
         if exp is None:
             return None
         runs = client.search_runs([exp.experiment_id], "tags.`gan_ray.kind` = 'run'")
-        # A trial that has reported an eval: its workers are training, not starting.
-        return [r for r in runs if r.info.status == "RUNNING" and "mode_distance" in r.data.metrics]
+        # The short trial has finished, and the long one reported an eval: it is training, not starting.
+        finished = [r for r in runs if r.info.status == "FINISHED"]
+        training = [r for r in runs if r.info.status == "RUNNING" and "mode_distance" in r.data.metrics]
+        return finished and training
 
     # Files, not pipes: Tune's progress tables would fill a pipe nobody reads until the end.
     with open(space.parent / "sweep.log", "w+") as log:
@@ -75,7 +82,7 @@ def _sweep_then_ctrl_c(ray_session, space, tracking: str, study: str) -> tuple[i
         return proc.returncode, log.read()
 
 
-def test_ctrl_c_leaves_nothing_running_and_registers_nothing(ray_session, store, tmp_path):
+def test_ctrl_c_leaves_nothing_running_and_keeps_the_finished_trials_best(ray_session, store, tmp_path):
     from mlflow import MlflowClient
 
     space = tmp_path / "t_interrupt.yaml"
@@ -93,9 +100,14 @@ def test_ctrl_c_leaves_nothing_running_and_registers_nothing(ray_session, store,
     parent = next(r for r in runs if r.data.tags.get("gan_ray.kind") == "sweep")
     assert parent.info.status == "KILLED" and "Interrupted" in parent.data.tags["mlflow.note.content"]
     killed = [r for r in runs if r.data.tags.get("gan_ray.status") == "killed"]
-    assert killed and all(r.info.status == "KILLED" for r in killed)
+    assert len(killed) == 1 and killed[0].info.status == "KILLED"
+    assert killed[0].data.params["train.steps"] == "100000"
+    (done,) = [r for r in runs if r.data.tags.get("gan_ray.status") == "completed"]
 
     (summary,) = optuna.get_all_study_summaries(storage=study)
     states = [t.state for t in optuna.load_study(study_name=summary.study_name, storage=study).trials]
-    assert states and optuna.trial.TrialState.RUNNING not in states
-    assert client.search_registered_models() == []
+    assert sorted(s.name for s in states) == ["COMPLETE", "FAIL"]
+    # The finished trial is kept where a resumed sweep will have to beat it.
+    (model,) = client.search_registered_models()
+    champion = client.get_model_version_by_alias(model.name, "champion")
+    assert champion.run_id == done.info.run_id
