@@ -5,6 +5,7 @@ and the summary a person reads at the end."""
 from __future__ import annotations
 
 import math
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -99,10 +100,14 @@ def best_per(result: SweepResult, key: str) -> dict[Any, TrialSummary]:
 
 def status_counts(result: SweepResult) -> dict[str, int]:
     """How many trials ended in each status, in the order they first appear."""
-    counts: dict[str, int] = {}
-    for t in result.trials:
-        counts[t.status] = counts.get(t.status, 0) + 1
-    return counts
+    return dict(Counter(t.status for t in result.trials))
+
+
+def registration(result: SweepResult) -> str:
+    """What registering the best trial did to the champion alias."""
+    return (
+        "now the champion" if result.promoted else f"registered; the champion stays ({result.kept_because})"
+    )
 
 
 def format_summary(result: SweepResult) -> str:
@@ -131,13 +136,8 @@ def format_summary(result: SweepResult) -> str:
         for value, t in best_per(result, result.stratify).items():
             lines.append(f"  {value}: {metric} = {t.best_objective:.4g} (trial {t.trial_id})")
     if result.model_name:
-        state = (
-            "now the champion"
-            if result.promoted
-            else f"registered; the champion stays ({result.kept_because})"
-        )
         lines.append(
-            f"  model: models:/{result.model_name}/{result.model_version} ({state}); "
+            f"  model: models:/{result.model_name}/{result.model_version} ({registration(result)}); "
             f"load models:/{result.model_name}@champion"
         )
     return "\n".join(lines)

@@ -306,14 +306,15 @@ def run_sweep(
         ),
     )
     result = SweepResult(space.name, study_name, space.objective, stratify=space.stratify)
-    status, fit_returned = "FAILED", False
+    status = "FAILED"
     try:
         result.experiment_path = tuner.fit().experiment_path
-        status, fit_returned = "FINISHED", True
+        status = "FINISHED"
     except KeyboardInterrupt:  # a second Ctrl-C, or one outside Tune's handler: no more work
         status = "KILLED"
         raise
     finally:
+        fit_returned = status == "FINISHED"
         killed = ledger.end_unfinished()
         for trial_id in killed:
             fail_trial(searcher, trial_id)
