@@ -16,6 +16,7 @@ import contextlib
 import math
 import os
 import tempfile
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -41,6 +42,9 @@ from gan_ray.training.checkpoint import (
 )
 from gan_ray.training.loop import Training, build_training, default_evaluator, run_loop
 from gan_ray.training.observers import EvalRecord, RunObserver, outcome_of
+
+#: Seconds rank 0 took to write an eval's run-state folder (before Ray persists it), in its report.
+TIME_CHECKPOINT = "time_checkpoint_s"
 
 
 class _CrashOnce:
@@ -125,7 +129,9 @@ def train_worker(loop_config: dict[str, Any]) -> None:
                 ray.train.report(metrics)
                 continue
             with tempfile.TemporaryDirectory() as tmp:
+                start = time.perf_counter()
                 write_run_state(tmp, training.state_dict(), report.samples_of(training), cfg)
+                metrics[TIME_CHECKPOINT] = time.perf_counter() - start
                 ray.train.report(
                     metrics,
                     checkpoint=ray.train.Checkpoint.from_directory(tmp),

@@ -32,6 +32,11 @@ from gan_ray.training.step import GanStep, StepMetrics, all_ranks_agree
 
 __all__ = ["DivergedError", "EvalReport", "Training", "build_training", "default_evaluator", "run_loop"]
 
+#: Seconds of the eval interval spent in training steps, and in sampling and scoring at its eval: in every
+#: report, so a run (and bench/sweep_overhead.py) can tell training time from the rest.
+TIME_STEPS = "time_steps_s"
+TIME_EVAL = "time_eval_s"
+
 
 def resolve_device(name: str) -> torch.device:
     if name == "auto":
@@ -296,8 +301,10 @@ def run_loop(
         elapsed = time.perf_counter() - start
         training.step += interval
         values["images_per_s"] = interval * images_per_step / elapsed
+        values[TIME_STEPS] = elapsed
         if not all(math.isfinite(values[k]) for k in ("loss_d", "loss_g", "d_real", "d_fake")):
             raise DivergedError(training.step, values)
+        start = time.perf_counter()
         # Every rank samples and checks (the same G, the same eval noise) and all of them agree: a rank
         # that stopped alone would leave the others waiting in the next collective.
         samples = training.sample()
@@ -305,6 +312,7 @@ def run_loop(
             raise DivergedError(training.step, {**values, "samples": float("nan")})
         if evaluator is not None:
             values.update(evaluator(samples))
+        values[TIME_EVAL] = time.perf_counter() - start
         values["step"] = training.step
         if objective.metric in values:
             values["objective"] = values[objective.metric]
