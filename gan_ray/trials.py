@@ -15,6 +15,11 @@ from gan_ray.objective import Objective
 from gan_ray.training.observers import USABLE, RunObserver, RunStatus
 
 
+def trial_name(trial_id: str) -> str:
+    """A trial's one name: its MLflow run, its row in Tune's table, its folder of checkpoints."""
+    return f"trial-{trial_id}"
+
+
 @dataclass
 class TrialSummary:
     trial_id: str

@@ -6,6 +6,7 @@ import argparse
 import importlib.util
 import json
 import math
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -143,3 +144,41 @@ def test_sharpening_rejects_an_unknown_variant():
         [sys.executable, str(SHARPENING), "--variants", "swa"], capture_output=True, text=True, timeout=60
     )
     assert out.returncode == 2 and "swa" in out.stderr
+
+
+OVERHEAD_SPACE = """\
+name: t_overhead
+base:
+  data: {name: ring8}
+  noise: {dim: 8}
+  model: {hidden_dim: 32, hidden_layers: 2}
+  train: {steps: 400, eval_every: 100, batch_size: 64, eval_samples: 500}
+parameters:
+  optim.lr_g: {log_uniform: [5.0e-4, 2.0e-3]}
+budget: {num_samples: 3, max_concurrent_trials: 2}
+scheduler: {type: none}
+"""
+
+
+def test_sweep_overhead_accounts_for_every_trial(ray_session, tmp_path):
+    space = tmp_path / "t_overhead.yaml"
+    space.write_text(OVERHEAD_SPACE)
+    # It joins the session's Ray: two local Rays on one machine break Ray Train's cleaner.
+    env = {**os.environ, "RAY_ADDRESS": ray_session.get_runtime_context().gcs_address}
+    out = subprocess.run(
+        [sys.executable, str(BENCH.parent / "sweep_overhead.py"), str(space), "--label", "t"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=True,
+        env=env,
+    )
+    lines = [json.loads(line) for line in out.stdout.splitlines() if line.strip()]
+    trials = [line for line in lines if line["measurement"] == "trial"]
+    (sweep,) = [line for line in lines if line["measurement"] == "sweep"]
+    assert len(trials) == 3 and sweep["trials"] == 3 and sweep["statuses"] == {"completed": 3}
+    for t in trials:
+        assert t["evals"] == 4 and 0 < t["steps_s"] <= t["wall_s"], t
+        assert t["overhead_s"] == pytest.approx(t["wall_s"] - t["steps_s"])
+    assert sweep["steps_s"] == pytest.approx(sum(t["steps_s"] for t in trials))
+    assert 0 < sweep["efficiency"] <= 1.0 and sweep["concurrent_trials"] == 2

@@ -13,147 +13,22 @@ resumes from the latest checkpoint.
 from __future__ import annotations
 
 import contextlib
-import math
-import os
-import tempfile
-import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import ray.train
-import ray.train.torch
 from ray.train import UserCallback
 
 from gan_ray import settings
-from gan_ray.config import GanConfig, check_resumable, validate_config
-from gan_ray.errors import ConfigError, DivergedError
-from gan_ray.models import unwrap
+from gan_ray.config import GanConfig, check_resumable
+from gan_ray.errors import DivergedError
 from gan_ray.objective import Objective
 from gan_ray.ray.cluster import check_fits, cluster_capacity, connect
-from gan_ray.ray.storage import local_file
-from gan_ray.training.checkpoint import (
-    CHECKPOINT_FILE,
-    load_checkpoint,
-    read_divergence,
-    write_divergence,
-    write_run_state,
-)
-from gan_ray.training.loop import Training, build_training, default_evaluator, run_loop
+from gan_ray.ray.worker import loop_config, refuse_diverged, train_worker
+from gan_ray.training.checkpoint import CHECKPOINT_FILE, load_checkpoint, read_divergence
 from gan_ray.training.observers import EvalRecord, RunObserver, outcome_of
-
-#: Seconds rank 0 took to write an eval's run-state folder (before Ray persists it), in its report.
-TIME_CHECKPOINT = "time_checkpoint_s"
-
-
-class _CrashOnce:
-    """Wraps a step function; exits this process without cleanup at the chosen step (tests only)."""
-
-    def __init__(self, step_fn, start_step: int, at_step: int, marker: Path):
-        self.step_fn, self.step, self.at_step, self.marker = step_fn, start_step, at_step, marker
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.step_fn, name)
-
-    def __call__(self) -> None:
-        self.step += 1
-        if self.step == self.at_step and not self.marker.exists():
-            self.marker.write_text(str(self.step))
-            os._exit(1)
-        self.step_fn()
-
-
-def _maybe_inject_faults(training: Training) -> None:
-    """The test-only fault switches of :mod:`gan_ray.settings`: a crash at a step, NaN eval samples."""
-    switches = settings.crash_switches()
-    at, marker = switches.get(settings.CRASH_AT_STEP), switches.get(settings.CRASH_MARKER)
-    if at and marker and training.rank == int(switches.get(settings.CRASH_RANK, "0")):
-        training.step_fn = _CrashOnce(training.step_fn, training.step, int(at), Path(marker))
-    nan_rank = switches.get(settings.NAN_SAMPLES_RANK)
-    if nan_rank is not None and training.rank == int(nan_rank):
-        sample = training.sample
-        training.sample = lambda n=None: sample(n) * float("nan")
-
-
-def replica_param_spread(training: Training) -> float:
-    """The largest difference of any G or D parameter between ranks: 0 when DDP keeps replicas in step.
-
-    A collective: every rank must call it at the same point.
-    """
-    import torch
-    import torch.distributed as dist
-
-    params = [
-        p.detach().flatten().float()
-        for m in (training.generator, training.discriminator)
-        for p in unwrap(m).parameters()
-    ]
-    flat = torch.cat(params)
-    hi, lo = flat.clone(), flat.clone()
-    dist.all_reduce(hi, op=dist.ReduceOp.MAX)
-    dist.all_reduce(lo, op=dist.ReduceOp.MIN)
-    return float((hi - lo).max())
-
-
-def train_worker(loop_config: dict[str, Any]) -> None:
-    """The function every Ray Train worker runs: the core loop, reporting each eval to Ray."""
-    cfg = validate_config(loop_config["config"])
-    objective = Objective(*loop_config["objective"])
-    ctx = ray.train.get_context()
-    rank, world_size = ctx.get_world_rank(), ctx.get_world_size()
-    device = ray.train.torch.get_device()
-    training = build_training(
-        cfg,
-        device=device,
-        rank=rank,
-        world_size=world_size,
-        wrap_model=lambda m: ray.train.torch.prepare_model(m, move_to_device=device),
-    )
-    checkpoint = ray.train.get_checkpoint()
-    if checkpoint is not None:
-        with checkpoint.as_directory() as directory:
-            _refuse_diverged(directory, ctx.get_experiment_name())
-            training.load_state_dict(load_checkpoint(directory, map_location=device))
-    _maybe_inject_faults(training)
-    evaluator = None
-    if rank == 0:
-        with local_file(cfg.metrics.extractor) as extractor:  # the sweep's, on storage every node reads
-            evaluator = default_evaluator(cfg, device, extractor)
-    try:
-        for report in run_loop(training, evaluator, objective=objective):
-            metrics = report.metrics  # the history's own entry: what is added here is checkpointed too
-            if world_size > 1:
-                metrics["replica_param_spread"] = replica_param_spread(training)
-            if rank != 0:
-                ray.train.report(metrics)
-                continue
-            with tempfile.TemporaryDirectory() as tmp:
-                start = time.perf_counter()
-                write_run_state(tmp, training.state_dict(), report.samples_of(training), cfg)
-                metrics[TIME_CHECKPOINT] = time.perf_counter() - start
-                ray.train.report(
-                    metrics,
-                    checkpoint=ray.train.Checkpoint.from_directory(tmp),
-                    checkpoint_dir_name=f"checkpoint_{report.step:08d}",
-                )
-    except DivergedError as err:
-        # Every rank sees the same averaged losses, so all of them end here at the same eval. The
-        # objective is NaN, which Optuna records as a failed trial (inf would count as a real value).
-        # Rank 0 attaches a divergence record: Ray Train's result is its latest *checkpoint*'s metrics,
-        # so without one a diverged run would end looking like its last good eval.
-        nan = math.nan
-        metrics = {**err.metrics, "step": err.step, "diverged": 1.0, "objective": nan, "best_objective": nan}
-        if rank != 0:
-            ray.train.report(metrics)
-            return
-        with tempfile.TemporaryDirectory() as tmp:
-            write_divergence(tmp, err.step, err.metrics, training.history)
-            ray.train.report(
-                metrics,
-                checkpoint=ray.train.Checkpoint.from_directory(tmp),
-                checkpoint_dir_name=f"checkpoint_{err.step:08d}_diverged",
-            )
 
 
 @dataclass
@@ -198,10 +73,7 @@ def make_trainer(
     env = settings.crash_switches()
     return TorchTrainer(
         train_worker,
-        train_loop_config={
-            "config": cfg.model_dump(mode="json"),
-            "objective": [objective.metric, objective.mode],
-        },
+        train_loop_config=loop_config(cfg, objective),
         torch_config=TorchConfig(backend="nccl" if s.use_gpu else "gloo"),
         scaling_config=ray.train.ScalingConfig(
             num_workers=s.num_workers, use_gpu=s.use_gpu, resources_per_worker=resources
@@ -234,22 +106,13 @@ def latest_checkpoint(storage_path: str, name: str) -> Path | None:
     return next((f for f in reversed(folders) if (f / CHECKPOINT_FILE).is_file() or read_divergence(f)), None)
 
 
-def _refuse_diverged(folder: str | Path, name: str) -> None:
-    record = read_divergence(folder)
-    if record is not None:
-        raise ConfigError(
-            f"run {name!r} diverged at step {record['step']}; a resume would continue a NaN model: "
-            "start a new run (another name), with other hyperparameters"
-        )
-
-
 def check_resume(cfg: GanConfig, storage_path: str, name: str) -> None:
     """Refuse, before any worker starts, to resume run ``name`` if it diverged, or under a config that
     changes its game. (Workers check again when they load the checkpoint, which covers remote storage.)
     """
     folder = latest_checkpoint(storage_path, name)
     if folder is not None:
-        _refuse_diverged(folder, name)
+        refuse_diverged(folder, name)
         check_resumable(load_checkpoint(folder)["config"], cfg, f" run {name!r} from {folder}")
 
 

@@ -1,10 +1,13 @@
-"""Ray Tune layer: a sweep is an Optuna study whose trials are Ray Train runs of the GAN loop.
+"""Ray Tune layer: a sweep is an Optuna study whose trials are runs of the GAN loop.
 
-Each trial's driver is a Tune function that builds and fits a TorchTrainer (Ray Train V2 pattern);
-``TuneReportCallback`` forwards rank 0's eval reports to Tune, where ASHA may stop the trial early
-and OptunaSearch feeds the objective back to the sampler. :class:`TrialLedger`, a Tune callback in
-the driver, keeps every trial's history and decides its status; a recorder (MLflow, when tracking
-is on) hears of every trial through it, but the sweep needs none.
+A single-worker trial trains in its Tune trial's own process (:class:`~gan_ray.ray.worker.TuneSession`):
+Tune keeps its checkpoints, restarts it from the latest one after a crash (``scaling.max_failures``)
+and reuses the process for the next trial, so a short trial pays no start-up of its own. A trial of
+several workers is a Ray Train run: its Tune function builds and fits a TorchTrainer (Ray Train V2
+pattern), and ``TuneReportCallback`` forwards rank 0's eval reports to Tune. Either way ASHA may stop
+the trial early and OptunaSearch feeds the objective back to the sampler. :class:`TrialLedger`, a Tune
+callback in the driver, keeps every trial's history and decides its status; a recorder (MLflow, when
+tracking is on) hears of every trial through it, but the sweep needs none.
 """
 
 from __future__ import annotations
@@ -16,8 +19,9 @@ from pathlib import Path
 from typing import Any
 
 from ray.tune import Callback
-from ray.tune.result import AUTO_RESULT_KEYS, DEBUG_METRICS
+from ray.tune.result import AUTO_RESULT_KEYS, DEBUG_METRICS, SHOULD_CHECKPOINT
 
+from gan_ray import settings
 from gan_ray.errors import DivergedError
 from gan_ray.ray.cluster import (
     DRIVER_RESOURCE,
@@ -32,10 +36,11 @@ from gan_ray.ray.cluster import (
 from gan_ray.ray.search import fail_trial, first_points, make_searcher
 from gan_ray.ray.storage import local_file
 from gan_ray.ray.train import checkpoint_folder, make_trainer
+from gan_ray.ray.worker import TuneSession, loop_config, run_worker
 from gan_ray.search_space import SearchSpace
 from gan_ray.training.evaluation import evaluate_checkpoint
 from gan_ray.training.observers import USABLE, EvalRecord, RunObserver, RunOutcome, RunStatus
-from gan_ray.trials import SweepObserver, SweepResult, TrialSummary, best_trial, format_summary
+from gan_ray.trials import SweepObserver, SweepResult, TrialSummary, best_trial, format_summary, trial_name
 
 #: What ASHA and Optuna rank trials by: each trial's best objective so far, the number its champion
 #: candidate (its best checkpoint) is chosen by, also for trials ASHA stopped early.
@@ -46,12 +51,32 @@ class DivergedTrialError(RuntimeError):
     """A trial whose losses became NaN or infinite: recorded as a failed trial, the sweep goes on."""
 
 
-def run_trial(params: dict[str, Any], space: SearchSpace, study_name: str, storage_path: str) -> None:
-    """A Tune trial: one Ray Train run of the config that ``params`` (sampled by Optuna) describe."""
+def in_trial_process(space: SearchSpace) -> bool:
+    """Whether the sweep's trials train in their Tune trial's own process (one worker each), rather than
+    as Ray Train runs of several workers."""
+    return space.base.scaling.num_workers == 1
+
+
+def run_trial(
+    params: dict[str, Any],
+    space: SearchSpace,
+    study_name: str,
+    storage_path: str,
+    switches: dict[str, str] | None = None,
+) -> None:
+    """A Tune trial: the config that ``params`` (sampled by Optuna) describe, trained in this process
+    (one worker) or as a Ray Train run (several). ``switches``: the test-only fault switches of the
+    sweep's driver (a reused trial process never sees the driver's environment change)."""
     from ray import tune
-    from ray.tune.integration.ray_train import TuneReportCallback
 
     cfg = space.trial_config(space.resolve(params))
+    if in_trial_process(space):
+        # A divergence ends the trial normally: its last report says so, and raising would have Tune
+        # retry it (max_failures) from a divergence record.
+        run_worker(loop_config(cfg, space.objective), TuneSession(cfg.scaling.use_gpu), switches or {})
+        return
+    from ray.tune.integration.ray_train import TuneReportCallback
+
     trial_id = tune.get_context().get_trial_id()
     trainer = make_trainer(
         cfg,
@@ -97,6 +122,10 @@ def concurrency_note(space: SearchSpace, capacity: dict[str, float], concurrency
     return f"up to {concurrency} trial(s) at once ({why}, {b.workers_per_trial} worker(s) per trial)"
 
 
+#: Where a report's checkpoint lies: set by Ray Train's TuneReportCallback, or by the ledger from
+#: Tune's own checkpoint of a trial that trains in its trial process.
+CHECKPOINT_PATH = "checkpoint_path"
+
 #: Keys Tune adds to every result; the rest came from the trial's workers.
 TUNE_KEYS = (
     frozenset(AUTO_RESULT_KEYS) | frozenset(DEBUG_METRICS) | {"done", "experiment_tag", "should_checkpoint"}
@@ -109,6 +138,8 @@ class _Trial:
     def __init__(self, trial_id: str, params: dict[str, Any], total_steps: int, observer: RunObserver | None):
         self.trial_id, self.params, self.total_steps, self.observer = trial_id, params, total_steps, observer
         self.history: list[dict[str, Any]] = []
+        # An eval whose checkpoint Tune is still persisting: told to the observer in on_checkpoint.
+        self.pending: dict[str, Any] | None = None
         self.status: RunStatus = "running"
         self.error: str | None = None
         self.run_id: str | None = getattr(observer, "run_id", None)
@@ -117,7 +148,7 @@ class _Trial:
         scored = [h for h in self.history if not h.get("diverged")]
         best = space.objective.best_of(scored, lambda h: h.get("objective"))
         best_ckpt = space.objective.best_of(
-            [h for h in scored if h.get("checkpoint_path")], lambda h: h.get("objective")
+            [h for h in scored if h.get(CHECKPOINT_PATH)], lambda h: h.get("objective")
         )
         last = self.history[-1] if self.history else {}
         objective = last.get("objective")
@@ -128,7 +159,7 @@ class _Trial:
             objective=float(objective) if objective is not None else None,
             best_objective=float(best["objective"]) if best else None,
             last_step=int(last["step"]) if "step" in last else None,
-            best_checkpoint=best_ckpt["checkpoint_path"] if best_ckpt else None,
+            best_checkpoint=best_ckpt[CHECKPOINT_PATH] if best_ckpt else None,
             mlflow_run_id=self.run_id,
             feature_extractor=next(
                 (h["feature_extractor"] for h in reversed(self.history) if "feature_extractor" in h), None
@@ -166,9 +197,23 @@ class TrialLedger(Callback):
             return
         metrics = {k: v for k, v in result.items() if k not in TUNE_KEYS}
         record.history.append(metrics)
+        if result.get(SHOULD_CHECKPOINT) and not metrics.get(CHECKPOINT_PATH):
+            record.pending = metrics  # a Tune checkpoint: its path is known once Tune has saved it
+            return
+        self._tell_eval(record, metrics)
+
+    def on_checkpoint(self, iteration: int, trials: list, trial, checkpoint, **info) -> None:
+        record = self.trials.get(trial.trial_id)
+        if record is None or record.pending is None:
+            return
+        metrics, record.pending = record.pending, None
+        metrics[CHECKPOINT_PATH] = checkpoint.path
+        self._tell_eval(record, metrics)
+
+    def _tell_eval(self, record: _Trial, metrics: dict[str, Any]) -> None:
         if record.observer is None or metrics.get("diverged"):
             return
-        checkpoint = metrics.get("checkpoint_path")
+        checkpoint = metrics.get(CHECKPOINT_PATH)
         step = int(metrics["step"])
         if not checkpoint:
             record.observer.on_eval(EvalRecord(step, metrics))
@@ -232,6 +277,23 @@ def _number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
+def _trial_name(trial) -> str:
+    return trial_name(trial.trial_id)
+
+
+def _own_process_checkpoints(space: SearchSpace) -> dict[str, Any]:
+    """What Ray Train's run config gives a Train trial, for a trial Tune itself keeps: restarts from the
+    latest checkpoint after a crash, and the best checkpoint by the objective kept beside the latest."""
+    from ray import tune
+
+    return {
+        "failure_config": tune.FailureConfig(max_failures=space.base.scaling.max_failures),
+        "checkpoint_config": tune.CheckpointConfig(
+            num_to_keep=1, checkpoint_score_attribute="objective", checkpoint_score_order=space.objective.mode
+        ),
+    }
+
+
 def _scheduler(space: SearchSpace):
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
@@ -283,9 +345,18 @@ def run_sweep(
     concurrency = max_concurrent(space, capacity)
     if verbose:
         print(f"gan_ray: {concurrency_note(space, capacity, concurrency)}", file=sys.stderr, flush=True)
+    own_process = in_trial_process(space)
     trainable = tune.with_resources(
-        tune.with_parameters(run_trial, space=space, study_name=study_name, storage_path=storage_path),
-        {DRIVER_RESOURCE: DRIVER_SHARE},
+        tune.with_parameters(
+            run_trial,
+            space=space,
+            study_name=study_name,
+            storage_path=storage_path,
+            switches=settings.crash_switches(),
+        ),
+        # A trial that trains in its own process holds its worker's resources; a Ray Train trial's
+        # driver holds a sliver of the driver resource and its workers the rest.
+        run_needs(space.base.scaling) if own_process else {DRIVER_RESOURCE: DRIVER_SHARE},
     )
     searcher = make_searcher(space, study_name, study_url, points, RANKED_BY)
     tuner = tune.Tuner(
@@ -297,12 +368,16 @@ def run_sweep(
             max_concurrent_trials=concurrency,
             metric=RANKED_BY,
             mode=space.objective.mode,
+            reuse_actors=own_process,  # the next trial starts in a warm process: no spawn, no imports
+            trial_name_creator=_trial_name,
+            trial_dirname_creator=_trial_name,
         ),
         run_config=tune.RunConfig(
             name=f"{study_name}-tune-{time.strftime('%H%M%S')}",
             storage_path=storage_path,
             callbacks=[ledger],
             verbose=verbose,
+            **(_own_process_checkpoints(space) if own_process else {}),
         ),
     )
     result = SweepResult(space.name, study_name, space.objective, stratify=space.stratify)

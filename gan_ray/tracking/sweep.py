@@ -34,7 +34,7 @@ from gan_ray.tracking.store import (
     make_client,
     resolve_tracking_uri,
 )
-from gan_ray.trials import SweepResult, registration, status_counts
+from gan_ray.trials import SweepResult, registration, status_counts, trial_name
 
 
 def sweep_params(space: SearchSpace, study_name: str) -> dict[str, str]:
@@ -87,7 +87,7 @@ class MlflowSweep:
         run = MlflowRun(
             self.tracking_uri,
             self.experiment,
-            trial_run_name(trial_id),
+            trial_name(trial_id),
             parent_run_id=self.parent_run_id,
             tags={TAG_TRIAL_ID: trial_id, TAG_STUDY: self.study_name},
             log_model=False,
@@ -146,10 +146,6 @@ class MlflowSweep:
             result.kept_because = f"{why}; move the alias by hand, or register under another --model-name"
 
 
-def trial_run_name(trial_id: str) -> str:
-    return f"trial-{trial_id}"
-
-
 def describe(result: SweepResult) -> str:
     """The parent run's Description in the UI: what was searched, how trials ended, the winner (Markdown)."""
     counts = ", ".join(f"{n} {status.replace('_', ' ')}" for status, n in status_counts(result).items())
@@ -167,7 +163,7 @@ def describe(result: SweepResult) -> str:
     score = f"{metric} {best.best_objective:.4g} at its best eval"
     if best.final_objective is not None:
         score += f", {best.final_objective:.4g} on {best.final_samples} samples"
-    lines.append(f"Best: trial `{best.trial_id}` (run `{trial_run_name(best.trial_id)}`), {score}.")
+    lines.append(f"Best: trial `{best.trial_id}` (run `{trial_name(best.trial_id)}`), {score}.")
     if result.model_name:
         lines.append(f"Model: `models:/{result.model_name}/{result.model_version}` ({registration(result)}).")
     return "\n\n".join(lines)
