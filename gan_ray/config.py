@@ -92,6 +92,17 @@ class ModelConfig(_Strict):
     d_dropout: float = Field(0.0, ge=0.0, lt=1.0, description="dropout in the MLP discriminator")
     g_filters: int = Field(64, gt=0, description="DCGAN ngf")
     d_filters: int = Field(64, gt=0, description="DCGAN ndf")
+    d_pac: int = Field(1, ge=1, le=16, description="PacGAN: D judges packs of this many samples (1: off)")
+    d_minibatch_std: int = Field(
+        0, ge=0, description="group size of D's minibatch-std feature (Karras et al. 2018; 0: off)"
+    )
+
+    @field_validator("d_minibatch_std")
+    @classmethod
+    def _group_of_two(cls, v: int) -> int:
+        if v == 1:
+            raise ValueError("a minibatch-std group needs at least 2 samples (0 turns it off)")
+        return v
 
 
 class NoiseConfig(_Strict):
@@ -242,6 +253,11 @@ class GanConfig(_Strict):
         if info.needs_root and self.data.root is None:
             raise ValueError(
                 f"data.root is required for dataset {self.data.name!r} (a torchvision root folder)"
+            )
+        if self.model.d_pac > self.train.batch_size:
+            raise ValueError(
+                f"model.d_pac {self.model.d_pac} packs more samples than a batch holds "
+                f"(train.batch_size {self.train.batch_size})"
             )
         return self
 

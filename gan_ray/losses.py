@@ -204,9 +204,12 @@ def gradient_penalty(
     real: Tensor,
     fake: Tensor,
     generator: torch.Generator | None = None,
+    pack: int = 1,
 ) -> Tensor:
     """E[(||grad D(x_hat)||_2 - 1)^2] with x_hat = eps * real + (1 - eps) * fake, eps ~ U[0, 1] per sample.
 
+    With a D that judges packs of ``pack`` samples (PacGAN), the norm is taken per pack: D's input is
+    the pack, so that is the gradient whose norm bounds its slope.
     Builds a graph through the gradient (create_graph=True) so the penalty can be minimised:
     this double backward is why WGAN-GP steps cannot be captured in a CUDA graph.
     """
@@ -215,7 +218,8 @@ def gradient_penalty(
     x_hat = (eps * real + (1 - eps) * fake.detach()).requires_grad_(True)
     scores = discriminator(x_hat)
     (grads,) = torch.autograd.grad(scores.sum(), x_hat, create_graph=True)
-    return (grads.flatten(1).norm(2, dim=1) - 1).square().mean()
+    n = grads.shape[0] - grads.shape[0] % pack  # the samples a pack holds (the rest D never saw)
+    return (grads[:n].reshape(n // pack, -1).norm(2, dim=1) - 1).square().mean()
 
 
 LOSSES: dict[str, type[GanLoss]] = {

@@ -113,13 +113,22 @@ def test_packing_rejects_bad_arguments_before_starting_trials(args, message):
     assert "packing" not in out.stdout
 
 
-SHARPENING = BENCH.with_name("sharpening.py")
+ABLATION = BENCH.with_name("ablation.py")
 
 
 def test_sharpening_ablation_runs_each_variant_from_the_sweep_defaults():
     out = subprocess.run(
-        [sys.executable, str(SHARPENING), "--datasets", "ring8", "--variants", "plain,ema", "--seeds", "1"]
-        + ["--steps", "60"],
+        [
+            sys.executable,
+            str(ABLATION),
+            "--study",
+            "sharpening",
+            "--datasets",
+            "ring8",
+            "--variants",
+            "plain,ema",
+        ]
+        + ["--seeds", "1", "--steps", "60"],
         capture_output=True,
         text=True,
         timeout=180,
@@ -139,10 +148,29 @@ def test_sharpening_ablation_runs_each_variant_from_the_sweep_defaults():
     assert "| ring8 | ema |" in out.stderr
 
 
-def test_sharpening_rejects_an_unknown_variant():
+def test_anticollapse_ablation_starts_from_the_plain_gan_and_turns_each_option_on():
     out = subprocess.run(
-        [sys.executable, str(SHARPENING), "--variants", "swa"], capture_output=True, text=True, timeout=60
+        [sys.executable, str(ABLATION), "--study", "anticollapse", "--datasets", "grid25", "--seeds", "1"]
+        + ["--variants", "plain,pac2,minibatch_std", "--steps", "40"],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=True,
     )
+    lines = [json.loads(line) for line in out.stdout.splitlines() if line.strip()]
+    runs = {line["variant"]: line for line in lines if line["measurement"] == "anticollapse_run"}
+    assert sorted(runs) == ["minibatch_std", "pac2", "plain"]
+    for line in runs.values():
+        assert line["base"]["loss"] == "non_saturating" and line["base"]["k"] == 1 and line["steps"] == 40
+        assert 0 <= line["modes_covered"] <= 25
+    assert [runs[v]["base"]["d_pac"] for v in ("plain", "pac2", "minibatch_std")] == [1, 2, 1]
+    assert [runs[v]["base"]["d_minibatch_std"] for v in ("plain", "pac2", "minibatch_std")] == [0, 0, 4]
+    assert "| grid25 | pac2 |" in out.stderr
+
+
+def test_ablation_rejects_an_unknown_variant():
+    cmd = [sys.executable, str(ABLATION), "--study", "sharpening", "--variants", "swa"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
     assert out.returncode == 2 and "swa" in out.stderr
 
 

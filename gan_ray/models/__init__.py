@@ -43,10 +43,15 @@ def build_models(cfg: GanConfig) -> tuple[nn.Module, nn.Module]:
     """(G, D) for the config's data shape and model family, freshly initialised."""
     shape = cfg.data.info.sample_shape(cfg.data.image_size)
     g = build_generator(cfg)
+    m = cfg.model
     if cfg.model_family == "mlp":
-        d = MLPDiscriminator(shape[0], cfg.model.hidden_dim, cfg.model.hidden_layers, cfg.model.d_dropout)
+        d = MLPDiscriminator(
+            shape[0], m.hidden_dim, m.hidden_layers, m.d_dropout, pac=m.d_pac, minibatch_std=m.d_minibatch_std
+        )
     else:
         # Batch statistics couple the samples of a batch, which breaks WGAN-GP's per-sample penalty.
         norm = "layer" if cfg.loss.name == "wgan_gp" else "batch"
-        d = DCGANDiscriminator(shape[0], shape[1], cfg.model.d_filters, norm=norm)
+        d = DCGANDiscriminator(
+            shape[0], shape[1], m.d_filters, norm=norm, pac=m.d_pac, minibatch_std=m.d_minibatch_std
+        )
     return g, d

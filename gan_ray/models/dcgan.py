@@ -10,6 +10,7 @@ from typing import Literal
 
 from torch import Tensor, nn
 
+from gan_ray.models.anticollapse import MinibatchStd, pack
 from gan_ray.models.scoring import score_apart
 
 SUPPORTED_SIZES = {8: (4, 1), 28: (7, 2), 32: (4, 3), 64: (4, 4)}
@@ -60,7 +61,12 @@ class DCGANGenerator(nn.Module):
 
 class DCGANDiscriminator(nn.Module):
     """Returns logits of shape (N,); given several batches, a tuple of them, each batch normalised
-    on its own (see :mod:`gan_ray.models.scoring`). No normalisation on the first layer, as in the paper."""
+    on its own (see :mod:`gan_ray.models.scoring`). No normalisation on the first layer, as in the paper.
+
+    ``pac`` > 1 judges packs of that many images stacked along the channels (N // pac logits);
+    ``minibatch_std`` > 0 appends the minibatch-std map over groups of that size before the last
+    convolution (:mod:`gan_ray.models.anticollapse`).
+    """
 
     def __init__(
         self,
@@ -68,10 +74,15 @@ class DCGANDiscriminator(nn.Module):
         image_size: int = 64,
         filters: int = 64,
         norm: Literal["batch", "layer", "none"] = "batch",
+        pac: int = 1,
+        minibatch_std: int = 0,
     ):
         super().__init__()
         base, doublings = _plan(image_size)
-        layers: list[nn.Module] = [nn.Conv2d(channels, filters, 4, 2, 1, bias=False), nn.LeakyReLU(0.2, True)]
+        layers: list[nn.Module] = [
+            nn.Conv2d(channels * pac, filters, 4, 2, 1, bias=False),
+            nn.LeakyReLU(0.2, True),
+        ]
         width = filters
         for _ in range(doublings - 1):
             layers += [
@@ -80,12 +91,16 @@ class DCGANDiscriminator(nn.Module):
                 nn.LeakyReLU(0.2, True),
             ]
             width *= 2
+        if minibatch_std:
+            layers.append(MinibatchStd(minibatch_std))
+            width += 1
         layers.append(nn.Conv2d(width, 1, base, 1, 0, bias=False))
         self.net = nn.Sequential(*layers)
+        self.pac = pac
         self.apply(dcgan_init)
 
     def forward(self, *batches: Tensor) -> Tensor | tuple[Tensor, ...]:
-        return score_apart(lambda x: self.net(x).flatten(), batches)
+        return score_apart(lambda x: self.net(pack(x, self.pac)).flatten(), batches)
 
 
 def dcgan_init(m: nn.Module) -> None:

@@ -146,7 +146,10 @@ class GanStep:
         if self.loss.needs_gradient_penalty:
             # In fp32: the penalty's input gradients are small differences that bf16 would round away.
             with torch.autocast(self.device.type, enabled=False):
-                loss = loss + self.gp_weight * gradient_penalty(d_plain, real.float(), fake.float())
+                penalty = gradient_penalty(
+                    d_plain, real.float(), fake.float(), pack=getattr(d_plain, "pac", 1)
+                )
+                loss = loss + self.gp_weight * penalty
         self.opt_d.zero_grad(set_to_none=True)
         loss.backward()
         self.opt_d.step()

@@ -143,8 +143,12 @@ def test_nan_eval_samples_on_one_rank_end_every_rank_at_that_eval(ray_session, t
 
 
 def test_two_workers_with_a_gradient_penalty(ray_session, tmp_path):
-    """WGAN-GP's penalty runs through the unwrapped D (a double backward) in the same backward as DDP's D."""
-    cfg = validate_config({**ring8("ddp_gp"), "loss": {"name": "wgan_gp"}, "scaling": {"num_workers": 2}})
+    """WGAN-GP's penalty runs through the unwrapped D (a double backward) in the same backward as DDP's D;
+    D judges packs of 2 and sees the minibatch std, each rank over its own batch."""
+    model = {"d_pac": 2, "d_minibatch_std": 4}
+    cfg = validate_config(
+        {**ring8("ddp_gp"), "model": model, "loss": {"name": "wgan_gp"}, "scaling": {"num_workers": 2}}
+    )
     result = fit(cfg, storage_path=str(tmp_path))
     assert [h["step"] for h in result.history] == [100, 200]
     assert all(h["replica_param_spread"] == 0.0 and math.isfinite(h["loss_d"]) for h in result.history)

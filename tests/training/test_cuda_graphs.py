@@ -238,6 +238,15 @@ def test_graphed_mlp_matches_eager(k):
 
 @pytest.mark.gpu
 @needs_cuda
+def test_graphed_mlp_with_packing_and_minibatch_std_matches_eager():
+    graphed, eager = _cuda_pair({**ring8(precision="fp32"), "model": {"d_pac": 4, "d_minibatch_std": 4}})
+    _run_both(graphed, eager, steps=10)
+    assert graphed.step_fn.graphed, graphed.step_fn.eager_reason
+    assert_same_training(graphed, eager, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.gpu
+@needs_cuda
 @pytest.mark.parametrize("precision", ["fp32", "auto"])
 def test_graphed_dcgan_matches_eager(precision, monkeypatch):
     monkeypatch.setattr(torch.backends.cudnn, "deterministic", True)
