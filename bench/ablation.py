@@ -72,7 +72,23 @@ CHAMPIONS: dict[str, dict] = {
         "train.ema_decay": 0.99,
         "optim.lr_schedule": "linear",
     },
-    "grid25": {},  # filled in from the grid25 sweep
+    # grid25.yaml's 30-trial run of 2026-12-02 (study grid25-20261202-062950, trial 2b053052)
+    "grid25": {
+        "optim.lr_g": 1.21e-3,
+        "optim.lr_d": 1.87e-4,
+        "optim.beta1": 0.078,
+        "train.d_steps_per_g_step": 5,
+        "noise.distribution": "uniform",
+        "loss.name": "hinge",
+        "train.ema_decay": 0.99,
+        "optim.lr_schedule": "linear",
+        "model.d_pac": 2,
+    },
+}
+#: The best of that run's first 20 trials (what grid25.yaml's 20 now run): ring8's recipe + minibatch std.
+FIRST_20_BEST = {
+    "grid25": {**CHAMPIONS["ring8"], "model.d_minibatch_std": 4},
+    "ring8": {**CHAMPIONS["ring8"], "model.d_minibatch_std": 4},
 }
 
 
@@ -91,6 +107,7 @@ STUDIES: dict[str, dict[str, dict]] = {
         "minibatch_std": {"model.d_minibatch_std": 4},
         "pac4+minibatch_std": {"model.d_pac": 4, "model.d_minibatch_std": 4},
         "champion": CHAMPIONS,
+        "champion_recipe+minibatch_std": FIRST_20_BEST,
     },
 }
 
