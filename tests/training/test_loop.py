@@ -316,9 +316,9 @@ def test_wgan_gp_penalty_is_computed_in_fp32_under_bf16_autocast(monkeypatch):
     seen = []
     penalty = step_module.gradient_penalty
 
-    def spy(d, real, fake, generator=None):
+    def spy(d, real, fake, **kwargs):
         seen.append((torch.is_autocast_enabled("cpu"), real.dtype, fake.dtype))
-        out = penalty(d, real, fake, generator)
+        out = penalty(d, real, fake, **kwargs)
         seen.append(out.dtype)
         return out
 
