@@ -116,25 +116,27 @@ def test_packing_rejects_bad_arguments_before_starting_trials(args, message):
 ABLATION = BENCH.with_name("ablation.py")
 
 
-def test_sharpening_ablation_runs_each_variant_from_the_sweep_defaults():
+def run_ablation(*args: str) -> tuple[list[dict], str]:
+    """bench/ablation.py's JSON lines and its stderr (the Markdown table)."""
     out = subprocess.run(
-        [
-            sys.executable,
-            str(ABLATION),
-            "--study",
-            "sharpening",
-            "--datasets",
-            "ring8",
-            "--variants",
-            "plain,ema",
-        ]
-        + ["--seeds", "1", "--steps", "60"],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=True,
+        [sys.executable, str(ABLATION), *args], capture_output=True, text=True, timeout=180, check=True
     )
-    lines = [json.loads(line) for line in out.stdout.splitlines() if line.strip()]
+    return [json.loads(line) for line in out.stdout.splitlines() if line.strip()], out.stderr
+
+
+def test_sharpening_ablation_runs_each_variant_from_the_sweep_defaults():
+    lines, table = run_ablation(
+        "--study",
+        "sharpening",
+        "--datasets",
+        "ring8",
+        "--variants",
+        "plain,ema",
+        "--seeds",
+        "1",
+        "--steps",
+        "60",
+    )
     runs = {line["variant"]: line for line in lines if line["measurement"] == "sharpening_run"}
     assert sorted(runs) == ["ema", "plain"]
     for line in runs.values():
@@ -145,19 +147,22 @@ def test_sharpening_ablation_runs_each_variant_from_the_sweep_defaults():
     assert runs["ema"]["mode_distance_20000"] != runs["plain"]["mode_distance_20000"]
     summaries = [line for line in lines if line["measurement"] == "sharpening"]
     assert {s["variant"] for s in summaries} == {"plain", "ema"}
-    assert "| ring8 | ema |" in out.stderr
+    assert "| ring8 | ema |" in table
 
 
 def test_anticollapse_ablation_starts_from_the_plain_gan_and_turns_each_option_on():
-    out = subprocess.run(
-        [sys.executable, str(ABLATION), "--study", "anticollapse", "--datasets", "grid25", "--seeds", "1"]
-        + ["--variants", "plain,pac2,minibatch_std", "--steps", "40"],
-        capture_output=True,
-        text=True,
-        timeout=180,
-        check=True,
+    lines, table = run_ablation(
+        "--study",
+        "anticollapse",
+        "--datasets",
+        "grid25",
+        "--seeds",
+        "1",
+        "--variants",
+        "plain,pac2,minibatch_std",
+        "--steps",
+        "40",
     )
-    lines = [json.loads(line) for line in out.stdout.splitlines() if line.strip()]
     runs = {line["variant"]: line for line in lines if line["measurement"] == "anticollapse_run"}
     assert sorted(runs) == ["minibatch_std", "pac2", "plain"]
     for line in runs.values():
@@ -165,7 +170,7 @@ def test_anticollapse_ablation_starts_from_the_plain_gan_and_turns_each_option_o
         assert 0 <= line["modes_covered"] <= 25
     assert [runs[v]["base"]["d_pac"] for v in ("plain", "pac2", "minibatch_std")] == [1, 2, 1]
     assert [runs[v]["base"]["d_minibatch_std"] for v in ("plain", "pac2", "minibatch_std")] == [0, 0, 4]
-    assert "| grid25 | pac2 |" in out.stderr
+    assert "| grid25 | pac2 |" in table
 
 
 def test_ablation_rejects_an_unknown_variant():

@@ -173,9 +173,9 @@ def loop_config(cfg, objective: Objective) -> dict[str, Any]:
 
 def run_worker(
     config: Mapping[str, Any], session: Session, switches: Mapping[str, str] | None = None
-) -> bool:
+) -> None:
     """Train the run ``config`` (see :func:`loop_config`) in ``session`` from its checkpoint, if any, to the
-    end, reporting every eval; returns whether it diverged. ``switches``: the test-only fault switches
+    end, reporting every eval (a divergence as its last report). ``switches``: the test-only fault switches
     (default: this process's environment)."""
     cfg = validate_config(config["config"])
     objective = Objective(*config["objective"])
@@ -216,12 +216,10 @@ def run_worker(
         metrics = {**err.metrics, "step": err.step, "diverged": 1.0, "objective": nan, "best_objective": nan}
         if rank != 0:
             session.report(metrics, None, "")
-            return True
+            return
         with tempfile.TemporaryDirectory() as tmp:
             write_divergence(tmp, err.step, err.metrics, training.history)
             session.report(metrics, tmp, f"checkpoint_{err.step:08d}_diverged")
-        return True
-    return False
 
 
 def train_worker(config: dict[str, Any]) -> None:
