@@ -19,6 +19,7 @@ from gan_ray.data.catalog import DATASETS, DatasetInfo, dataset_info
 from gan_ray.errors import ConfigError
 from gan_ray.losses import LOSSES, get_loss, loss_param_names
 from gan_ray.noise import NOISE
+from gan_ray.penalties import PENALTY_NAMES, Penalty, default_weight
 
 
 class YamlLoader(yaml.SafeLoader):
@@ -135,6 +136,31 @@ class LossConfig(_Strict):
         return get_loss(self.name, **self.params).params()
 
 
+class PenaltyConfig(_Strict):
+    """A gradient penalty on D from :data:`gan_ray.penalties.PENALTIES`, composable with every loss.
+
+    ``weight`` is gp's lambda or the R1/R2 gamma (the term is gamma/2 E||grad D||^2); None: the penalty's
+    own default (10 for gp, 1 for the zero-centred ones). ``schedule`` moves it from ``weight`` to
+    ``final_ratio x weight`` over the first ``burn_in`` of the run, then holds it there: R3GAN's cosine
+    burn-in of gamma. ``loss.name: wgan_gp`` carries ``gp`` itself (``penalty.name`` stays ``none``).
+    """
+
+    name: str = "none"
+    weight: float | None = Field(None, ge=0.0)
+    schedule: Literal["constant", "linear", "cosine"] = "constant"
+    final_ratio: float = Field(0.1, ge=0.0, le=1.0, description="the weight's last value, as a ratio")
+    burn_in: float = Field(
+        1.0, gt=0.0, le=1.0, description="the fraction of the run the schedule takes; it holds after"
+    )
+
+    @field_validator("name")
+    @classmethod
+    def _known_penalty(cls, v: str) -> str:
+        if v not in PENALTY_NAMES:
+            raise ValueError(f"unknown penalty {v!r}; expected one of {list(PENALTY_NAMES)}")
+        return v
+
+
 class OptimConfig(_Strict):
     """Adam for G and for D, each with its own learning rate (TTUR-style), and how both decay."""
 
@@ -147,6 +173,9 @@ class OptimConfig(_Strict):
     )
     lr_final_ratio: float = Field(
         0.0, ge=0.0, le=1.0, description="the learning rates' last value, as a ratio"
+    )
+    lr_burn_in: float = Field(
+        1.0, gt=0.0, le=1.0, description="the fraction of the run lr_schedule takes; the rates hold after"
     )
 
 
@@ -236,6 +265,7 @@ class GanConfig(_Strict):
     model: ModelConfig = Field(default_factory=ModelConfig)
     noise: NoiseConfig = Field(default_factory=NoiseConfig)
     loss: LossConfig = Field(default_factory=LossConfig)
+    penalty: PenaltyConfig = Field(default_factory=PenaltyConfig)
     optim: OptimConfig = Field(default_factory=OptimConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
@@ -254,12 +284,34 @@ class GanConfig(_Strict):
             raise ValueError(
                 f"data.root is required for dataset {self.data.name!r} (a torchvision root folder)"
             )
+        self._one_penalty()
         if self.model.d_pac > self.train.batch_size:
             raise ValueError(
                 f"model.d_pac {self.model.d_pac} packs more samples than a batch holds "
                 f"(train.batch_size {self.train.batch_size})"
             )
         return self
+
+    def _one_penalty(self) -> None:
+        built_in = get_loss(self.loss.name, **self.loss.params).built_in_penalty
+        if built_in is not None and self.penalty.name != "none":
+            raise ValueError(
+                f"loss {self.loss.name!r} carries the {built_in!r} penalty already; penalty.name "
+                f"{self.penalty.name!r} would add a second one (use loss 'wasserstein' with a penalty, "
+                "or penalty.name 'none')"
+            )
+
+    @property
+    def effective_penalty(self) -> Penalty | None:
+        """The penalty D's loss carries, at its starting weight: ``penalty``'s, or the loss's own (wgan_gp's
+        gp); None without one."""
+        loss = get_loss(self.loss.name, **self.loss.params)
+        if loss.built_in_penalty is not None:
+            return Penalty(loss.built_in_penalty, loss.penalty_weight)
+        if self.penalty.name == "none":
+            return None
+        weight = self.penalty.weight
+        return Penalty(self.penalty.name, default_weight(self.penalty.name) if weight is None else weight)
 
     @property
     def model_family(self) -> str:
@@ -286,9 +338,25 @@ class GanConfig(_Strict):
         out = {k: v for k, v in out.items() if not k.startswith("loss.params.")}
         for key, value in self.loss.resolved_params().items():
             out[f"loss.params.{key}"] = value
+        out = {k: v for k, v in out.items() if not k.startswith("penalty.")}
+        out.update(self._penalty_flat())
         out["model.family"] = self.model_family
         out["noise.dim"] = self.noise_dim
         out["train.d_steps_per_g_step"] = self.d_steps_per_g_step
+        return out
+
+    def _penalty_flat(self) -> dict[str, Any]:
+        """``penalty.*`` as logged: only the keys that apply, the weight resolved. wgan_gp's own gp shows as
+        ``penalty.name: gp``; its weight is ``loss.params.gp_weight`` (one fact, one key)."""
+        penalty = self.effective_penalty
+        if penalty is None:
+            return {"penalty.name": "none"}
+        out: dict[str, Any] = {"penalty.name": penalty.name, "penalty.schedule": self.penalty.schedule}
+        if self.penalty.name != "none":
+            out["penalty.weight"] = penalty.weight
+        if self.penalty.schedule != "constant":
+            out["penalty.final_ratio"] = self.penalty.final_ratio
+            out["penalty.burn_in"] = self.penalty.burn_in
         return out
 
     def with_overrides(self, overrides: dict[str, Any]) -> GanConfig:
@@ -326,7 +394,7 @@ def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
 def known_keys() -> set[str]:
     """Every dotted key a config (or a search space) may set. Loss parameters are ``loss.params.NAME``."""
     keys = {k for k in _flatten(GanConfig().model_dump(mode="json")) if not k.startswith("loss.params")}
-    keys |= {"noise.dim", "data.root", "data.image_size", "scaling.storage_path"}
+    keys |= {"noise.dim", "data.root", "data.image_size", "scaling.storage_path", "penalty.weight"}
     keys |= {f"loss.params.{p}" for name in LOSSES for p in loss_param_names(name)}
     return keys
 
@@ -383,6 +451,11 @@ RESUMABLE_CHANGES = (
     "train.precision",
     "train.cuda_graphs",
     "train.ema_decay",
+    # How strongly the penalty holds from here, not which one it is.
+    "penalty.weight",
+    "penalty.schedule",
+    "penalty.final_ratio",
+    "penalty.burn_in",
     "metrics.",
     "scaling.",
 )

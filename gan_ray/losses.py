@@ -9,10 +9,8 @@ log(sigmoid(x)) = -softplus(-x) and log(1 - sigmoid(x)) = -softplus(x).
 from __future__ import annotations
 
 import dataclasses
-from collections.abc import Callable
 from typing import ClassVar
 
-import torch
 import torch.nn.functional as F
 from torch import Tensor
 
@@ -28,13 +26,20 @@ class GanLoss:
     """Base of the loss registry: a named pair of pure functions and its parameters.
 
     ``clip_value`` is not None when the critic's weights must be clipped to [-c, c] after each
-    D-step; ``needs_gradient_penalty`` tells the loop to call :func:`gradient_penalty`.
+    D-step; ``built_in_penalty`` names the penalty of :mod:`gan_ray.penalties` the loss always carries
+    (``gp`` for wgan_gp, weighted by its ``gp_weight``).
+
+    ``g_loss`` takes D's logits on a real batch as well as on the fakes: the relativistic loss compares
+    them pair by pair. The other losses ignore them, and the step does not compute them for a loss whose
+    ``g_needs_real`` is False (``real_logits`` is then None).
     """
 
     name: ClassVar[str] = ""
     # True when D's output is a probability logit, so mean sigmoid(D) is a meaningful metric.
     has_probabilities: ClassVar[bool] = True
-    needs_gradient_penalty: ClassVar[bool] = False
+    built_in_penalty: ClassVar[str | None] = None
+    # The G-step scores a real batch too (a D forward more) only for losses that read it.
+    g_needs_real: ClassVar[bool] = False
     # The papers' k (D-steps per G-step) where a config sets none: 5 critic steps for the Wasserstein family.
     default_d_steps: ClassVar[int] = 1
 
@@ -45,8 +50,13 @@ class GanLoss:
     def d_loss(self, real_logits: Tensor, fake_logits: Tensor) -> Tensor:
         raise NotImplementedError
 
-    def g_loss(self, fake_logits: Tensor) -> Tensor:
+    def g_loss(self, real_logits: Tensor | None, fake_logits: Tensor) -> Tensor:
         raise NotImplementedError
+
+    @property
+    def penalty_weight(self) -> float | None:
+        """The weight of the built-in penalty (None without one)."""
+        return None
 
     def params(self) -> dict[str, float]:
         return dataclasses.asdict(self)
@@ -84,7 +94,7 @@ class Minimax(GanLoss):
     def d_loss(self, real_logits: Tensor, fake_logits: Tensor) -> Tensor:
         return _bce_d_loss(real_logits, fake_logits)
 
-    def g_loss(self, fake_logits: Tensor) -> Tensor:
+    def g_loss(self, real_logits: Tensor | None, fake_logits: Tensor) -> Tensor:
         _check_logits(fake_logits)
         # log(1 - sigmoid(f)) = -softplus(f)
         return -F.softplus(fake_logits).mean()
@@ -102,7 +112,7 @@ class NonSaturating(GanLoss):
     def d_loss(self, real_logits: Tensor, fake_logits: Tensor) -> Tensor:
         return _bce_d_loss(real_logits, fake_logits)
 
-    def g_loss(self, fake_logits: Tensor) -> Tensor:
+    def g_loss(self, real_logits: Tensor | None, fake_logits: Tensor) -> Tensor:
         _check_logits(fake_logits)
         return F.softplus(-fake_logits).mean()
 
@@ -122,7 +132,7 @@ class LeastSquares(GanLoss):
         _check_logits(real_logits, fake_logits)
         return (real_logits - 1).square().mean() + fake_logits.square().mean()
 
-    def g_loss(self, fake_logits: Tensor) -> Tensor:
+    def g_loss(self, real_logits: Tensor | None, fake_logits: Tensor) -> Tensor:
         _check_logits(fake_logits)
         return (fake_logits - 1).square().mean()
 
@@ -152,7 +162,7 @@ class Wasserstein(GanLoss):
     def d_loss(self, real_logits: Tensor, fake_logits: Tensor) -> Tensor:
         return _critic_d_loss(real_logits, fake_logits)
 
-    def g_loss(self, fake_logits: Tensor) -> Tensor:
+    def g_loss(self, real_logits: Tensor | None, fake_logits: Tensor) -> Tensor:
         return _critic_g_loss(fake_logits)
 
 
@@ -160,12 +170,13 @@ class Wasserstein(GanLoss):
 class WassersteinGP(GanLoss):
     """WGAN-GP (Gulrajani et al. 2017): the Wasserstein losses plus
     gp_weight * E[(||grad_x D(x_hat)||_2 - 1)^2] on random interpolates x_hat, added to d_loss
-    by the training loop through :func:`gradient_penalty` (it needs D and the inputs, not just logits).
+    by the training step as the ``gp`` penalty of :mod:`gan_ray.penalties` (it needs D and the inputs,
+    not just logits). The same game as ``loss.name: wasserstein`` without clipping plus ``penalty: gp``.
     """
 
     name: ClassVar[str] = "wgan_gp"
     has_probabilities: ClassVar[bool] = False
-    needs_gradient_penalty: ClassVar[bool] = True
+    built_in_penalty: ClassVar[str | None] = "gp"
     default_d_steps: ClassVar[int] = 5
     gp_weight: float = 10.0
 
@@ -173,10 +184,14 @@ class WassersteinGP(GanLoss):
         if not self.gp_weight >= 0:
             raise ValueError(f"loss 'wgan_gp': gp_weight must be >= 0, got {self.gp_weight!r}")
 
+    @property
+    def penalty_weight(self) -> float | None:
+        return self.gp_weight
+
     def d_loss(self, real_logits: Tensor, fake_logits: Tensor) -> Tensor:
         return _critic_d_loss(real_logits, fake_logits)
 
-    def g_loss(self, fake_logits: Tensor) -> Tensor:
+    def g_loss(self, real_logits: Tensor | None, fake_logits: Tensor) -> Tensor:
         return _critic_g_loss(fake_logits)
 
 
@@ -195,35 +210,49 @@ class Hinge(GanLoss):
         _check_logits(real_logits, fake_logits)
         return F.relu(1 - real_logits).mean() + F.relu(1 + fake_logits).mean()
 
-    def g_loss(self, fake_logits: Tensor) -> Tensor:
+    def g_loss(self, real_logits: Tensor | None, fake_logits: Tensor) -> Tensor:
         return _critic_g_loss(fake_logits)
 
 
-def gradient_penalty(
-    discriminator: Callable[[Tensor], Tensor],
-    real: Tensor,
-    fake: Tensor,
-    generator: torch.Generator | None = None,
-    pack: int = 1,
-) -> Tensor:
-    """E[(||grad D(x_hat)||_2 - 1)^2] with x_hat = eps * real + (1 - eps) * fake, eps ~ U[0, 1] per sample.
+@dataclasses.dataclass(frozen=True)
+class RelativisticPairing(GanLoss):
+    """RpGAN (Jolicoeur-Martineau 2019), the loss of R3GAN (Huang et al. 2024): D judges each real
+    sample against a fake one, paired by position in the batch.
 
-    With a D that judges packs of ``pack`` samples (PacGAN), the norm is taken per pack: D's input is
-    the pack, so that is the gradient whose norm bounds its slope.
-    Builds a graph through the gradient (create_graph=True) so the penalty can be minimised:
-    this double backward is why WGAN-GP steps cannot be captured in a CUDA graph.
+    D minimises  mean softplus(-(D(x_i) - D(G(z_i))))
+    G minimises  mean softplus(-(D(G(z_i)) - D(x_i)))
+    A D that only shifts all its scores gains nothing, so G cannot win by one region D scores high; with
+    R1 + R2 (``penalty: r1_r2``) it is locally convergent (Huang et al. 2024, Theorem 3).
     """
-    eps_shape = (real.shape[0],) + (1,) * (real.dim() - 1)
-    eps = torch.rand(eps_shape, device=real.device, dtype=real.dtype, generator=generator)
-    x_hat = (eps * real + (1 - eps) * fake.detach()).requires_grad_(True)
-    scores = discriminator(x_hat)
-    (grads,) = torch.autograd.grad(scores.sum(), x_hat, create_graph=True)
-    n = grads.shape[0] - grads.shape[0] % pack  # the samples a pack holds (the rest D never saw)
-    return (grads[:n].reshape(n // pack, -1).norm(2, dim=1) - 1).square().mean()
+
+    name: ClassVar[str] = "rpgan"
+    # D's scores are compared, never read as probabilities on their own.
+    has_probabilities: ClassVar[bool] = False
+    g_needs_real: ClassVar[bool] = True
+
+    def d_loss(self, real_logits: Tensor, fake_logits: Tensor) -> Tensor:
+        _check_pairs(real_logits, fake_logits)
+        return F.softplus(-(real_logits - fake_logits)).mean()
+
+    def g_loss(self, real_logits: Tensor | None, fake_logits: Tensor) -> Tensor:
+        if real_logits is None:
+            raise ValueError("loss 'rpgan': G's loss needs D's logits on a real batch")
+        _check_pairs(real_logits, fake_logits)
+        return F.softplus(-(fake_logits - real_logits)).mean()
+
+
+def _check_pairs(real_logits: Tensor, fake_logits: Tensor) -> None:
+    _check_logits(real_logits, fake_logits)
+    if real_logits.shape != fake_logits.shape:
+        raise ValueError(
+            f"the relativistic loss pairs real and fake logits: shapes {tuple(real_logits.shape)} "
+            f"and {tuple(fake_logits.shape)} differ"
+        )
 
 
 LOSSES: dict[str, type[GanLoss]] = {
-    cls.name: cls for cls in (Minimax, NonSaturating, LeastSquares, Wasserstein, WassersteinGP, Hinge)
+    cls.name: cls
+    for cls in (Minimax, NonSaturating, LeastSquares, Wasserstein, WassersteinGP, Hinge, RelativisticPairing)
 }
 
 

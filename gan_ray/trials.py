@@ -23,13 +23,15 @@ def trial_name(trial_id: str) -> str:
 @dataclass
 class TrialSummary:
     trial_id: str
-    status: RunStatus  # completed / stopped_early / diverged / failed (running while it runs)
+    status: RunStatus  # completed / stopped_early / collapsed / diverged / failed (running while it runs)
     params: dict[str, Any]
     objective: float | None  # at the trial's last eval
     best_objective: float | None  # the best over its evals: what the champion is chosen by
     last_step: int | None
     best_checkpoint: str | None
     mlflow_run_id: str | None = None
+    # Its last eval's health: "ok", or why it collapsed (gan_ray.training.health).
+    health: str | None = None
     # What scored it: the feature extractor of image runs (None for the 2-D mixtures).
     feature_extractor: str | None = None
     # Its best checkpoint scored again on ``final_samples`` samples (the sweep's best few only).
@@ -71,6 +73,7 @@ class SweepResult:
                 "best_objective": t.best_objective,
                 "final_objective": t.final_objective,
                 "last_step": t.last_step,
+                "health": t.health,
                 "mlflow_run_id": t.mlflow_run_id,
                 **t.params,
             }
@@ -87,8 +90,9 @@ class SweepObserver(Protocol):
 
 
 def best_trial(trials: list[TrialSummary], objective: Objective) -> TrialSummary | None:
-    """The best trial among those that ended usable: by the final evaluation among the trials that had
-    one, else by the best objective over its evals."""
+    """The best trial among those that ended usable (never a collapsed, diverged or failed one, whatever
+    its objective): by the final evaluation among the trials that had one, else by the best objective
+    over its evals."""
     usable = [t for t in trials if t.status in USABLE]
     rescored = [t for t in usable if t.final_objective is not None and math.isfinite(t.final_objective)]
     return objective.best_of(rescored or usable, lambda t: t.champion_score)
@@ -123,8 +127,11 @@ def format_summary(result: SweepResult) -> str:
             "interrupted: the running trials were killed; the best finished trial is below; "
             "--resume adds trials to this study"
         )
+    collapsed = [f"{t.trial_id} ({t.health})" for t in result.trials if t.status == "collapsed"]
+    if collapsed:
+        lines.append(f"collapsed (never the champion): {', '.join(collapsed)}")
     if result.best is None:
-        lines.append("no trial produced a finite objective")
+        lines.append("no usable trial (completed or stopped early, with a finite objective)")
         return "\n".join(lines)
     b = result.best
     metric, mode = result.objective.metric, result.objective.mode

@@ -307,6 +307,10 @@ def test_known_keys():
         "data.root",
         "model.hidden_dim",
         "scaling.num_workers",
+        "penalty.name",
+        "penalty.weight",
+        "penalty.schedule",
+        "optim.lr_burn_in",
     ):
         assert key in keys
     assert "loss.params" not in keys and "optim" not in keys
@@ -317,6 +321,9 @@ def test_every_known_key_is_accepted_by_with_overrides():
     loss_values = {"loss.params.clip": ("wasserstein", 0.03), "loss.params.gp_weight": ("wgan_gp", 2.0)}
     base = GanConfig()
     for key in sorted(known_keys()):
+        if key == "penalty.weight":
+            assert base.with_overrides({"penalty.name": "r2", key: 0.25}).flat()[key] == 0.25
+            continue
         if key in loss_values:
             loss_name, value = loss_values[key]
             cfg = base.with_overrides({"loss.name": loss_name, key: value})
@@ -338,3 +345,47 @@ def test_yaml_round_trip(tmp_path):
     cfg = validate_config({"data": {"name": "digits", "image_size": 32}, "loss": {"name": "hinge"}})
     path = _write(tmp_path, yaml.safe_dump(cfg.model_dump(mode="json")))
     assert load_config(path) == cfg
+
+
+def test_penalty_is_an_axis_of_its_own():
+    cfg = GanConfig().with_overrides({"loss.name": "rpgan", "penalty.name": "r1_r2"})
+    assert cfg.effective_penalty.name == "r1_r2" and cfg.effective_penalty.weight == 1.0  # R3GAN's gamma
+    assert GanConfig().effective_penalty is None
+    gp = GanConfig().with_overrides({"penalty.name": "gp"}).effective_penalty
+    assert (gp.name, gp.weight) == ("gp", 10.0)
+    # wgan_gp is the Wasserstein losses plus gp at its own gp_weight, as it always was.
+    wgan_gp = GanConfig().with_overrides({"loss.name": "wgan_gp", "loss.params.gp_weight": 4.0})
+    assert (wgan_gp.effective_penalty.name, wgan_gp.effective_penalty.weight) == ("gp", 4.0)
+
+
+def test_penalty_errors_are_one_line():
+    assert "unknown penalty 'r3'" in _error({"penalty": {"name": "r3"}})
+    assert "r1_r2" in _error({"penalty": {"name": "r3"}})
+    msg = _error({"loss": {"name": "wgan_gp"}, "penalty": {"name": "r1"}})
+    assert "carries the 'gp' penalty already" in msg and "\n" not in msg
+    assert "penalty.weight" in _error({"penalty": {"name": "r1", "weight": -1}})
+    assert "penalty.burn_in" in _error({"penalty": {"name": "r1", "burn_in": 0}})
+
+
+def test_flat_penalty_keys_only_where_they_apply():
+    assert {k for k in GanConfig().flat() if k.startswith("penalty.")} == {"penalty.name"}
+    r1 = GanConfig().with_overrides({"penalty.name": "r1", "penalty.weight": 0.5}).flat()
+    assert (r1["penalty.name"], r1["penalty.weight"], r1["penalty.schedule"]) == ("r1", 0.5, "constant")
+    assert "penalty.final_ratio" not in r1
+    burn_in = GanConfig().with_overrides({"penalty.name": "r1_r2", "penalty.schedule": "cosine"}).flat()
+    assert burn_in["penalty.final_ratio"] == 0.1 and burn_in["penalty.burn_in"] == 1.0
+    wgan_gp = GanConfig().with_overrides({"loss.name": "wgan_gp"}).flat()
+    assert wgan_gp["penalty.name"] == "gp" and "penalty.weight" not in wgan_gp  # its weight: gp_weight
+
+
+def test_a_resume_refuses_another_penalty():
+    from gan_ray.config import resume_conflicts
+
+    trained = GanConfig().with_overrides({"penalty.name": "r1"})
+    assert resume_conflicts(trained, GanConfig().with_overrides({"penalty.name": "r1_r2"}))
+    assert not resume_conflicts(trained, trained.with_overrides({"train.steps": 9000}))
+    # A checkpoint of an old wgan_gp run (no penalty section) resumes under today's config of it.
+    old = validate_config({"loss": {"name": "wgan_gp", "params": {"gp_weight": 5.0}}})
+    assert not resume_conflicts(
+        old, GanConfig().with_overrides({"loss.name": "wgan_gp", "loss.params.gp_weight": 5.0})
+    )

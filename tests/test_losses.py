@@ -1,5 +1,5 @@
 """Each GAN loss against its closed form, the saturation gap between minimax and non-saturating G,
-numerical stability at extreme logits, the registry's errors, and the WGAN-GP gradient penalty."""
+numerical stability at extreme logits, and the registry's errors (the penalties: tests/test_penalties.py)."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from gan_ray.losses import LOSSES, get_loss, gradient_penalty, loss_param_names
+from gan_ray.losses import LOSSES, get_loss, loss_param_names
 
 # Moderate logits, where float64 math on probabilities is exact enough to serve as the reference.
 REAL = [2.0, -0.5, 1.3, 0.0]
@@ -45,10 +45,16 @@ def _expected(name: str) -> tuple[float, float]:
     if name == "hinge":
         d = _mean(max(0.0, 1 - r) for r in REAL) + _mean(max(0.0, 1 + f) for f in FAKE)
         return d, -_mean(FAKE)
+    if name == "rpgan":  # D: -log sigmoid(D(x_i) - D(G(z_i))), paired; G: the same with the roles swapped
+        d = -_mean(math.log(_sigmoid(r - f)) for r, f in zip(REAL, FAKE, strict=True))
+        g = -_mean(math.log(_sigmoid(f - r)) for r, f in zip(REAL, FAKE, strict=True))
+        return d, g
     raise AssertionError(name)
 
 
-ALL = ["minimax", "non_saturating", "least_squares", "wasserstein", "hinge", "wgan_gp"]
+ALL = ["minimax", "non_saturating", "least_squares", "wasserstein", "hinge", "wgan_gp", "rpgan"]
+#: The losses whose G ignores D's logits on real data.
+G_FAKE_ONLY = [n for n in ALL if n != "rpgan"]
 
 
 def test_registry_holds_exactly_the_documented_losses():
@@ -60,7 +66,7 @@ def test_loss_matches_closed_form(name):
     loss = get_loss(name)
     d_expected, g_expected = _expected(name)
     d = loss.d_loss(_t(REAL), _t(FAKE))
-    g = loss.g_loss(_t(FAKE))
+    g = loss.g_loss(_t(REAL), _t(FAKE))
     assert d.shape == () and g.shape == ()
     assert d.item() == pytest.approx(d_expected, rel=1e-12, abs=1e-12)
     assert g.item() == pytest.approx(g_expected, rel=1e-12, abs=1e-12)
@@ -69,20 +75,47 @@ def test_loss_matches_closed_form(name):
 @pytest.mark.parametrize("name", ALL)
 def test_column_logits_give_the_same_loss(name):
     loss = get_loss(name)
-    flat = loss.d_loss(_t(REAL), _t(FAKE)), loss.g_loss(_t(FAKE))
-    col = loss.d_loss(_t(REAL)[:, None], _t(FAKE)[:, None]), loss.g_loss(_t(FAKE)[:, None])
+    flat = loss.d_loss(_t(REAL), _t(FAKE)), loss.g_loss(_t(REAL), _t(FAKE))
+    col = loss.d_loss(_t(REAL)[:, None], _t(FAKE)[:, None]), loss.g_loss(_t(REAL)[:, None], _t(FAKE)[:, None])
     torch.testing.assert_close(col, flat)
 
 
 def test_minimax_and_non_saturating_differ_only_in_g():
     mm, ns = get_loss("minimax"), get_loss("non_saturating")
     torch.testing.assert_close(mm.d_loss(_t(REAL), _t(FAKE)), ns.d_loss(_t(REAL), _t(FAKE)))
-    assert not torch.allclose(mm.g_loss(_t(FAKE)), ns.g_loss(_t(FAKE)))
+    assert not torch.allclose(mm.g_loss(None, _t(FAKE)), ns.g_loss(None, _t(FAKE)))
+
+
+@pytest.mark.parametrize("name", G_FAKE_ONLY)
+def test_g_losses_that_ignore_the_real_logits_do_so(name):
+    """The step skips D's forward on real data in the G-step for these: their G loss must not need it."""
+    loss = get_loss(name)
+    assert not loss.g_needs_real
+    torch.testing.assert_close(loss.g_loss(None, _t(FAKE)), loss.g_loss(_t(REAL), _t(FAKE)))
+    torch.testing.assert_close(loss.g_loss(None, _t(FAKE)), loss.g_loss(-_t(REAL), _t(FAKE)))
+
+
+def test_rpgan_pairs_real_and_fake_per_sample():
+    rp = get_loss("rpgan")
+    assert rp.g_needs_real and not rp.has_probabilities
+    # A shift of all of D's scores changes nothing: only the per-pair differences count.
+    torch.testing.assert_close(rp.d_loss(_t(REAL) + 5, _t(FAKE) + 5), rp.d_loss(_t(REAL), _t(FAKE)))
+    torch.testing.assert_close(rp.g_loss(_t(REAL) - 3, _t(FAKE) - 3), rp.g_loss(_t(REAL), _t(FAKE)))
+    # Pairing is by position, not a mean over all pairs: permuting the fakes changes the loss.
+    assert not torch.allclose(rp.d_loss(_t(REAL), _t(FAKE).flip(0)), rp.d_loss(_t(REAL), _t(FAKE)))
+    # G's gradient reaches the real logits too (through D, not into G: the step freezes D's weights).
+    real, fake = _t(REAL).requires_grad_(True), _t(FAKE).requires_grad_(True)
+    rp.g_loss(real, fake).backward()
+    torch.testing.assert_close(real.grad, -fake.grad)
+    with pytest.raises(ValueError, match="real batch"):
+        rp.g_loss(None, _t(FAKE))
+    with pytest.raises(ValueError, match="pairs"):
+        rp.d_loss(_t(REAL), _t(FAKE)[:3])
 
 
 def _g_grad(name: str, fake: torch.Tensor) -> torch.Tensor:
     fake = fake.clone().requires_grad_(True)
-    get_loss(name).g_loss(fake).backward()
+    get_loss(name).g_loss(None, fake).backward()
     return fake.grad
 
 
@@ -106,9 +139,9 @@ def test_extreme_logits_give_finite_losses_and_gradients(name, value):
     real = torch.full((8,), value, requires_grad=True)
     fake = torch.full((8,), -value, requires_grad=True)
     d = loss.d_loss(real, fake)
-    (d + loss.g_loss(fake)).backward()
+    (d + loss.g_loss(real, fake)).backward()
     assert torch.isfinite(d)
-    assert torch.isfinite(loss.g_loss(fake))
+    assert torch.isfinite(loss.g_loss(real, fake))
     assert torch.isfinite(real.grad).all() and torch.isfinite(fake.grad).all()
 
 
@@ -116,9 +149,9 @@ def test_extreme_logits_give_the_asymptotic_values():
     # log(1 + e^x) = x + log(1 + e^-x) ~ x for x = 100: a log(sigmoid(x)) spelling would give inf.
     big = torch.full((4,), 100.0)
     ns, mm = get_loss("non_saturating"), get_loss("minimax")
-    assert ns.g_loss(-big).item() == pytest.approx(100.0)
-    assert ns.g_loss(big).item() == pytest.approx(0.0, abs=1e-6)
-    assert mm.g_loss(big).item() == pytest.approx(-100.0)
+    assert ns.g_loss(None, -big).item() == pytest.approx(100.0)
+    assert ns.g_loss(None, big).item() == pytest.approx(0.0, abs=1e-6)
+    assert mm.g_loss(None, big).item() == pytest.approx(-100.0)
     assert ns.d_loss(-big, big).item() == pytest.approx(200.0)  # D has everything backwards
     assert ns.d_loss(big, -big).item() == pytest.approx(0.0, abs=1e-6)
 
@@ -132,19 +165,19 @@ def test_matrix_logits_are_rejected(name):
     with pytest.raises(ValueError, match=r"\(4, 2\)"):
         loss.d_loss(good, bad)
     with pytest.raises(ValueError, match=r"\(4, 2\)"):
-        loss.g_loss(bad)
+        loss.g_loss(good, bad)
 
 
 def test_flags_and_parameters():
     assert get_loss("wasserstein").clip_value == 0.01
     assert get_loss("wasserstein", clip=0.05).clip_value == 0.05
-    assert get_loss("wgan_gp").needs_gradient_penalty
+    assert get_loss("wgan_gp").built_in_penalty == "gp" and get_loss("wgan_gp").penalty_weight == 10.0
     assert get_loss("wgan_gp").params() == {"gp_weight": 10.0}
     assert get_loss("wgan_gp", gp_weight=5.0).params() == {"gp_weight": 5.0}
-    for name in ("minimax", "non_saturating", "least_squares", "hinge", "wgan_gp"):
+    for name in ("minimax", "non_saturating", "least_squares", "hinge", "wgan_gp", "rpgan"):
         assert get_loss(name).clip_value is None
-    for name in ("minimax", "non_saturating", "least_squares", "wasserstein", "hinge"):
-        assert not get_loss(name).needs_gradient_penalty
+    for name in ("minimax", "non_saturating", "least_squares", "wasserstein", "hinge", "rpgan"):
+        assert get_loss(name).built_in_penalty is None
     assert get_loss("minimax").has_probabilities and get_loss("non_saturating").has_probabilities
     assert not get_loss("wasserstein").has_probabilities
     assert loss_param_names("wasserstein") == ("clip",)
@@ -177,52 +210,3 @@ def test_get_loss_bad_gp_weight():
     with pytest.raises(ValueError, match=r"-1\.0"):
         get_loss("wgan_gp", gp_weight=-1.0)
     assert get_loss("wgan_gp", gp_weight=0.0).gp_weight == 0.0
-
-
-def _linear_critic(w: torch.Tensor):
-    return lambda x: x.flatten(1) @ w + 0.3  # the bias must not matter
-
-
-def test_gradient_penalty_zero_for_unit_norm_linear_critic():
-    w = torch.tensor([0.6, -0.8], dtype=torch.float64)  # ||w|| = 1
-    real, fake = torch.randn(32, 2, dtype=torch.float64), torch.randn(32, 2, dtype=torch.float64)
-    assert gradient_penalty(_linear_critic(w), real, fake).item() == pytest.approx(0.0, abs=1e-12)
-
-
-@pytest.mark.parametrize("shape", [(2,), (1, 2, 2)])
-def test_gradient_penalty_of_linear_critic_is_norm_minus_one_squared(shape):
-    dim = math.prod(shape)
-    w = torch.arange(1, dim + 1, dtype=torch.float64) * 0.7
-    real, fake = torch.randn(16, *shape, dtype=torch.float64), torch.randn(16, *shape, dtype=torch.float64)
-    expected = (w.norm().item() - 1) ** 2
-    assert gradient_penalty(_linear_critic(w), real, fake).item() == pytest.approx(expected, rel=1e-12)
-
-
-def test_gradient_penalty_is_differentiable_in_the_critic():
-    # d/dw (||w|| - 1)^2 = 2 (||w|| - 1) w / ||w||: the penalty must be trainable (create_graph=True).
-    w = torch.tensor([3.0, 4.0], dtype=torch.float64, requires_grad=True)
-    real, fake = torch.randn(8, 2, dtype=torch.float64), torch.randn(8, 2, dtype=torch.float64)
-    gradient_penalty(_linear_critic(w), real, fake).backward()
-    expected = 2 * (5.0 - 1.0) * torch.tensor([3.0, 4.0], dtype=torch.float64) / 5.0
-    torch.testing.assert_close(w.grad, expected)
-
-
-def test_gradient_penalty_uses_per_sample_interpolates():
-    # D(x) = ||x||^2 / 2 has grad x, so the penalty is mean (||x_hat|| - 1)^2 at the interpolates,
-    # x_hat = eps * real + (1 - eps) * fake with one eps ~ U[0, 1] per sample from the given generator.
-    real, fake = torch.randn(10, 3, dtype=torch.float64), torch.randn(10, 3, dtype=torch.float64) * 3
-    critic = lambda x: 0.5 * x.square().sum(1)  # noqa: E731
-    got = gradient_penalty(critic, real, fake, generator=torch.Generator().manual_seed(7))
-    eps = torch.rand((10, 1), dtype=torch.float64, generator=torch.Generator().manual_seed(7))
-    x_hat = eps * real + (1 - eps) * fake
-    expected = (x_hat.norm(dim=1) - 1).square().mean()
-    torch.testing.assert_close(got, expected)
-
-
-def test_gradient_penalty_does_not_backpropagate_into_the_generator():
-    # A critic whose input gradient depends on x_hat, so the penalty would reach `fake` if not detached.
-    w = torch.tensor([2.0, -1.0], requires_grad=True)
-    fake = torch.randn(4, 2, requires_grad=True)
-    gradient_penalty(lambda x: (x @ w).square(), torch.randn(4, 2), fake).backward()
-    assert fake.grad is None
-    assert w.grad is not None and torch.isfinite(w.grad).all()

@@ -49,8 +49,9 @@ def build_models(cfg: GanConfig) -> tuple[nn.Module, nn.Module]:
             shape[0], m.hidden_dim, m.hidden_layers, m.d_dropout, pac=m.d_pac, minibatch_std=m.d_minibatch_std
         )
     else:
-        # Batch statistics couple the samples of a batch, which breaks WGAN-GP's per-sample penalty.
-        norm = "layer" if cfg.loss.name == "wgan_gp" else "batch"
+        # Batch statistics couple the samples of a batch, which breaks a gradient penalty's per-sample
+        # gradients (WGAN-GP's, R1's, R2's): a penalised D normalises each sample on its own.
+        norm = "layer" if cfg.effective_penalty is not None else "batch"
         d = DCGANDiscriminator(
             shape[0], shape[1], m.d_filters, norm=norm, pac=m.d_pac, minibatch_std=m.d_minibatch_std
         )

@@ -13,6 +13,7 @@ resumes from the latest checkpoint.
 from __future__ import annotations
 
 import contextlib
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,7 +29,8 @@ from gan_ray.objective import Objective
 from gan_ray.ray.cluster import check_fits, cluster_capacity, connect
 from gan_ray.ray.worker import loop_config, refuse_diverged, train_worker
 from gan_ray.training.checkpoint import CHECKPOINT_FILE, load_checkpoint, read_divergence
-from gan_ray.training.observers import EvalRecord, RunObserver, outcome_of
+from gan_ray.training.health import health_warning
+from gan_ray.training.observers import EvalRecord, RunObserver, RunStatus, final_status, outcome_of
 
 
 @dataclass
@@ -43,6 +45,11 @@ class RayTrainResult:
     @property
     def diverged(self) -> bool:
         return bool(self.metrics.get("diverged"))
+
+    @property
+    def status(self) -> RunStatus:
+        """``diverged``, ``collapsed`` (its last eval's health was not ok) or ``completed``."""
+        return "diverged" if self.diverged else final_status("completed", self.history)
 
 
 @contextlib.contextmanager
@@ -145,7 +152,8 @@ def fit(
 ) -> RayTrainResult:
     """Run ``cfg`` under Ray Train and wait for it; a finished run of the same name resumes from its checkpoint.
 
-    ``observer`` hears of the start, of every eval and of the end (completed, diverged, failed, killed).
+    ``observer`` hears of the start, of every eval and of the end (completed, collapsed, diverged,
+    failed, killed). A run that ends collapsed says so in a warning line.
     """
     check_cluster(cfg, name)
     check_resume(cfg, cfg.scaling.storage(storage_path), name or cfg.name)
@@ -157,6 +165,10 @@ def fit(
     try:
         result = make_trainer(cfg, name or cfg.name, storage_path, callbacks).fit()
         out = _result_of(cfg, result)
+        if out.status == "collapsed":
+            last = out.history[-1]
+            warning = health_warning(name or cfg.name, int(last["step"]), last, ended=True)
+            print(warning, file=sys.stderr, flush=True)
         return out
     except BaseException as err:
         error = err

@@ -39,7 +39,16 @@ from gan_ray.ray.train import checkpoint_folder, make_trainer
 from gan_ray.ray.worker import TuneSession, loop_config, run_worker
 from gan_ray.search_space import SearchSpace
 from gan_ray.training.evaluation import evaluate_checkpoint
-from gan_ray.training.observers import USABLE, EvalRecord, RunObserver, RunOutcome, RunStatus
+from gan_ray.training.health import HEALTHY, health_warning, turned_bad
+from gan_ray.training.observers import (
+    USABLE,
+    EvalRecord,
+    RunObserver,
+    RunOutcome,
+    RunStatus,
+    final_status,
+    last_health,
+)
 from gan_ray.trials import SweepObserver, SweepResult, TrialSummary, best_trial, format_summary, trial_name
 
 #: What ASHA and Optuna rank trials by: each trial's best objective so far, the number its champion
@@ -141,6 +150,7 @@ class _Trial:
         # An eval whose checkpoint Tune is still persisting: told to the observer in on_checkpoint.
         self.pending: dict[str, Any] | None = None
         self.status: RunStatus = "running"
+        self.health = HEALTHY  # its last eval's
         self.error: str | None = None
         self.run_id: str | None = getattr(observer, "run_id", None)
 
@@ -161,6 +171,7 @@ class _Trial:
             last_step=int(last["step"]) if "step" in last else None,
             best_checkpoint=best_ckpt[CHECKPOINT_PATH] if best_ckpt else None,
             mlflow_run_id=self.run_id,
+            health=last_health(scored),
             feature_extractor=next(
                 (h["feature_extractor"] for h in reversed(self.history) if "feature_extractor" in h), None
             ),
@@ -171,7 +182,9 @@ class TrialLedger(Callback):
     """A Tune callback in the driver: each trial's params, eval history and status, told to a recorder.
 
     Status: ``diverged`` (its last report says so), ``stopped_early`` (ASHA stopped it before the
-    last step), ``completed``, or ``failed`` (it raised).
+    last step), ``completed``, ``collapsed`` (either of those two, but its last eval's health was not
+    ok: never the champion), or ``failed`` (it raised). A trial whose health turns bad, and one that
+    ends collapsed, is told in a warning line on the driver's console.
     """
 
     def __init__(self, space: SearchSpace, recorder: SweepObserver | None = None):
@@ -197,6 +210,9 @@ class TrialLedger(Callback):
             return
         metrics = {k: v for k, v in result.items() if k not in TUNE_KEYS}
         record.history.append(metrics)
+        if turned_bad(record.health, metrics):
+            _warn(health_warning(_trial_name(trial), int(metrics["step"]), metrics, ended=False))
+        record.health = str(metrics.get("health", HEALTHY))
         if result.get(SHOULD_CHECKPOINT) and not metrics.get(CHECKPOINT_PATH):
             record.pending = metrics  # a Tune checkpoint: its path is known once Tune has saved it
             return
@@ -235,6 +251,9 @@ class TrialLedger(Callback):
             record.status = "stopped_early"
         else:
             record.status = "completed"
+        record.status = final_status(record.status, record.history)
+        if record.status == "collapsed":
+            _warn(health_warning(_trial_name(trial), int(last["step"]), last, ended=True))
         self._end(record)
 
     def on_trial_error(self, iteration: int, trials: list, trial, **info) -> None:
@@ -271,6 +290,10 @@ class TrialLedger(Callback):
             error = str(DivergedError(diverged_at, {k: v for k, v in last.items() if _number(v)}))
         curve = [h for h in record.history if not h.get("diverged")]
         record.observer.end(RunOutcome(record.status, curve, None, error=error, diverged_at=diverged_at))
+
+
+def _warn(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
 
 
 def _number(value: Any) -> bool:

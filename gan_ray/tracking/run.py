@@ -1,9 +1,10 @@
 """The one MLflow run lifecycle, for local runs, Ray Train runs and sweep trials alike.
 
 :class:`MlflowRun` is a :class:`~gan_ray.training.observers.RunObserver`: ``start`` creates the run
-(tags, params, ``config.yaml``), ``on_eval`` logs the eval's metrics and its sample image, ``end``
-logs the outcome (status and error tags, loss curves, the checkpoint, the generator as a model) and
-ends the run FINISHED, FAILED or KILLED. MLflow failures at the end never hide a training error.
+(tags, params, ``config.yaml``), ``on_eval`` logs the eval's metrics, its health (a tag, where it
+changed) and its sample image, ``end`` logs the outcome (status, health and error tags, loss curves,
+the checkpoint, the generator as a model) and ends the run FINISHED, FAILED or KILLED. MLflow
+failures at the end never hide a training error.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from gan_ray.tracking.store import (
     TAG_DIVERGED_AT,
     TAG_ERROR,
     TAG_FEATURE_EXTRACTOR,
+    TAG_HEALTH,
     TAG_KIND,
     TAG_LOSS,
     TAG_MODEL_FAMILY,
@@ -38,7 +40,7 @@ from gan_ray.tracking.store import (
     resolve_tracking_uri,
 )
 from gan_ray.training.checkpoint import CHECKPOINT_FILE, SAMPLES_DIR, SAMPLES_FILE
-from gan_ray.training.observers import EvalRecord, RunOutcome, RunStatus
+from gan_ray.training.observers import FINISHED, EvalRecord, RunOutcome, RunStatus, last_health
 from gan_ray.visualize import save_loss_curves
 
 if TYPE_CHECKING:
@@ -51,6 +53,7 @@ MLFLOW_STATUS: dict[RunStatus, str] = {
     "running": "RUNNING",
     "completed": "FINISHED",
     "stopped_early": "FINISHED",
+    "collapsed": "FINISHED",  # it ran to its end; gan_ray.status and gan_ray.health say what it is worth
     "diverged": "FAILED",
     "failed": "FAILED",
     "killed": "KILLED",
@@ -61,9 +64,9 @@ class MlflowRun:
     """Records one training run as one MLflow run (see the module docstring).
 
     ``parent_run_id`` nests it under a sweep's parent run. ``log_model`` logs the generator of the
-    final checkpoint as an MLflow model when the run completed; ``log_checkpoint`` logs the
-    checkpoint file itself (when at most ``checkpoint_max_mb``). A sweep's trials turn both off:
-    their checkpoints stay in Ray's storage and the champion alone becomes a model.
+    final checkpoint as an MLflow model when the run completed (not when it collapsed);
+    ``log_checkpoint`` logs the checkpoint file itself (when at most ``checkpoint_max_mb``). A sweep's
+    trials turn both off: their checkpoints stay in Ray's storage and the champion alone becomes a model.
 
     Picklable once started (the client is rebuilt where it lands): a Ray Train callback carries it
     to the Train controller.
@@ -93,6 +96,7 @@ class MlflowRun:
         self.experiment_id: str | None = None
         self.model_uri: str | None = None
         self._feature_extractor: str | None = None  # tagged once it is known (image runs)
+        self._health: str | None = None  # the health tag as last set (tagged again only when it changes)
         self._client: MlflowClient | None = None
 
     def __getstate__(self) -> dict[str, Any]:
@@ -127,9 +131,14 @@ class MlflowRun:
         log_config(client, self.run_id, config)
 
     def on_eval(self, record: EvalRecord) -> None:
-        """The eval's finite metrics at its step, and its samples as ``samples/step_NNNNNNN.png``."""
+        """The eval's finite metrics at its step, its health as a tag where it changed, and its samples
+        as ``samples/step_NNNNNNN.png``."""
         assert self.run_id is not None, "start() first"
         log_metrics(self.client, self.run_id, record.step, finite_metrics(record.metrics))
+        health = record.metrics.get("health")
+        if isinstance(health, str) and health != self._health:
+            self.client.set_tag(self.run_id, TAG_HEALTH, health)
+            self._health = health
         extractor = record.metrics.get("feature_extractor")
         if isinstance(extractor, str) and extractor != self._feature_extractor:
             self.client.set_tag(self.run_id, TAG_FEATURE_EXTRACTOR, extractor)
@@ -156,7 +165,7 @@ class MlflowRun:
             except Exception as err:
                 logging_error = logging_error or err
         if logging_error is not None:
-            if outcome.status in ("completed", "stopped_early"):
+            if outcome.status in FINISHED:
                 raise logging_error
             warnings.warn(
                 f"MLflow logging at the end of run {self.run_id} failed: {logging_error}", stacklevel=2
@@ -166,6 +175,8 @@ class MlflowRun:
         from mlflow.entities import RunTag
 
         tags = {}
+        if outcome.history:  # the last eval's health, also where no on_eval was heard here (Ray Train)
+            tags[TAG_HEALTH] = last_health(outcome.history)
         if outcome.error:
             tags[TAG_ERROR] = clip(outcome.error)
         if outcome.diverged_at is not None:

@@ -29,6 +29,7 @@ TAG_LOSS = "gan_ray.loss"
 TAG_DATASET = "gan_ray.dataset"
 TAG_MODEL_FAMILY = "gan_ray.model_family"
 TAG_STATUS = "gan_ray.status"
+TAG_HEALTH = "gan_ray.health"  # "ok" or the first sign of a run that stopped learning (d_won, ...)
 TAG_ERROR = "gan_ray.error"
 TAG_DIVERGED_AT = "gan_ray.diverged_at_step"
 TAG_MODEL_URI = "gan_ray.model_uri"

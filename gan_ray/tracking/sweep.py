@@ -156,9 +156,15 @@ def describe(result: SweepResult) -> str:
     ]
     if result.interrupted:
         lines.append("Interrupted: the trials still running were killed; the finished ones count.")
+    collapsed = [f"`{t.trial_id}` ({t.health})" for t in result.trials if t.status == "collapsed"]
+    if collapsed:
+        lines.append(
+            f"Collapsed, so never the champion (their last eval's `gan_ray.health` was not ok): "
+            f"{', '.join(collapsed)}."
+        )
     best = result.best
     if best is None:
-        lines.append("No trial produced a finite objective.")
+        lines.append("No usable trial (completed or stopped early, with a finite objective).")
         return "\n\n".join(lines)
     score = f"{metric} {best.best_objective:.4g} at its best eval"
     if best.final_objective is not None:

@@ -11,7 +11,8 @@ reads at each replay, so every replay draws fresh numbers, the same ones an eage
 Eager fallbacks, and why:
 
 - device is not CUDA (CPU has no graphs), or ``train.cuda_graphs`` is off;
-- ``wgan_gp``: the gradient penalty's double backward (``create_graph=True``) is not captured here;
+- a gradient penalty (``penalty``, or ``wgan_gp``'s own): its double backward (``create_graph=True``) is
+  not captured here;
 - a learning-rate schedule (``optim.lr_schedule``): the captured Adam step holds the lr of the capture;
 - DDP with world_size > 1: DDP's bucketed all-reduce hooks, its bucket rebuild after the first
   iteration and NCCL under capture need care this wrapper does not take (one worker is not wrapped
@@ -26,7 +27,6 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
-from gan_ray.losses import get_loss
 from gan_ray.training.step import GanStep, StepMetrics
 
 if TYPE_CHECKING:
@@ -41,8 +41,9 @@ def graph_blocker(cfg: GanConfig, device: torch.device, world_size: int = 1) -> 
         return "train.cuda_graphs is off"
     if device.type != "cuda":
         return f"device {device.type!r} is not CUDA"
-    if get_loss(cfg.loss.name, **cfg.loss.params).needs_gradient_penalty:
-        return f"loss {cfg.loss.name!r} takes a double backward (gradient penalty)"
+    penalty = cfg.effective_penalty
+    if penalty is not None:
+        return f"penalty {penalty.name!r} takes a double backward (gradient penalty)"
     if cfg.optim.lr_schedule != "constant":
         return f"optim.lr_schedule {cfg.optim.lr_schedule!r} changes the learning rates between steps"
     if world_size > 1:
@@ -57,8 +58,8 @@ def use_cuda_graphs(cfg: GanConfig, device: torch.device, world_size: int = 1) -
 
 def _step_blocker(step: GanStep) -> str | None:
     """What in an already-built step rules capture out (the config-level checks are in graph_blocker)."""
-    if step.loss.needs_gradient_penalty:
-        return f"loss {step.loss.name!r} takes a double backward (gradient penalty)"
+    if step.penalty is not None:
+        return f"penalty {step.penalty.name!r} takes a double backward (gradient penalty)"
     if step.lr_schedule is not None:
         return "a learning-rate schedule changes the learning rates between steps"
     ddp = torch.nn.parallel.DistributedDataParallel

@@ -22,8 +22,16 @@ from gan_ray.training.checkpoint import (
     load_checkpoint,
     write_run_state,
 )
+from gan_ray.training.health import HEALTHY, health_warning, turned_bad
 from gan_ray.training.loop import EvalReport, build_training, default_evaluator, run_loop
-from gan_ray.training.observers import EvalRecord, RunObserver, outcome_of
+from gan_ray.training.observers import (
+    EvalRecord,
+    RunObserver,
+    RunStatus,
+    final_status,
+    last_health,
+    outcome_of,
+)
 
 
 @dataclass
@@ -35,6 +43,12 @@ class TrainResult:
     @property
     def final(self) -> dict[str, float]:
         return self.history[-1] if self.history else {}
+
+    @property
+    def status(self) -> RunStatus:
+        """``completed``, or ``collapsed`` when the last eval's health was not ok (a run that raised
+        returns no result)."""
+        return final_status("completed", self.history)
 
     @property
     def checkpoint(self) -> Path | None:
@@ -70,7 +84,10 @@ def run_local(
     verbose: bool = True,
 ) -> TrainResult:
     """Train ``config`` in this process, writing its output folder; with ``resume`` a run continues
-    from the checkpoint found there (and its history with it)."""
+    from the checkpoint found there (and its history with it).
+
+    ``verbose`` prints a line per eval; a warning line is printed whatever it says, at the eval where
+    the run's health turns bad and at the end of a run that ends ``collapsed``."""
     cfg = config if isinstance(config, GanConfig) else load_config(config)
     out = Path(cfg.output_dir) / cfg.name
     (out / SAMPLES_DIR).mkdir(parents=True, exist_ok=True)
@@ -85,6 +102,7 @@ def run_local(
         if resume and (out / CHECKPOINT_FILE).is_file():
             training.load_state_dict(load_checkpoint(out, map_location=training.device))
         result.history = training.history
+        health_before = last_health(result.history)
         with (out / HISTORY_FILE).open("a" if resume else "w") as log:
             for report in run_loop(training, evaluator):
                 log.write(json.dumps(report.metrics) + "\n")
@@ -93,6 +111,7 @@ def run_local(
                 shutil.copyfile(out / SAMPLES_FILE, out / SAMPLES_DIR / f"step_{report.step:07d}.png")
                 if verbose:
                     print(format_report(report, cfg.train.steps), file=sys.stderr, flush=True)
+                health_before = _warn_if_turned_bad(cfg.name, report, health_before)
                 for obs in observers:
                     obs.on_eval(EvalRecord(report.step, report.metrics, out))
     except BaseException as err:
@@ -104,4 +123,15 @@ def run_local(
             obs.end(outcome)
     if verbose:
         print(f"done: checkpoint {result.checkpoint}, samples {result.samples}", file=sys.stderr, flush=True)
+    if result.status == "collapsed":
+        last = result.final
+        print(health_warning(cfg.name, int(last["step"]), last, ended=True), file=sys.stderr, flush=True)
     return result
+
+
+def _warn_if_turned_bad(name: str, report: EvalReport, before: str) -> str:
+    """Print a warning line if the run's health turned bad at this eval (``before``: the previous
+    eval's); returns the health now."""
+    if turned_bad(before, report.metrics):
+        print(health_warning(name, report.step, report.metrics, ended=False), file=sys.stderr, flush=True)
+    return str(report.metrics.get("health", HEALTHY))

@@ -6,6 +6,7 @@ whoever iterates it (:mod:`gan_ray.training.local`, a Ray Train worker) decides 
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from collections.abc import Callable, Iterator
@@ -25,10 +26,13 @@ from gan_ray.models import build_models, unwrap
 from gan_ray.noise import get_noise
 from gan_ray.objective import Objective
 from gan_ray.training.checkpoint import restore, training_state
-from gan_ray.training.cuda_graphs import GraphedStep, use_cuda_graphs
+from gan_ray.training.cuda_graphs import GraphedStep, graph_blocker
 from gan_ray.training.ema import WeightAverage
+from gan_ray.training.health import health
 from gan_ray.training.schedules import schedule
 from gan_ray.training.step import GanStep, StepMetrics, all_ranks_agree
+
+_log = logging.getLogger(__name__)
 
 __all__ = ["DivergedError", "EvalReport", "Training", "build_training", "default_evaluator", "run_loop"]
 
@@ -95,6 +99,9 @@ class Training:
     ema: WeightAverage | None = None
     # Every eval report's metrics so far (restored on resume): a checkpoint carries its run's history.
     history: list[dict[str, Any]] = field(default_factory=list)
+    # The previous eval's samples, which the next eval's health check compares with (not checkpointed:
+    # a resumed run's first eval has none).
+    previous_samples: Tensor | None = field(default=None, repr=False)
     eval_noise: Tensor = field(init=False)
 
     def __post_init__(self) -> None:
@@ -166,6 +173,15 @@ class Training:
         }
         if s.lr_schedule is not None:
             used["optim.lr_final_ratio"] = s.lr_schedule.final_ratio
+        used["penalty.name"] = s.penalty.name if s.penalty is not None else "none"
+        if s.penalty is not None:
+            if s.loss.built_in_penalty is None:  # wgan_gp's weight is its loss.params.gp_weight
+                used["penalty.weight"] = s.penalty.weight
+            used["penalty.schedule"] = (
+                s.penalty_schedule.kind if s.penalty_schedule is not None else "constant"
+            )
+        if s.penalty_schedule is not None:
+            used["penalty.final_ratio"] = s.penalty_schedule.final_ratio
         used.update({f"loss.params.{k}": v for k, v in s.loss.params().items()})
         return used
 
@@ -225,7 +241,10 @@ def build_training(
         g, d = g.to(memory_format=torch.channels_last), d.to(memory_format=torch.channels_last)
     if wrap_model is not None:
         g, d = wrap_model(g), wrap_model(d)
-    graphed = use_cuda_graphs(cfg, device, world_size)
+    blocker = graph_blocker(cfg, device, world_size)
+    graphed = blocker is None
+    if device.type == "cuda" and not graphed:
+        _log.warning("gan_ray: the eager step on %s: %s", device, blocker)
     opt_g, opt_d = _optimizers(cfg, unwrap(g), unwrap(d), device, capturable=graphed)
     if source is None:
         source = make_source(cfg.data, device, rank, world_size)
@@ -245,7 +264,13 @@ def build_training(
         autocast_dtype=autocast_dtype(cfg.train.precision, device, cfg.model_family),
         channels_last=channels_last,
         ema=WeightAverage(g, cfg.train.ema_decay) if cfg.train.ema_decay is not None else None,
-        lr_schedule=schedule(cfg.optim.lr_schedule, cfg.optim.lr_final_ratio, cfg.train.steps),
+        lr_schedule=schedule(
+            cfg.optim.lr_schedule, cfg.optim.lr_final_ratio, cfg.train.steps, cfg.optim.lr_burn_in
+        ),
+        penalty=cfg.effective_penalty,
+        penalty_schedule=schedule(
+            cfg.penalty.schedule, cfg.penalty.final_ratio, cfg.train.steps, cfg.penalty.burn_in
+        ),
     )
     step_fn = GraphedStep(step) if graphed else step
     return Training(cfg, device, g, d, opt_g, opt_d, step_fn, rank=rank, world_size=world_size, ema=step.ema)
@@ -281,7 +306,8 @@ def run_loop(
 
     Each report's ``objective`` repeats the metric ``objective.metric`` (default: the dataset's, see
     :attr:`gan_ray.data.catalog.DatasetInfo.objective`) and ``best_objective`` is the best of it so far
-    (what a sweep ranks trials by); the report is appended to ``training.history``. Raises
+    (what a sweep ranks trials by); ``health`` is ``"ok"`` or the first sign of a game that stopped
+    (:func:`gan_ray.training.health.health`); the report is appended to ``training.history``. Raises
     :class:`DivergedError` at the first
     eval whose losses or eval samples are not finite; under torch.distributed every rank raises at the
     same eval (the ``evaluator`` may run on one rank only).
@@ -310,6 +336,14 @@ def run_loop(
         samples = training.sample()
         if not all_ranks_agree(bool(torch.isfinite(samples).all()), training.device):
             raise DivergedError(training.step, {**values, "samples": float("nan")})
+        values["health"] = health(
+            values,
+            training.history[-1] if training.history else None,
+            samples,
+            training.previous_samples,
+            has_probabilities=training.step_fn.loss.has_probabilities,
+        )
+        training.previous_samples = samples
         if evaluator is not None:
             values.update(evaluator(samples))
         values[TIME_EVAL] = time.perf_counter() - start

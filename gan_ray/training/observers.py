@@ -12,14 +12,18 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Literal, Protocol
 
 from gan_ray.errors import DivergedError
+from gan_ray.training.health import HEALTHY
 
 if TYPE_CHECKING:
     from gan_ray.config import GanConfig
 
 #: How a run ended (or that it has not): the ``gan_ray.status`` of every run, local, Ray or trial.
-RunStatus = Literal["running", "completed", "stopped_early", "diverged", "failed", "killed"]
+#: ``collapsed``: it ran to its end (or was stopped early) but its last eval's health was not ok.
+RunStatus = Literal["running", "completed", "stopped_early", "collapsed", "diverged", "failed", "killed"]
 #: The statuses of runs that produced a usable generator.
 USABLE = ("completed", "stopped_early")
+#: The statuses of runs that ended without an error: the usable ones and the collapsed.
+FINISHED = (*USABLE, "collapsed")
 
 
 @dataclass(frozen=True)
@@ -62,12 +66,26 @@ def status_of(error: BaseException | None) -> RunStatus:
     return "failed"
 
 
+def last_health(history: Sequence[Mapping[str, object]]) -> str:
+    """The health of a run's last eval (``"ok"`` for a run without evals, or from before health checks)."""
+    return str(history[-1].get("health", HEALTHY)) if history else HEALTHY
+
+
+def final_status(status: RunStatus, history: Sequence[Mapping[str, object]]) -> RunStatus:
+    """The status a run ends with: a ``completed`` or ``stopped_early`` run whose last eval's health is
+    not ok is ``collapsed`` (it ran, but its generator is not usable); any other status stands."""
+    if status in USABLE and last_health(history) != HEALTHY:
+        return "collapsed"
+    return status
+
+
 def outcome_of(
     error: BaseException | None, history: Sequence[Mapping[str, float]], folder: Path | None
 ) -> RunOutcome:
-    """The :class:`RunOutcome` of a run that ended by raising ``error`` (None: it ran to the end)."""
+    """The :class:`RunOutcome` of a run that ended by raising ``error`` (None: it ran to the end, and
+    is ``collapsed`` where its last eval's health says so: :func:`final_status`)."""
     return RunOutcome(
-        status_of(error),
+        final_status(status_of(error), history),
         history,
         folder,
         error=None if error is None else f"{type(error).__name__}: {error}",

@@ -1,4 +1,5 @@
-"""Schedules over a run: a value's factor at each step, from 1 at the start to ``final_ratio`` at the end."""
+"""Schedules over a run: a value's factor at each step, from 1 at the start to ``final_ratio`` at the end of
+its ``total_steps`` (a burn-in shorter than the run holds ``final_ratio`` after)."""
 
 from __future__ import annotations
 
@@ -29,6 +30,9 @@ class Schedule:
         return self.final_ratio + (1.0 - self.final_ratio) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-def schedule(kind: str, final_ratio: float, total_steps: int) -> Schedule | None:
-    """The :class:`Schedule` for ``kind``; None for ``constant`` (nothing to do between steps)."""
-    return None if kind == "constant" else Schedule(kind, final_ratio, total_steps)  # type: ignore[arg-type]
+def schedule(kind: str, final_ratio: float, run_steps: int, burn_in: float = 1.0) -> Schedule | None:
+    """The :class:`Schedule` for ``kind`` over the first ``burn_in`` of a run of ``run_steps`` (R3GAN's
+    burn-in: the value then holds at ``final_ratio``); None for ``constant`` (nothing to do between steps)."""
+    if kind == "constant":
+        return None
+    return Schedule(kind, final_ratio, max(1, round(burn_in * run_steps)))  # type: ignore[arg-type]

@@ -20,9 +20,10 @@ import torch
 from torch import Tensor, nn
 
 from gan_ray.data.sources import DataSource
-from gan_ray.losses import GanLoss, gradient_penalty
+from gan_ray.losses import GanLoss
 from gan_ray.models import unwrap
 from gan_ray.noise import NoiseSampler
+from gan_ray.penalties import Penalty
 from gan_ray.training.ema import WeightAverage
 from gan_ray.training.schedules import Schedule
 
@@ -106,14 +107,15 @@ class GanStep:
     ema: WeightAverage | None = None
     # step -> factor on both learning rates (None: constant); ``iterations`` is the step it is at.
     lr_schedule: Schedule | None = None
+    # A gradient penalty added to D's loss (None: none), its weight moved by ``penalty_schedule``.
+    penalty: Penalty | None = None
+    penalty_schedule: Schedule | None = None
     iterations: int = 0
 
     def __post_init__(self) -> None:
         self.device = self.metrics.device
         self.base_lr_g = self.opt_g.param_groups[0]["lr"]
         self.base_lr_d = self.opt_d.param_groups[0]["lr"]
-        params = self.loss.params()
-        self.gp_weight = params.get("gp_weight", 0.0)
         # D's outputs read as probabilities only for the cross-entropy losses.
         self.d_output: Callable[[Tensor], Tensor] = (
             torch.sigmoid if self.loss.has_probabilities else (lambda x: x)
@@ -143,13 +145,13 @@ class GanStep:
             # D-step never trained.
             real_logits, fake_logits = (x.float() for x in self.discriminator(real, fake.to(real.dtype)))
             loss = self.loss.d_loss(real_logits, fake_logits)
-        if self.loss.needs_gradient_penalty:
-            # In fp32: the penalty's input gradients are small differences that bf16 would round away.
+        if self.penalty is not None:
+            # Through the plain D, in its own forward: a DDP module runs one forward per backward (the
+            # penalty's gradients still reach DDP's hooks through the shared parameters). In fp32: the
+            # input gradients are small differences that bf16 would round away.
             with torch.autocast(self.device.type, enabled=False):
-                penalty = gradient_penalty(
-                    d_plain, real.float(), fake.float(), pack=getattr(d_plain, "pac", 1)
-                )
-                loss = loss + self.gp_weight * penalty
+                term = self.penalty.term(d_plain, real.float(), fake.float(), pack=getattr(d_plain, "pac", 1))
+                loss = loss + self.penalty_weight() * term
         self.opt_d.zero_grad(set_to_none=True)
         loss.backward()
         self.opt_d.step()
@@ -172,7 +174,12 @@ class GanStep:
                 fake = self.generator(self._z())
                 if self.channels_last:
                     fake = fake.contiguous(memory_format=torch.channels_last)
-                loss = self.loss.g_loss(d_plain(fake).float())
+                if self.loss.g_needs_real:
+                    # Each batch scored apart, as in the D-step, so BatchNorm judges them alike.
+                    real_logits, fake_logits = (x.float() for x in d_plain(self._real(), fake))
+                else:
+                    real_logits, fake_logits = None, d_plain(fake).float()
+                loss = self.loss.g_loss(real_logits, fake_logits)
             self.opt_g.zero_grad(set_to_none=True)
             loss.backward()
             self.opt_g.step()
@@ -187,6 +194,13 @@ class GanStep:
     def lr_factor(self) -> float:
         """Where the learning-rate schedule stands now (1 without one)."""
         return 1.0 if self.lr_schedule is None else self.lr_schedule(self.iterations)
+
+    def penalty_weight(self) -> float:
+        """The penalty's weight now: its starting weight times where its schedule stands (0 without one)."""
+        if self.penalty is None:
+            return 0.0
+        factor = 1.0 if self.penalty_schedule is None else self.penalty_schedule(self.iterations)
+        return self.penalty.weight * factor
 
     def __call__(self) -> None:
         if self.lr_schedule is not None:

@@ -9,11 +9,12 @@ import torch
 
 from gan_ray.config import validate_config
 from gan_ray.errors import ConfigError
-from gan_ray.losses import LOSSES, gradient_penalty
+from gan_ray.losses import LOSSES
 from gan_ray.models import build_models
 from gan_ray.models.anticollapse import MinibatchStd, pack
 from gan_ray.models.dcgan import DCGANDiscriminator
 from gan_ray.models.mlp import MLPDiscriminator
+from gan_ray.penalties import gradient_penalty
 from gan_ray.training.loop import build_training, run_loop
 
 

@@ -37,6 +37,9 @@ def test_two_workers_keep_replicas_identical(ray_session, tmp_path):
     # the same seed on both, equal replicas would prove nothing.
     assert all(h["loss_d_rank_spread"] > 1e-6 for h in result.history)
     assert result.metrics["step"] == 200 and "mode_distance" in result.metrics
+    # Rank 0's health verdict travels in Ray Train's reports (a string) and in the checkpoint's history.
+    assert result.metrics["health"] == "ok" and [h["health"] for h in result.history] == ["ok", "ok"]
+    assert result.status == "completed"
     # The model did change (the spread is not trivially zero because nothing trained).
     state = load_checkpoint(result.checkpoint_path)
     fresh = validate_config(ring8("fresh"))
@@ -142,12 +145,21 @@ def test_nan_eval_samples_on_one_rank_end_every_rank_at_that_eval(ray_session, t
     assert math.isnan(result.metrics["objective"])
 
 
-def test_two_workers_with_a_gradient_penalty(ray_session, tmp_path):
-    """WGAN-GP's penalty runs through the unwrapped D (a double backward) in the same backward as DDP's D;
-    D judges packs of 2 and sees the minibatch std, each rank over its own batch."""
+@pytest.mark.parametrize(
+    "game",
+    [
+        {"loss": {"name": "wgan_gp"}},
+        {"loss": {"name": "rpgan"}, "penalty": {"name": "r1_r2", "schedule": "cosine"}},
+    ],
+    ids=["wgan_gp", "rpgan+r1_r2"],
+)
+def test_two_workers_with_a_gradient_penalty(ray_session, tmp_path, game):
+    """A penalty runs through the unwrapped D (a double backward) in the same backward as DDP's D;
+    D judges packs of 2 and sees the minibatch std, each rank over its own batch. The relativistic G-step
+    scores a real batch through the unwrapped D too."""
     model = {"d_pac": 2, "d_minibatch_std": 4}
     cfg = validate_config(
-        {**ring8("ddp_gp"), "model": model, "loss": {"name": "wgan_gp"}, "scaling": {"num_workers": 2}}
+        {**ring8(f"ddp_{game['loss']['name']}"), "model": model, **game, "scaling": {"num_workers": 2}}
     )
     result = fit(cfg, storage_path=str(tmp_path))
     assert [h["step"] for h in result.history] == [100, 200]

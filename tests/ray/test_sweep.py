@@ -1,11 +1,13 @@
 """Sweeps on a real local Ray, a real Optuna study (SQLite) and a real MLflow store (SQLite).
 
-One module-scoped sweep of four trials (one forced to diverge) feeds most assertions; a resumed
-sweep and a deliberately worse sweep follow.
+One module-scoped sweep of five trials (one forced to diverge, one to collapse) feeds most
+assertions; a resumed sweep and a deliberately worse sweep follow.
 """
 
 from __future__ import annotations
 
+import contextlib
+import io
 import math
 from pathlib import Path
 
@@ -25,34 +27,43 @@ base:
   noise: {dim: 8}
   train: {steps: 900, eval_every: 300, batch_size: 256}
 parameters:
-  optim.lr_g: {log_uniform: [1.0e-3, 3.0e-3]}
+  optim.lr_g: {log_uniform: [1.0e-3, 10.0]}
   optim.lr_d: {log_uniform: [1.0e-3, 1.0e9]}
   optim.beta1: {uniform: [0.0, 0.9]}
   train.d_steps_per_g_step: {int: [1, 2]}
   noise.distribution: {choice: [normal, uniform, hypersphere]}
-  loss.name: {choice: [non_saturating, least_squares, wasserstein, wgan_gp]}
+  loss.name: {choice: [non_saturating, least_squares, wasserstein, wgan_gp, rpgan]}
   loss.params.clip: {log_uniform: [0.01, 0.1], when: {loss.name: wasserstein}}
   loss.params.gp_weight: {uniform: [1.0, 10.0], when: {loss.name: wgan_gp}}
+  penalty.name: {choice: [none, r1, r1_r2], when: {loss.name: [non_saturating, least_squares, wasserstein, rpgan]}}
+  penalty.weight: {log_uniform: [0.1, 2.0], when: {penalty.name: [r1, r1_r2]}}
+  penalty.schedule: {choice: [constant, cosine], when: {penalty.name: [r1, r1_r2]}}
   train.ema_decay: {choice: [null, 0.9, 0.99]}
   optim.lr_schedule: {choice: [constant, linear, cosine]}
-budget: {num_samples: 4, max_concurrent_trials: 2}
+budget: {num_samples: 5, max_concurrent_trials: 2}
 scheduler: {type: asha, grace_period: 1, reduction_factor: 2}
 search:
   sampler: tpe
   seed: 3
   initial_points:
     - {optim.lr_g: 2.0e-3, optim.lr_d: 2.0e-3, optim.beta1: 0.5, train.d_steps_per_g_step: 1,
-       noise.distribution: normal, loss.name: non_saturating, train.ema_decay: 0.9,
-       optim.lr_schedule: linear}
+       noise.distribution: normal, loss.name: rpgan, penalty.name: r1_r2, penalty.weight: 0.5,
+       penalty.schedule: cosine, train.ema_decay: 0.9, optim.lr_schedule: linear}
     - {optim.lr_g: 2.0e-3, optim.lr_d: 1.0e8, optim.beta1: 0.5, train.d_steps_per_g_step: 1,
-       noise.distribution: uniform, loss.name: least_squares, train.ema_decay: null,
+       noise.distribution: uniform, loss.name: least_squares, penalty.name: none, train.ema_decay: null,
        optim.lr_schedule: constant}
     - {optim.lr_g: 1.5e-3, optim.lr_d: 1.5e-3, optim.beta1: 0.3, train.d_steps_per_g_step: 2,
        noise.distribution: hypersphere, loss.name: wasserstein, loss.params.clip: 0.05,
-       train.ema_decay: 0.99, optim.lr_schedule: cosine}
+       penalty.name: none, train.ema_decay: 0.99, optim.lr_schedule: cosine}
     - {optim.lr_g: 1.0e-3, optim.lr_d: 1.2e-3, optim.beta1: 0.0, train.d_steps_per_g_step: 1,
        noise.distribution: normal, loss.name: wgan_gp, loss.params.gp_weight: 5.0,
        train.ema_decay: null, optim.lr_schedule: constant}
+    # G's learning rate so large that every ReLU of G is dead by step 300: all its samples are one
+    # point (std 0 at every eval, seeds 0 and 1 alike), so it ends collapsed whether ASHA stops it at
+    # step 300 or not.
+    - {optim.lr_g: 10.0, optim.lr_d: 2.0e-3, optim.beta1: 0.5, train.d_steps_per_g_step: 1,
+       noise.distribution: normal, loss.name: non_saturating, penalty.name: none, train.ema_decay: null,
+       optim.lr_schedule: constant}
 """
 
 
@@ -85,20 +96,38 @@ def run(env, path=None, **kw):
 
 @pytest.fixture(scope="module")
 def first(env):
-    return run(env)
+    stderr = io.StringIO()  # the driver's console: the ledger's warning lines
+    with contextlib.redirect_stderr(stderr):
+        result = run(env)
+    env["first_stderr"] = stderr.getvalue()
+    return result
 
 
-def test_sweep_completes_with_a_best_trial_despite_a_diverged_one(first):
-    assert len(first.trials) == 4
+def collapsing(trial_params: dict) -> bool:
+    """The initial point whose G collapses onto one point (its learning rate is huge)."""
+    return float(trial_params["optim.lr_g"]) > 1.0
+
+
+def test_sweep_completes_with_a_best_trial_despite_a_diverged_and_a_collapsed_one(first, env):
+    assert len(first.trials) == 5
     by_loss = {t.params["loss.name"]: t for t in first.trials}
     assert by_loss["least_squares"].status == "diverged"
+    (collapsed,) = [t for t in first.trials if collapsing(t.params)]
+    assert collapsed.status == "collapsed" and collapsed.health == "no_variance", collapsed
     assert all(
-        t.status in ("completed", "stopped_early")
+        t.status in ("completed", "stopped_early") and t.health == "ok"
         for t in first.trials
-        if t.params["loss.name"] != "least_squares"
+        if t.params["loss.name"] != "least_squares" and not collapsing(t.params)
     )
     assert first.best is not None and first.best.status in ("completed", "stopped_early")
-    assert first.best.params["loss.name"] != "least_squares"
+    assert first.best.params["loss.name"] != "least_squares" and first.best is not collapsed
+    # The driver said so, in one line, when its health turned bad and when it ended.
+    name = f"trial-{collapsed.trial_id}"
+    lines = [line for line in env["first_stderr"].splitlines() if name in line and "warning" in line]
+    turned = f"gan_ray: warning: {name} is unhealthy (no_variance) at step 300: G's samples do not vary"
+    assert lines and lines[0].startswith(turned), lines
+    ended = f"gan_ray: warning: {name} collapsed at step {collapsed.last_step}: G's samples do not vary"
+    assert any(line.startswith(ended) for line in lines), lines
     assert math.isfinite(first.best.best_objective) and first.best.best_checkpoint
     # Results of the other trials were not lost: each has its evals and a checkpoint.
     for t in first.trials:
@@ -121,6 +150,14 @@ def test_every_searched_parameter_reaches_the_trainer(first, env):
             checked += 1
         assert state["config"]["train"]["steps"] == 900  # the base reached it too
     assert checked >= 3 * 8  # lrs, beta1, k, noise, loss, EMA, schedule (+ the loss's own)
+    # The penalty axis reached it too: R3GAN's point trained with R1 + R2 at gamma 0.5 on a cosine.
+    (r3gan,) = [t for t in first.trials if t.params["loss.name"] == "rpgan"]
+    used = load_checkpoint(r3gan.best_checkpoint)["hyperparameters"]
+    assert (used["penalty.name"], used["penalty.weight"], used["penalty.schedule"]) == (
+        "r1_r2",
+        0.5,
+        "cosine",
+    )
     # And what Tune ran is what Optuna sampled.
     study = optuna.load_study(study_name=first.study_name, storage=env["study_storage"])
     sampled = sorted(sorted(tr.params.items()) for tr in study.trials)
@@ -128,10 +165,11 @@ def test_every_searched_parameter_reaches_the_trainer(first, env):
 
 
 def test_optuna_is_told_each_trials_best_eval_the_number_the_champion_is_chosen_by(first, env):
-    """ASHA-stopped trials too: Optuna's value is the trial's best objective over its evals, not its last."""
+    """ASHA-stopped trials too: Optuna's value is the trial's best objective over its evals, not its last.
+    A collapsed trial keeps its value (it ran; only the champion rule skips it)."""
     study = optuna.load_study(study_name=first.study_name, storage=env["study_storage"])
     by_params = {tuple(sorted(tr.params.items())): tr for tr in study.trials}
-    usable = [t for t in first.trials if t.status in ("completed", "stopped_early")]
+    usable = [t for t in first.trials if t.status in ("completed", "stopped_early", "collapsed")]
     assert usable
     for t in usable:
         told = by_params[tuple(sorted(t.params.items()))]
@@ -141,11 +179,15 @@ def test_optuna_is_told_each_trials_best_eval_the_number_the_champion_is_chosen_
 
 def test_conditional_parameters_only_with_their_loss(first, env):
     study = optuna.load_study(study_name=first.study_name, storage=env["study_storage"])
-    assert len(study.trials) == 4
+    assert len(study.trials) == 5
     for tr in study.trials:
         loss = tr.params["loss.name"]
         assert ("loss.params.clip" in tr.params) == (loss == "wasserstein")
         assert ("loss.params.gp_weight" in tr.params) == (loss == "wgan_gp")
+        assert ("penalty.name" in tr.params) == (loss != "wgan_gp")  # it carries gp itself
+        penalised = tr.params.get("penalty.name", "none") != "none"
+        assert ("penalty.weight" in tr.params) == penalised == ("penalty.schedule" in tr.params)
+    assert {tr.params["loss.name"] for tr in study.trials} >= {"rpgan", "wgan_gp", "non_saturating"}
     states = {tr.params["loss.name"]: tr.state for tr in study.trials}
     assert states["least_squares"] == optuna.trial.TrialState.FAIL
 
@@ -159,7 +201,7 @@ def test_mlflow_parent_and_child_runs(first, env):
     parent = client.get_run(first.parent_run_id)
     assert parent.data.tags["gan_ray.kind"] == "sweep" and parent.info.status == "FINISHED"
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == first.parent_run_id]
-    assert len(children) == 4
+    assert len(children) == 5
     for child in children:
         params, tags = child.data.params, child.data.tags
         loss = params["loss.name"]
@@ -171,7 +213,11 @@ def test_mlflow_parent_and_child_runs(first, env):
         if loss == "least_squares":
             assert tags["gan_ray.status"] == "diverged" and child.info.status == "FAILED"
             continue
-        assert tags["gan_ray.status"] in ("completed", "stopped_early")
+        if collapsing(params):  # it ran (FINISHED), but G collapsed onto one point: never the champion
+            assert (tags["gan_ray.status"], tags["gan_ray.health"]) == ("collapsed", "no_variance")
+            assert child.info.status == "FINISHED" and "health" not in child.data.metrics
+        else:
+            assert tags["gan_ray.status"] in ("completed", "stopped_early") and tags["gan_ray.health"] == "ok"
         steps = [m.step for m in client.get_metric_history(child.info.run_id, "mode_distance")]
         assert steps == list(range(300, 300 * len(steps) + 1, 300)) and steps
         for key in ("loss_d", "loss_g", "d_real", "d_fake", "images_per_s", "modes_covered"):
@@ -187,6 +233,7 @@ def test_mlflow_parent_and_child_runs(first, env):
     assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
     note = parent.data.tags["mlflow.note.content"]
     assert f"{len(first.trials)} trials" in note and " diverged" in note and "`mode_distance` (min)" in note
+    assert "1 collapsed" in note and "never the champion" in note
     assert (
         f"trial `{first.best.trial_id}`" in note
         and f"models:/{first.model_name}/{first.model_version}" in note
@@ -201,6 +248,7 @@ def test_champion_is_the_best_trial_and_samples_reproducibly(first, env):
     assert champion is not None and str(champion.version) == first.model_version and first.promoted
     assert float(champion.tags["gan_ray.metric_value"]) == pytest.approx(first.best.champion_score)
     assert champion.run_id == first.best.mlflow_run_id
+    assert all(champion.run_id != t.mlflow_run_id for t in first.trials if t.status == "collapsed")
     gen = load_generator(f"models:/{first.model_name}@champion", tracking_uri=env["tracking_uri"])
     a, b = gen.sample(64, seed=7), gen.sample(64, seed=7)
     assert a.shape == (64, 2) and (a == b).all()
@@ -229,7 +277,7 @@ def test_resume_adds_trials_to_the_same_study(first, env):
     again = run(env, resume=True, num_samples=2, register=False)
     assert again.study_name == first.study_name
     study = optuna.load_study(study_name=first.study_name, storage=env["study_storage"])
-    assert len(study.trials) == 6
+    assert len(study.trials) == 7
     assert len(again.trials) == 2
 
 

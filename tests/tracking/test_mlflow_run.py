@@ -23,6 +23,7 @@ from gan_ray.tracking.store import (
     TAG_DATASET,
     TAG_DIVERGED_AT,
     TAG_ERROR,
+    TAG_HEALTH,
     TAG_LOSS,
     TAG_MODEL_FAMILY,
     TAG_MODEL_URI,
@@ -114,7 +115,7 @@ def test_completed_run_records_params_metrics_artifacts(store, completed_run):
     client = make_client(store)
     run = client.get_run(logger.run_id)
     assert run.info.status == "FINISHED" and run.info.run_name == "wgan-ok"
-    assert run.data.tags[TAG_STATUS] == "completed"
+    assert run.data.tags[TAG_STATUS] == "completed" and run.data.tags[TAG_HEALTH] == "ok"
     assert run.data.tags[TAG_LOSS] == "wasserstein" and run.data.tags[TAG_DATASET] == "ring8"
     assert run.data.tags[TAG_MODEL_FAMILY] == "mlp"
     assert run.data.params == run_params(result.config)
@@ -132,7 +133,7 @@ def test_completed_run_records_params_metrics_artifacts(store, completed_run):
     ):
         history = client.get_metric_history(logger.run_id, name)
         assert [m.step for m in history] == [100, 200], name
-    assert "step" not in run.data.metrics
+    assert "step" not in run.data.metrics and "health" not in run.data.metrics  # a string, not a metric
     last = client.get_metric_history(logger.run_id, "mode_distance")[-1].value
     assert last == pytest.approx(result.final["mode_distance"])
 
@@ -160,6 +161,41 @@ def test_diverged_run_is_tagged_and_failed(store, tmp_path):
     assert run.data.tags[TAG_DIVERGED_AT] == "100"
     assert run.data.tags[TAG_ERROR].startswith("DivergedError")
     assert logger.model_uri is None and TAG_MODEL_URI not in run.data.tags
+
+
+@pytest.mark.slow
+def test_a_run_where_d_wins_ends_collapsed_with_its_health_recorded(store, tmp_path, capsys):
+    """D at lr 1e-2 against G at 1e-6 on ring8: mean D(x) 0.93, 0.9997, 0.9999 and D(G(z)) 0.076,
+    0.0004, 0.0001 over the three eval intervals (seeds 0-4 alike), so D has won at the last two evals
+    and the run ends collapsed with health d_won: finished, but no model is logged, and the console
+    says so."""
+    cfg = _ring8(
+        tmp_path,
+        **{"loss.name": "non_saturating", "optim.lr_d": 1e-2, "optim.lr_g": 1e-6, "train.steps": 300},
+    )
+    logger = tracked_run(cfg, store, experiment="tracking-tests", run_name="d-wins")
+    result = train(cfg, observers=[logger], verbose=False)
+    assert result.status == "collapsed"
+    assert [h["health"] for h in result.history] == ["ok", "ok", "d_won"]
+    assert result.final["d_real"] >= 0.99 and result.final["d_fake"] <= 0.01
+
+    client = make_client(store)
+    run = client.get_run(logger.run_id)
+    assert run.info.status == "FINISHED"  # it ran; what it is worth is in the tags
+    assert run.data.tags[TAG_STATUS] == "collapsed" and run.data.tags[TAG_HEALTH] == "d_won"
+    assert logger.model_uri is None and TAG_MODEL_URI not in run.data.tags
+    assert not run.outputs.model_outputs
+    assert "health" not in run.data.metrics
+    assert [m.step for m in client.get_metric_history(logger.run_id, "d_real")] == [100, 200, 300]
+
+    warnings = [line for line in capsys.readouterr().err.splitlines() if "warning" in line]
+    assert len(warnings) == 2, warnings
+    turned, ended = warnings
+    assert turned.startswith(
+        "gan_ray: warning: ring8-tiny is unhealthy (d_won) at step 300: D has won (D(x) "
+    )
+    assert ended.startswith("gan_ray: warning: ring8-tiny collapsed at step 300: D has won (D(x) ")
+    assert ended.endswith("at two evals in a row)")
 
 
 @pytest.mark.slow

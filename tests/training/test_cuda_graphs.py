@@ -57,7 +57,9 @@ def assert_same_training(a, b, **tol) -> None:
 # ---- which configs are graphed (no GPU needed: the decision only reads the config and device type) ----
 
 
-@pytest.mark.parametrize("loss", ["non_saturating", "minimax", "least_squares", "wasserstein", "hinge"])
+@pytest.mark.parametrize(
+    "loss", ["non_saturating", "minimax", "least_squares", "wasserstein", "hinge", "rpgan"]
+)
 def test_losses_without_double_backward_are_graphable_on_cuda(loss):
     cfg = validate_config({**ring8(), "loss": {"name": loss}})
     assert graph_blocker(cfg, CUDA) is None
@@ -68,6 +70,12 @@ def test_losses_without_double_backward_are_graphable_on_cuda(loss):
     ("overrides", "world_size", "reason"),
     [
         ({"loss": {"name": "wgan_gp"}}, 1, "double backward"),
+        (
+            {"loss": {"name": "rpgan"}, "penalty": {"name": "r1_r2"}},
+            1,
+            "penalty 'r1_r2' takes a double backward",
+        ),
+        ({"penalty": {"name": "gp"}}, 1, "penalty 'gp' takes a double backward"),
         ({"train": {"cuda_graphs": False}}, 1, "cuda_graphs is off"),
         ({}, 2, "DDP over 2 workers"),
     ],
@@ -294,10 +302,16 @@ def test_graph_is_recaptured_after_loading_state():
 
 @pytest.mark.gpu
 @needs_cuda
-def test_wgan_gp_on_cuda_stays_eager():
-    cfg = validate_config({**ring8(), "loss": {"name": "wgan_gp"}})
-    training = build_training(cfg, device=CUDA)
+@pytest.mark.parametrize(
+    "game", [{"loss": {"name": "wgan_gp"}}, {"loss": {"name": "rpgan"}, "penalty": {"name": "r1_r2"}}]
+)
+def test_a_penalised_step_on_cuda_stays_eager_and_says_so_once(game, caplog):
+    cfg = validate_config({**ring8(), **game})
+    with caplog.at_level("WARNING", logger="gan_ray.training.loop"):
+        training = build_training(cfg, device=CUDA)
     assert type(training.step_fn) is GanStep
+    (line,) = [r.getMessage() for r in caplog.records if "eager step" in r.getMessage()]
+    assert "double backward" in line
     training.step_fn()
 
 

@@ -227,26 +227,30 @@ class _RecordingLoss:
     """The step's loss, unchanged, but keeping the fake logits each step hands it."""
 
     def __init__(self, loss):
-        self.inner, self.fake_logits = loss, {}
+        self.inner, self.fake_logits, self.real_logits = loss, {}, {}
 
     def __getattr__(self, name):
         return getattr(self.inner, name)
 
     def d_loss(self, real_logits, fake_logits):
         self.fake_logits["d_step"] = fake_logits.detach().clone()
+        self.real_logits["d_step"] = real_logits.detach().clone()
         return self.inner.d_loss(real_logits, fake_logits)
 
-    def g_loss(self, fake_logits):
+    def g_loss(self, real_logits, fake_logits):
         self.fake_logits["g_step"] = fake_logits.detach().clone()
-        return self.inner.g_loss(fake_logits)
+        if real_logits is not None:
+            self.real_logits["g_step"] = real_logits.detach().clone()
+        return self.inner.g_loss(real_logits, fake_logits)
 
 
-@pytest.mark.parametrize("loss", ["non_saturating", "hinge"])
+@pytest.mark.parametrize("loss", ["non_saturating", "hinge", "rpgan"])
 def test_d_step_and_g_step_see_the_same_fakes_alike_with_batchnorm(loss):
     """D's BatchNorm must normalise fakes the same way in the D-step and in the G-step.
 
     Scoring ``cat([real, fake])`` in the D-step pooled the BatchNorm statistics over both, so the
     G-step (fakes alone) trained G against a D the D-step never trained (D(G(z)) 0.004 vs 0.97).
+    The relativistic loss scores a real batch in the G-step too: it must be judged as in the D-step.
     """
     cfg = validate_config(
         {
@@ -261,6 +265,8 @@ def test_d_step_and_g_step_see_the_same_fakes_alike_with_batchnorm(loss):
     assert any(isinstance(m, torch.nn.BatchNorm2d) for m in t.discriminator.modules())
     z = torch.randn(cfg.train.batch_size, cfg.noise_dim)
     step.noise = lambda n, dim, device=None: z[:n]  # the same fakes in both steps
+    real = step.source.sample(cfg.train.batch_size)
+    step.source.sample = lambda n: real[:n]  # and the same real batch
     for opt in (step.opt_g, step.opt_d):
         for group in opt.param_groups:
             group["lr"] = 0.0  # the same D and G in both steps
@@ -269,6 +275,11 @@ def test_d_step_and_g_step_see_the_same_fakes_alike_with_batchnorm(loss):
     step.g_step()
     seen = recording.fake_logits
     torch.testing.assert_close(seen["d_step"], seen["g_step"], rtol=1e-5, atol=1e-5)
+    if step.loss.g_needs_real:
+        reals = recording.real_logits
+        torch.testing.assert_close(reals["d_step"], reals["g_step"], rtol=1e-5, atol=1e-5)
+    else:
+        assert "g_step" not in recording.real_logits  # no D forward on real data it would not use
 
 
 def test_resume_applies_new_optimiser_settings_and_refuses_a_changed_game(tmp_path):
@@ -308,23 +319,84 @@ def test_precision_auto_keeps_the_mixture_mlps_in_fp32():
     assert autocast_dtype("auto", cpu, "dcgan") is None and autocast_dtype("bf16", cpu, "dcgan") is None
 
 
-def test_wgan_gp_penalty_is_computed_in_fp32_under_bf16_autocast(monkeypatch):
-    import gan_ray.training.step as step_module
+@pytest.mark.parametrize("overrides", [{"loss.name": "wgan_gp"}, {"penalty.name": "r1_r2"}])
+def test_the_penalty_is_computed_in_fp32_under_bf16_autocast(monkeypatch, overrides):
+    from gan_ray.penalties import Penalty
 
-    t = build_training(small(**{"loss.name": "wgan_gp"}))
+    t = build_training(small(**overrides))
     t.step_fn.autocast_dtype = torch.bfloat16  # CPU autocast runs bf16 too
     seen = []
-    penalty = step_module.gradient_penalty
+    term = Penalty.term
 
-    def spy(d, real, fake, **kwargs):
+    def spy(self, d, real, fake, pack=1):
         seen.append((torch.is_autocast_enabled("cpu"), real.dtype, fake.dtype))
-        out = penalty(d, real, fake, **kwargs)
+        out = term(self, d, real, fake, pack)
         seen.append(out.dtype)
         return out
 
-    monkeypatch.setattr(step_module, "gradient_penalty", spy)
+    monkeypatch.setattr(Penalty, "term", spy)
     t.step_fn.d_step()
     assert seen == [(False, torch.float32, torch.float32), torch.float32]
+
+
+def test_every_d_step_adds_the_penalty_at_its_scheduled_weight(monkeypatch):
+    """R3GAN's burn-in: gamma from 2 to 0.2 along a cosine over the first half of the run, then held."""
+    from gan_ray.penalties import Penalty
+
+    cfg = small(
+        **{
+            "penalty.name": "r1_r2",
+            "penalty.weight": 2.0,
+            "penalty.schedule": "cosine",
+            "penalty.final_ratio": 0.1,
+            "penalty.burn_in": 0.5,
+            "train.steps": 40,
+            "train.d_steps_per_g_step": 2,
+        }
+    )
+    t = build_training(cfg)
+    step = t.step_fn
+    terms = []
+    term = Penalty.term
+
+    def spy(*args, **kwargs):
+        terms.append(term(*args, **kwargs))
+        return terms[-1]
+
+    monkeypatch.setattr(Penalty, "term", spy)
+    weights = []
+    for _ in range(40):
+        weights.append(step.penalty_weight())
+        step()
+    assert len(terms) == 40 * 2  # once per D-step
+    assert weights[0] == pytest.approx(2.0) and weights[10] == pytest.approx(1.1)  # half way down the cosine
+    assert all(w == pytest.approx(0.2) for w in weights[20:])  # held after the burn-in
+    assert weights[:21] == sorted(weights[:21], reverse=True)
+    used = t.hyperparameters()
+    assert (used["penalty.name"], used["penalty.weight"], used["penalty.schedule"]) == (
+        "r1_r2",
+        2.0,
+        "cosine",
+    )
+
+
+@pytest.mark.parametrize(
+    ("overrides", "norm"),
+    [
+        ({}, torch.nn.BatchNorm2d),
+        ({"penalty.name": "r1"}, torch.nn.GroupNorm),
+        ({"loss.name": "wgan_gp"}, torch.nn.GroupNorm),
+    ],
+)
+def test_a_penalised_dcgan_d_normalises_each_sample_alone(overrides, norm):
+    """Batch statistics would couple a sample's input gradient to the whole batch."""
+    t = build_training(
+        validate_config(
+            {"data": {"name": "digits", "image_size": 28}, "model": {"g_filters": 8, "d_filters": 8}}
+        ).with_overrides(overrides)
+    )
+    kinds = {type(m) for m in t.discriminator.modules()}
+    assert norm in kinds and ({torch.nn.BatchNorm2d, torch.nn.GroupNorm} - {norm}).isdisjoint(kinds)
 
 
 @pytest.mark.slow
@@ -351,3 +423,29 @@ def test_a_small_dcgan_learns_digits():
         torch.set_num_threads(threads)
     assert fids[-1] < 0.5 * untrained, (untrained, fids)
     assert fids == sorted(fids, reverse=True), fids
+
+
+def test_a_checkpoint_written_before_penalties_existed_still_resumes(tmp_path):
+    """Checkpoints (and registered models) of wgan_gp runs hold a config without ``penalty`` or
+    ``optim.lr_burn_in``: it validates, it means the same game (gp at gp_weight, per-sample norm in D),
+    and today's config of that game resumes it."""
+    cfg = validate_config(
+        {
+            "data": {"name": "digits", "image_size": 28},
+            "model": {"g_filters": 8, "d_filters": 8},
+            "loss": {"name": "wgan_gp", "params": {"gp_weight": 5.0}},
+            "train": {"batch_size": 16, "steps": 4},
+        }
+    )
+    t = build_training(cfg)
+    t.step_fn()
+    state = t.state_dict()
+    old = copy.deepcopy(state["config"])
+    del old["penalty"], old["optim"]["lr_burn_in"]
+    state["config"] = old
+    resumed = build_training(validate_config(old))
+    resumed.load_state_dict(state)
+    assert resumed.step_fn.penalty.name == "gp" and resumed.step_fn.penalty.weight == 5.0
+    for a, b in zip(t.discriminator.parameters(), resumed.discriminator.parameters(), strict=True):
+        torch.testing.assert_close(a, b)
+    resumed.step_fn()
