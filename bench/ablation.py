@@ -8,10 +8,20 @@ protocol (modes covered, high-quality fraction, reverse KL on 2,500 samples) and
 - ``anticollapse``: the plain GAN (non-saturating loss, Adam 1e-3 for both, beta1 0.5, k 1: the
   published rows' setting) on its search space's base, + PacGAN packing (m = 2, 4), + the
   minibatch-std feature in D, + both, and the sweep's champion configuration.
+- ``objectives``: the same plain GAN, + R1, + R1 and R2 (gamma 1 -> 0.1 along a cosine), the
+  relativistic pairing loss with both on the same optimiser, R3GAN's whole recipe (RpGAN + R1 + R2,
+  Adam beta1 0 / beta2 0.99, cosine burn-in of gamma and the learning rates, an EMA of G), and the
+  champion of the sweep that searched them.
 
     python bench/ablation.py --study sharpening      # ring8 and grid25, 3 seeds: ~35 minutes on 2 CPUs
     python bench/ablation.py --study anticollapse    # ring8 and grid25, 3 seeds: ~15 minutes on 2 CPUs
+    python bench/ablation.py --study objectives      # ring8 and grid25, 3 seeds: ~35 minutes on 2 CPUs
     python bench/ablation.py --study sharpening --datasets ring8 --seeds 1 --steps 500   # a smoke run
+    python bench/ablation.py --study objectives --datasets fashion_mnist --data-root ../shared/data
+
+``fashion_mnist`` (the objectives study only) trains the laptop space's narrow DCGAN-28 and scores 10,000
+samples: the classifier-feature Fréchet distance (``fid_classifier``: not Inception-FID) and the
+classes the same classifier sees in them (covered, and the reverse KL of their histogram to uniform).
 
 Every stdout line is one JSON object (one per run, then one summary per dataset and variant); the
 Markdown table of the summaries goes to stderr at the end. Runs use the training core alone (no Ray,
@@ -33,7 +43,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 ROOT = Path(__file__).resolve().parents[1]
 #: The base of the sharpening study: the mixture's sweep as `make sweep` would start it, i.e. its search
 #: space's base with its first known-good start, and the sharpening tools off (the variants turn them on).
-SEARCH_SPACES = {"ring8": ROOT / "search_spaces/ring8.yaml", "grid25": ROOT / "search_spaces/grid25.yaml"}
+SEARCH_SPACES = {
+    "ring8": ROOT / "search_spaces/ring8.yaml",
+    "grid25": ROOT / "search_spaces/grid25.yaml",
+    "fashion_mnist": ROOT / "search_spaces/fashion_mnist_laptop.yaml",
+}
+MIXTURE_SCORES = ("modes_covered", "high_quality_fraction", "reverse_kl", "mode_distance_20000")
+IMAGE_SCORES = ("fid_classifier", "classes_covered", "class_reverse_kl")
 SHARPENING_OFF = {"train.ema_decay": None, "optim.lr_schedule": "constant"}
 #: The plain GAN of Goodfellow et al. as the VEEGAN/PacGAN rows train it, the anticollapse study's base.
 PLAIN_GAN = {
@@ -47,17 +63,22 @@ PLAIN_GAN = {
 }
 
 
-def base_config(study: str, dataset: str, steps: int | None, seed: int):
+def base_config(study: str, dataset: str, steps: int | None, seed: int, data_root: str | None = None):
     import yaml
 
     from gan_ray.config import validate_config
 
     space = yaml.safe_load(SEARCH_SPACES[dataset].read_text())
+    if data_root is not None:
+        space["base"]["data"]["root"] = data_root
     cfg = validate_config(space["base"])
-    train = {"seed": seed, "eval_samples": 20_000}
+    train = {"seed": seed, "eval_samples": 20_000 if cfg.data.is_mixture else 10_000}
     steps = steps or cfg.train.steps
     train.update(steps=steps, eval_every=steps)
-    start = {**space["search"]["initial_points"][0], **SHARPENING_OFF} if study == "sharpening" else PLAIN_GAN
+    if study == "sharpening":
+        start = {**space["search"]["initial_points"][0], **SHARPENING_OFF}
+    else:
+        start = PLAIN_GAN if cfg.data.is_mixture else PYTORCH_EXAMPLES
     return cfg.with_overrides({**start, **{f"train.{k}": v for k, v in train.items()}})
 
 
@@ -92,6 +113,29 @@ FIRST_20_BEST = {
 }
 
 
+#: The images' plain GAN: pytorch/examples' DCGAN defaults.
+PYTORCH_EXAMPLES = {**PLAIN_GAN, "optim.lr_g": 2e-4, "optim.lr_d": 2e-4}
+
+#: R3GAN's gamma on low-dimensional data (StackedMNIST): 1 -> 0.1 along a cosine over the run.
+R1_R2 = {
+    "penalty.name": "r1_r2",
+    "penalty.weight": 1.0,
+    "penalty.schedule": "cosine",
+    "penalty.final_ratio": 0.1,
+}
+#: R3GAN's recipe (Huang et al. 2024, brownvc/R3GAN), no search, on the study's plain learning rates:
+#: RpGAN + R1 + R2, Adam beta1 0 and beta2 0.99, the learning rates decayed along a cosine to a quarter,
+#: an EMA of G's weights.
+R3GAN = {
+    **R1_R2,
+    "loss.name": "rpgan",
+    "optim.beta1": 0.0,
+    "optim.beta2": 0.99,
+    "optim.lr_schedule": "cosine",
+    "optim.lr_final_ratio": 0.25,
+    "train.ema_decay": 0.999,
+}
+
 #: study -> variant -> dotted overrides, or dataset -> overrides where they differ by dataset
 STUDIES: dict[str, dict[str, dict]] = {
     "sharpening": {
@@ -109,6 +153,13 @@ STUDIES: dict[str, dict[str, dict]] = {
         "champion": CHAMPIONS,
         "champion_recipe+minibatch_std": FIRST_20_BEST,
     },
+    "objectives": {
+        "ns": {},
+        "ns+r1": {**R1_R2, "penalty.name": "r1"},
+        "ns+r1+r2": R1_R2,
+        "rpgan+r1+r2": {**R1_R2, "loss.name": "rpgan"},
+        "r3gan": R3GAN,
+    },
 }
 
 
@@ -117,20 +168,52 @@ def overrides(study: str, variant: str, dataset: str) -> dict:
     return value[dataset] if dataset in value else value
 
 
-def run(study: str, dataset: str, variant: str, seed: int, steps: int | None) -> dict:
+def mixture_scores(samples, dataset: str) -> dict:
+    """The VEEGAN/PacGAN protocol on 2,500 samples, mode_distance on all of them (20,000)."""
+    from gan_ray.metrics import mode_metrics
+
+    small, large = mode_metrics(samples[:2500], dataset), mode_metrics(samples, dataset)
+    return {
+        "modes_covered": small["modes_covered"],
+        "high_quality_fraction": small["high_quality_fraction"],
+        "reverse_kl": small["reverse_kl"],
+        "mode_distance_20000": large["mode_distance"],
+    }
+
+
+def image_scores(samples, cfg) -> dict:
+    """The classifier-feature Fréchet distance of the samples (10,000) and the classes that classifier sees."""
+    import torch
+
+    from gan_ray.metrics.classes import class_coverage
+    from gan_ray.metrics.frechet import FrechetEvaluator
+
+    frechet = FrechetEvaluator(cfg.data, kind="classifier")
+    with torch.no_grad():
+        predicted = torch.cat([frechet.extractor.logits(b).argmax(1) for b in samples.split(1000)])
+    return {
+        "fid_classifier": frechet.evaluate(samples),
+        **class_coverage(predicted, cfg.data.info.num_classes),
+        "feature_extractor": frechet.identity,
+        "classifier_accuracy": frechet.classifier_accuracy,
+    }
+
+
+def run(study: str, dataset: str, variant: str, seed: int, steps: int | None, data_root: str | None) -> dict:
     import torch
 
     torch.set_num_threads(1)
-    from gan_ray.metrics import mode_metrics
     from gan_ray.training.loop import build_training, run_loop
 
-    cfg = base_config(study, dataset, steps, seed).with_overrides(overrides(study, variant, dataset))
+    cfg = base_config(study, dataset, steps, seed, data_root).with_overrides(
+        overrides(study, variant, dataset)
+    )
     start = time.perf_counter()
     training = build_training(cfg)
     for _ in run_loop(training):
         pass
     samples = training.sample()
-    small, large = mode_metrics(samples[:2500], dataset), mode_metrics(samples, dataset)
+    scores = mixture_scores(samples, dataset) if cfg.data.is_mixture else image_scores(samples, cfg)
     return {
         "measurement": f"{study}_run",
         "dataset": dataset,
@@ -148,11 +231,10 @@ def run(study: str, dataset: str, variant: str, seed: int, steps: int | None) ->
             "d_minibatch_std": cfg.model.d_minibatch_std,
             "ema": cfg.train.ema_decay,
             "lr_schedule": cfg.optim.lr_schedule,
+            "penalty": cfg.penalty.name,
         },
-        "modes_covered": small["modes_covered"],
-        "high_quality_fraction": small["high_quality_fraction"],
-        "reverse_kl": small["reverse_kl"],
-        "mode_distance_20000": large["mode_distance"],
+        **scores,
+        "health": training.history[-1]["health"],
         "seconds": round(time.perf_counter() - start, 1),
     }
 
@@ -164,24 +246,47 @@ def summarise(study: str, runs: list[dict]) -> dict:
 
     out = {"measurement": study, "dataset": runs[0]["dataset"], "variant": runs[0]["variant"]}
     out["seeds"] = len(runs)
-    for key in ("modes_covered", "high_quality_fraction", "reverse_kl", "mode_distance_20000"):
+    for key in MIXTURE_SCORES if "modes_covered" in runs[0] else IMAGE_SCORES:
         out[key], out[key + "_std"] = stat(key)
+    out["unhealthy"] = sum(r.get("health", "ok") != "ok" for r in runs)
     return out
 
 
 def table(summaries: list[dict]) -> str:
-    rows = [
-        "| dataset | variant | modes | high quality | reverse KL | mode_distance (20k) |",
-        "|---|---|---|---|---|---|",
-    ]
-    for s in summaries:
-        rows.append(
+    mixtures = [s for s in summaries if "modes_covered" in s]
+    images = [s for s in summaries if "fid_classifier" in s]
+    rows = []
+    if mixtures:
+        rows += [
+            "| dataset | variant | modes | high quality | reverse KL | mode_distance (20k) |",
+            "|---|---|---|---|---|---|",
+        ]
+        rows += [
             f"| {s['dataset']} | {s['variant']} | {s['modes_covered']:.1f} ± {s['modes_covered_std']:.1f} "
             f"| {100 * s['high_quality_fraction']:.1f} % ± {100 * s['high_quality_fraction_std']:.1f} "
             f"| {s['reverse_kl']:.3f} ± {s['reverse_kl_std']:.3f} "
             f"| {s['mode_distance_20000']:.3f} ± {s['mode_distance_20000_std']:.3f} |"
-        )
+            for s in mixtures
+        ]
+    if images:
+        rows += [
+            "",
+            "| dataset | variant | fid_classifier (10k) | classes covered | class reverse KL | unhealthy runs |",
+            "|---|---|---|---|---|---|",
+        ]
+        rows += [
+            f"| {s['dataset']} | {s['variant']} | {s['fid_classifier']:.2f} ± {s['fid_classifier_std']:.2f} "
+            f"| {s['classes_covered']:.1f} ± {s['classes_covered_std']:.1f} "
+            f"| {s['class_reverse_kl']:.3f} ± {s['class_reverse_kl_std']:.3f} | {s['unhealthy']} of {s['seeds']} |"
+            for s in images
+        ]
     return "\n".join(rows)
+
+
+def _warm(dataset: str, args) -> None:
+    from gan_ray.metrics.frechet import FrechetEvaluator
+
+    FrechetEvaluator(base_config(args.study, dataset, None, 0, args.data_root).data, kind="classifier")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -192,6 +297,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seeds", type=int, default=3)
     p.add_argument("--steps", type=int, default=None, help="override every base's steps")
     p.add_argument("--jobs", type=int, default=2, help="runs at once (one thread each)")
+    p.add_argument("--data-root", default=None, help="the torchvision root of an image dataset")
     args = p.parse_args(argv)
     known = STUDIES[args.study]
     datasets = [d for d in args.datasets.split(",") if d]
@@ -199,7 +305,17 @@ def main(argv: list[str] | None = None) -> int:
     bad = sorted(set(datasets) - set(SEARCH_SPACES)) + sorted(set(variants) - set(known))
     if bad or args.seeds < 1:
         p.error(f"unknown dataset/variant {bad}" if bad else "--seeds must be >= 1")
-    jobs = [(args.study, d, v, s, args.steps) for d in datasets for v in variants for s in range(args.seeds)]
+    images = [d for d in datasets if d not in ("ring8", "grid25")]
+    if images and (args.study != "objectives" or args.data_root is None):
+        p.error(f"{images}: the objectives study only, with --data-root")
+    for d in images:  # train the classifier and cache the real statistics once, before the runs share them
+        _warm(d, args)
+    jobs = [
+        (args.study, d, v, s, args.steps, args.data_root)
+        for d in datasets
+        for v in variants
+        for s in range(args.seeds)
+    ]
     results: dict[tuple[str, str], list[dict]] = {}
     with ProcessPoolExecutor(args.jobs) as pool:
         for result in pool.map(run, *zip(*jobs, strict=True)):

@@ -165,3 +165,21 @@ def test_mode_distance_has_a_noise_floor_that_more_samples_lower():
     at_2500, at_20000 = floor(2500), floor(20000)
     assert 0.02 < at_2500 < 0.035
     assert 0.011 < at_20000 < 0.018 and at_20000 < 0.7 * at_2500
+
+
+def test_class_coverage_counts_classes_and_their_balance():
+    from gan_ray.metrics.classes import class_coverage, max_class_reverse_kl
+
+    even = class_coverage(torch.arange(1000) % 10, 10)
+    assert even == {"classes_covered": 10.0, "class_reverse_kl": pytest.approx(0.0, abs=1e-12)}
+    one = class_coverage(torch.full((500,), 3), 10)
+    assert one["classes_covered"] == 1.0 and one["class_reverse_kl"] == pytest.approx(
+        max_class_reverse_kl(10)
+    )
+    # Half on one class, the rest spread over four: KL = 0.5 log 5 + 4 * 0.125 log 1.25.
+    labels = torch.cat([torch.zeros(400), torch.arange(400) % 4 + 1])
+    got = class_coverage(labels, 10)
+    assert got["classes_covered"] == 5.0
+    assert got["class_reverse_kl"] == pytest.approx(0.5 * math.log(5) + 0.5 * math.log(1.25))
+    with pytest.raises(ValueError, match=r"\[0, 10\)"):
+        class_coverage(torch.tensor([10]), 10)
