@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from gan_ray import settings
 from gan_ray.config import GanConfig, load_config
@@ -40,6 +40,7 @@ def train(
     verbose: bool = True,
     tracking: bool = True,
     tracking_uri: str | None = None,
+    overrides: dict[str, Any] | None = None,
 ) -> TrainResult | RayTrainResult:
     """Train one GAN from a config object or YAML path.
 
@@ -50,10 +51,11 @@ def train(
 
     With ``tracking`` (the default) the run is recorded as one MLflow run in experiment ``config.name``
     at ``tracking_uri`` (default ``$MLFLOW_TRACKING_URI`` or ``./mlflow.db``); an unreachable
-    tracking server fails here too.
+    tracking server fails here too. ``overrides`` replaces dotted keys of the config first
+    (``{"data.root": "~/data"}``, what ``--set`` passes), validated like the file.
     """
     cfg = config if isinstance(config, GanConfig) else load_config(config)
-    overrides: dict[str, object] = {}
+    overrides = dict(overrides or {})
     if workers is not None:
         overrides["scaling.num_workers"] = workers
     if gpu is not None:
@@ -89,19 +91,23 @@ def sweep(
     model_name: str | None = None,
     register: bool = True,
     verbose: int = 1,
+    overrides: dict[str, Any] | None = None,
 ) -> SweepResult:
     """Run the sweep ``space`` (a :class:`SearchSpace` or a YAML path) and register its best generator.
 
     Everything that can be checked is checked before a trial starts: the search space, the dataset,
     the MLflow tracking store, the cluster. Diverged trials end as failed trials; the sweep goes on.
     With ``tracking=False`` nothing is recorded in MLflow (and nothing registered); the result and the
-    printed summary still name the best trial.
+    printed summary still name the best trial. ``overrides`` replaces dotted keys of the space's base
+    config (what ``--set`` passes; a searched key is refused).
     """
     from gan_ray.ray.search import study_name_for
     from gan_ray.ray.tune import prepare_cluster, run_sweep
 
     if not isinstance(space, SearchSpace):
         space = load_search_space(space)
+    if overrides:
+        space = space.with_base_overrides(overrides)
     if num_samples is not None:
         if num_samples < 1:
             raise ValueError(f"num_samples must be >= 1, got {num_samples}")

@@ -17,8 +17,15 @@ EXAMPLES = """examples:
   gan-ray train gan_ray/configs/ring8.yaml --workers 2
   gan-ray sweep search_spaces/ring8.yaml
   gan-ray sweep search_spaces/ring8.yaml --resume --num-samples 8
+  gan-ray sweep search_spaces/fashion_mnist_laptop.yaml --set data.root=~/data
   gan-ray sample --model models:/gan_ray-ring8@champion -n 2500 --out ring8.png
 """
+
+
+def _overrides(args: argparse.Namespace) -> dict:
+    from gan_ray.config import parse_overrides
+
+    return parse_overrides(args.set)
 
 
 def _train(args: argparse.Namespace) -> int:
@@ -32,6 +39,7 @@ def _train(args: argparse.Namespace) -> int:
         resume=args.resume,
         tracking_uri=args.tracking_uri,
         tracking=not args.no_tracking,
+        overrides=_overrides(args),
     )
     if getattr(result, "diverged", False):
         print(f"gan-ray: training diverged: {result.metrics}", file=sys.stderr)
@@ -53,6 +61,7 @@ def _sweep(args: argparse.Namespace) -> int:
         storage_path=args.storage_path,
         study_storage=args.study_storage,
         model_name=args.model_name,
+        overrides=_overrides(args),
     )
     if result.interrupted:
         return 130  # what a shell reports for Ctrl-C
@@ -68,6 +77,16 @@ def _sample(args: argparse.Namespace) -> int:
     path = generator.save(generator.sample(args.num_samples, seed=args.seed), args.out)
     print(f"samples: {path}")
     return 0
+
+
+def _add_set(p: argparse.ArgumentParser, what: str) -> None:
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help=f"replace a dotted key of {what}, e.g. --set data.root=~/data (VALUE is read as YAML; repeatable)",
+    )
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -99,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--tracking-uri", default=None, help="MLflow URI (default $MLFLOW_TRACKING_URI or ./mlflow.db)"
     )
     p.add_argument("--no-tracking", action="store_true", help="do not record the run in MLflow")
+    _add_set(p, "the config")
     p.set_defaults(func=_train)
 
     p = sub.add_parser(
@@ -126,6 +146,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="record nothing in MLflow (the summary still names the best)",
     )
+    _add_set(p, "the search space's base config (not a searched one)")
     p.set_defaults(func=_sweep)
 
     p = sub.add_parser("sample", help="draw samples from a trained generator into a PNG")

@@ -391,6 +391,27 @@ def _set_dotted(data: dict[str, Any], dotted: str, value: Any) -> None:
     node[leaf] = value
 
 
+def parse_overrides(items: list[str] | tuple[str, ...]) -> dict[str, Any]:
+    """``KEY=VALUE`` strings (the command line's ``--set``) as dotted overrides, each VALUE read as YAML
+    (``1e-3`` a float, ``null`` None, ``[a, b]`` a list); a bad item or an unknown key is one error line."""
+    out: dict[str, Any] = {}
+    keys = known_keys()
+    for item in items:
+        key, sep, text = item.partition("=")
+        key = key.strip()
+        if not sep or not key:
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. data.root=~/data")
+        if key not in keys:
+            close = sorted(k for k in keys if k.split(".")[0] == key.split(".")[0])
+            hint = f"; keys of {key.split('.')[0]!r}: {close}" if close else ""
+            raise ConfigError(f"--set {item!r}: unknown config key {key!r}{hint}")
+        try:
+            out[key] = read_yaml(text) if text.strip() else None
+        except yaml.YAMLError as err:
+            raise ConfigError(f"--set {item!r}: {yaml_error_line(err, 'VALUE')}") from None
+    return out
+
+
 def known_keys() -> set[str]:
     """Every dotted key a config (or a search space) may set. Loss parameters are ``loss.params.NAME``."""
     keys = {k for k in _flatten(GanConfig().model_dump(mode="json")) if not k.startswith("loss.params")}

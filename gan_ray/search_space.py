@@ -14,6 +14,7 @@ the scheduler. Every error points at the file, the line and the key.
 
 from __future__ import annotations
 
+import dataclasses
 import itertools
 import math
 from dataclasses import dataclass, field
@@ -116,6 +117,20 @@ class SearchSpace:
     # on ``final_samples`` samples (0 trials: by the training evals alone).
     final_top: int = 3
     final_samples: int = 20_000
+
+    def with_base_overrides(self, overrides: dict[str, Any]) -> SearchSpace:
+        """This space with dotted keys of its base replaced (the command line's ``--set``), validated like
+        the file. A searched key is refused: each trial sets it, so the override would do nothing."""
+        searched = sorted(set(overrides) & {p.key for p in self.params})
+        if searched:
+            raise SearchSpaceError(
+                f"--set {', '.join(searched)}: searched by {self.source or self.name}; --set changes the base "
+                "config only (drop it there, or change the parameter's range)"
+            )
+        try:
+            return dataclasses.replace(self, base=self.base.with_overrides(overrides))
+        except ConfigError as err:
+            raise ConfigError(f"--set: {err}") from None
 
     def trial_config(self, values: dict[str, Any]) -> GanConfig:
         """The config a trial trains with: the base plus the sampled values (dotted keys).

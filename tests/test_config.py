@@ -3,6 +3,7 @@ overrides (what a sweep trial applies), the flat view MLflow logs, and the set o
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -389,3 +390,20 @@ def test_a_resume_refuses_another_penalty():
     assert not resume_conflicts(
         old, GanConfig().with_overrides({"loss.name": "wgan_gp", "loss.params.gp_weight": 5.0})
     )
+
+
+def test_set_overrides_are_read_as_yaml_and_checked_key_by_key():
+    from gan_ray.config import parse_overrides
+
+    got = parse_overrides(["data.root=~/data", "optim.lr_g=1e-3", "train.ema_decay=null", "penalty.name=r1"])
+    assert got == {"data.root": "~/data", "optim.lr_g": 1e-3, "train.ema_decay": None, "penalty.name": "r1"}
+    assert GanConfig().with_overrides(got).optim.lr_g == 1e-3
+    for bad, message in (
+        ("train.stepz=3", "unknown config key 'train.stepz'; keys of 'train'"),
+        ("train.steps", "expected KEY=VALUE"),
+        ("=3", "expected KEY=VALUE"),
+        ("optim.lr_g=[1", "not valid YAML"),
+    ):
+        with pytest.raises(ConfigError, match=re.escape(message)) as err:
+            parse_overrides([bad])
+        assert "\n" not in str(err.value)

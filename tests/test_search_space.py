@@ -199,3 +199,16 @@ def test_fractional_gpu_budget_packs_single_worker_trials_in_ray_terms(tmp_path)
     on_cpu = parse_search_space(GOOD + "budget: {num_samples: 8, cpus_per_worker: 2}\n")
     assert not on_cpu.base.scaling.use_gpu
     assert max_concurrent(on_cpu, {"CPU": 8.0, "GPU": 1.0}) == 4
+
+
+def test_set_changes_the_base_and_refuses_a_searched_key():
+    from gan_ray.errors import ConfigError
+
+    space = load_search_space(SPACES[0].parent / "fashion_mnist_laptop.yaml")
+    moved = space.with_base_overrides({"data.root": "/data/torchvision", "train.steps": 500})
+    assert moved.base.data.root == "/data/torchvision" and moved.base.train.steps == 500
+    assert moved.params == space.params and space.base.data.root == "~/data"  # the file's space is untouched
+    with pytest.raises(SearchSpaceError, match="--set optim.lr_g: searched by"):
+        space.with_base_overrides({"optim.lr_g": 1e-3})
+    with pytest.raises(ConfigError, match="--set: .*train.steps"):
+        space.with_base_overrides({"train.steps": 0})

@@ -187,6 +187,27 @@ def test_cli_train_writes_checkpoint_samples_and_history(tmp_path, capsys):
     assert "step 20/20" in capsys.readouterr().err
 
 
+def test_cli_set_overrides_the_config_file(tmp_path, capsys):
+    """``--set KEY=VALUE`` reaches the run as if the file said it; a bad one is one line, exit 2."""
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("name: cli\ntrain: {steps: 20, eval_every: 10, batch_size: 32}\n")
+    args = ["train", str(cfg), "--no-tracking", "--set", f"output_dir={tmp_path}", "--set", "train.steps=10"]
+    assert main([*args, "--set", "penalty.name=r1", "--set", "optim.lr_g=5e-4"]) == 0
+    from gan_ray.training.checkpoint import load_checkpoint
+
+    state = load_checkpoint(tmp_path / "cli")
+    assert state["step"] == 10 and state["config"]["penalty"]["name"] == "r1"
+    assert state["hyperparameters"]["optim.lr_g"] == 5e-4
+    capsys.readouterr()
+    for bad, needle in [
+        ("train.stepz=3", "unknown config key 'train.stepz'"),
+        ("train.steps=0", "train.steps"),
+    ]:
+        assert main([*args, "--set", bad]) == 2
+        err = capsys.readouterr().err
+        assert needle in err and err.count("\n") == 1, err
+
+
 def test_cli_rejects_bad_input_with_one_line(tmp_path, capsys):
     for text, needle in [
         ("loss: {name: wgan}\n", "unknown loss 'wgan'"),
