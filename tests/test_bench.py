@@ -173,6 +173,31 @@ def test_anticollapse_ablation_starts_from_the_plain_gan_and_turns_each_option_o
     assert "| grid25 | pac2 |" in table
 
 
+def test_objectives_ablation_adds_penalties_then_the_relativistic_loss_then_r3gans_recipe():
+    lines, table = run_ablation(
+        "--study", "objectives", "--datasets", "ring8", "--seeds", "1", "--steps", "40",
+        "--variants", "ns,ns+r1,rpgan+r1+r2,r3gan",
+    )  # fmt: skip
+    runs = {line["variant"]: line for line in lines if line["measurement"] == "objectives_run"}
+    assert sorted(runs) == ["ns", "ns+r1", "r3gan", "rpgan+r1+r2"]
+    base = {v: (r["base"]["loss"], r["base"]["penalty"], r["base"]["beta1"]) for v, r in runs.items()}
+    assert base == {
+        "ns": ("non_saturating", "none", 0.5),
+        "ns+r1": ("non_saturating", "r1", 0.5),
+        "rpgan+r1+r2": ("rpgan", "r1_r2", 0.5),
+        "r3gan": ("rpgan", "r1_r2", 0.0),
+    }
+    assert runs["r3gan"]["base"]["lr_schedule"] == "cosine" and runs["r3gan"]["base"]["ema"] == 0.999
+    assert all(r["health"] in ("ok", "d_won", "g_stalled", "no_variance") for r in runs.values())
+    assert "| ring8 | r3gan |" in table
+
+
+def test_an_image_ablation_needs_the_objectives_study_and_a_data_root():
+    cmd = [sys.executable, str(ABLATION), "--study", "objectives", "--datasets", "fashion_mnist"]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
+    assert out.returncode == 2 and "--data-root" in out.stderr
+
+
 def test_ablation_rejects_an_unknown_variant():
     cmd = [sys.executable, str(ABLATION), "--study", "sharpening", "--variants", "swa"]
     out = subprocess.run(cmd, capture_output=True, text=True, timeout=60)
