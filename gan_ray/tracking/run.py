@@ -31,6 +31,7 @@ from gan_ray.tracking.store import (
     TAG_LOSS,
     TAG_MODEL_FAMILY,
     TAG_MODEL_URI,
+    TAG_NOTE,
     TAG_PARENT_RUN,
     TAG_STATUS,
     check_tracking_server,
@@ -40,6 +41,7 @@ from gan_ray.tracking.store import (
     resolve_tracking_uri,
 )
 from gan_ray.training.checkpoint import CHECKPOINT_FILE, SAMPLES_DIR, SAMPLES_FILE
+from gan_ray.training.health import explain
 from gan_ray.training.observers import FINISHED, EvalRecord, RunOutcome, RunStatus, last_health
 from gan_ray.visualize import save_loss_curves
 
@@ -177,6 +179,13 @@ class MlflowRun:
         tags = {}
         if outcome.history:  # the last eval's health, also where no on_eval was heard here (Ray Train)
             tags[TAG_HEALTH] = last_health(outcome.history)
+        if outcome.status == "collapsed":
+            # The UI shows MLflow's status (FINISHED) first: the Description says what the run is worth.
+            last = outcome.history[-1]
+            tags[TAG_NOTE] = (
+                f"**Collapsed** at step {last.get('step')}: {explain(last_health(outcome.history), last)}. "
+                "Its generator is not usable; a sweep never makes it the champion."
+            )
         if outcome.error:
             tags[TAG_ERROR] = clip(outcome.error)
         if outcome.diverged_at is not None:

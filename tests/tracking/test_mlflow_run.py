@@ -183,6 +183,8 @@ def test_a_run_where_d_wins_ends_collapsed_with_its_health_recorded(store, tmp_p
     run = client.get_run(logger.run_id)
     assert run.info.status == "FINISHED"  # it ran; what it is worth is in the tags
     assert run.data.tags[TAG_STATUS] == "collapsed" and run.data.tags[TAG_HEALTH] == "d_won"
+    # ... and in the Description the UI shows under the status.
+    assert run.data.tags["mlflow.note.content"].startswith("**Collapsed** at step 300: D has won (D(x) ")
     assert logger.model_uri is None and TAG_MODEL_URI not in run.data.tags
     assert not run.outputs.model_outputs
     assert "health" not in run.data.metrics
