@@ -54,6 +54,13 @@ def yaml_error_line(err: yaml.YAMLError, source: str | Path) -> str:
     return f"{where}: not valid YAML: {problem}" + (f" ({context})" if context else "")
 
 
+def _one_of(value: str, names, what: str) -> str:
+    """``value`` if it names one of ``names``, else a ValueError listing them (a field validator's body)."""
+    if value not in names:
+        raise ValueError(f"unknown {what} {value!r}; expected one of {list(names)}")
+    return value
+
+
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
@@ -70,9 +77,7 @@ class DataConfig(_Strict):
     @field_validator("name")
     @classmethod
     def _known_dataset(cls, v: str) -> str:
-        if v not in DATASETS:
-            raise ValueError(f"unknown dataset {v!r}; expected one of {sorted(DATASETS)}")
-        return v
+        return _one_of(v, sorted(DATASETS), "dataset")
 
     @property
     def info(self) -> DatasetInfo:
@@ -115,9 +120,7 @@ class NoiseConfig(_Strict):
     @field_validator("distribution")
     @classmethod
     def _known_noise(cls, v: str) -> str:
-        if v not in NOISE:
-            raise ValueError(f"unknown noise distribution {v!r}; expected one of {sorted(NOISE)}")
-        return v
+        return _one_of(v, sorted(NOISE), "noise distribution")
 
 
 class LossConfig(_Strict):
@@ -156,9 +159,7 @@ class PenaltyConfig(_Strict):
     @field_validator("name")
     @classmethod
     def _known_penalty(cls, v: str) -> str:
-        if v not in PENALTY_NAMES:
-            raise ValueError(f"unknown penalty {v!r}; expected one of {list(PENALTY_NAMES)}")
-        return v
+        return _one_of(v, PENALTY_NAMES, "penalty")
 
 
 class OptimConfig(_Strict):
