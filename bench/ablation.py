@@ -15,9 +15,9 @@ protocol (modes covered, high-quality fraction, reverse KL on 2,500 samples) and
 
     python bench/ablation.py --study sharpening      # ring8 and grid25, 3 seeds: ~35 minutes on 2 CPUs
     python bench/ablation.py --study anticollapse    # ring8 and grid25, 3 seeds: ~15 minutes on 2 CPUs
-    python bench/ablation.py --study objectives      # ring8 and grid25, 3 seeds: ~35 minutes on 2 CPUs
+    python bench/ablation.py --study objectives      # ring8 and grid25, 3 seeds: about an hour on 2 CPUs
     python bench/ablation.py --study sharpening --datasets ring8 --seeds 1 --steps 500   # a smoke run
-    python bench/ablation.py --study objectives --datasets fashion_mnist --data-root ../shared/data
+    python bench/ablation.py --study objectives --datasets fashion_mnist --data-root ../shared/data  # ~25 min
 
 ``fashion_mnist`` (the objectives study only) trains the laptop space's narrow DCGAN-28 and scores 10,000
 samples: the classifier-feature Fréchet distance (``fid_classifier``: not Inception-FID) and the
@@ -159,6 +159,9 @@ STUDIES: dict[str, dict[str, dict]] = {
         "ns+r1+r2": R1_R2,
         "rpgan+r1+r2": {**R1_R2, "loss.name": "rpgan"},
         "r3gan": R3GAN,
+        # The sweeps that searched the penalties and rpgan (bench/QUALITY.md, "Modern objectives"):
+        # grid25.yaml's of 2026-12-02 (study grid25-20261202-094313, trial a23dde72) and make sweep's.
+        "champion": {"grid25": FIRST_20_BEST["grid25"], "ring8": CHAMPIONS["ring8"]},
     },
 }
 
