@@ -39,7 +39,7 @@ from gan_ray.ray.train import checkpoint_folder, make_trainer
 from gan_ray.ray.worker import TuneSession, loop_config, run_worker
 from gan_ray.search_space import SearchSpace
 from gan_ray.training.evaluation import evaluate_checkpoint
-from gan_ray.training.health import HEALTHY, health_warning, turned_bad
+from gan_ray.training.health import health_warning, turned_bad
 from gan_ray.training.observers import (
     USABLE,
     EvalRecord,
@@ -150,7 +150,6 @@ class _Trial:
         # An eval whose checkpoint Tune is still persisting: told to the observer in on_checkpoint.
         self.pending: dict[str, Any] | None = None
         self.status: RunStatus = "running"
-        self.health = HEALTHY  # its last eval's
         self.error: str | None = None
         self.run_id: str | None = getattr(observer, "run_id", None)
 
@@ -209,10 +208,9 @@ class TrialLedger(Callback):
         if record is None or "step" not in result:
             return
         metrics = {k: v for k, v in result.items() if k not in TUNE_KEYS}
-        record.history.append(metrics)
-        if turned_bad(record.health, metrics):
+        if turned_bad(last_health(record.history), metrics):
             _warn(health_warning(_trial_name(trial), int(metrics["step"]), metrics, ended=False))
-        record.health = str(metrics.get("health", HEALTHY))
+        record.history.append(metrics)
         if result.get(SHOULD_CHECKPOINT) and not metrics.get(CHECKPOINT_PATH):
             record.pending = metrics  # a Tune checkpoint: its path is known once Tune has saved it
             return

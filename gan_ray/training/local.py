@@ -22,7 +22,7 @@ from gan_ray.training.checkpoint import (
     load_checkpoint,
     write_run_state,
 )
-from gan_ray.training.health import HEALTHY, health_warning, turned_bad
+from gan_ray.training.health import health_warning, turned_bad
 from gan_ray.training.loop import EvalReport, build_training, default_evaluator, run_loop
 from gan_ray.training.observers import (
     EvalRecord,
@@ -102,7 +102,6 @@ def run_local(
         if resume and (out / CHECKPOINT_FILE).is_file():
             training.load_state_dict(load_checkpoint(out, map_location=training.device))
         result.history = training.history
-        health_before = last_health(result.history)
         with (out / HISTORY_FILE).open("a" if resume else "w") as log:
             for report in run_loop(training, evaluator):
                 log.write(json.dumps(report.metrics) + "\n")
@@ -111,7 +110,7 @@ def run_local(
                 shutil.copyfile(out / SAMPLES_FILE, out / SAMPLES_DIR / f"step_{report.step:07d}.png")
                 if verbose:
                     print(format_report(report, cfg.train.steps), file=sys.stderr, flush=True)
-                health_before = _warn_if_turned_bad(cfg.name, report, health_before)
+                _warn_if_turned_bad(cfg.name, report, result.history)
                 for obs in observers:
                     obs.on_eval(EvalRecord(report.step, report.metrics, out))
     except BaseException as err:
@@ -129,9 +128,8 @@ def run_local(
     return result
 
 
-def _warn_if_turned_bad(name: str, report: EvalReport, before: str) -> str:
-    """Print a warning line if the run's health turned bad at this eval (``before``: the previous
-    eval's); returns the health now."""
-    if turned_bad(before, report.metrics):
+def _warn_if_turned_bad(name: str, report: EvalReport, history: list) -> None:
+    """Print a warning line if the run's health turned bad at this eval. run_loop has appended the
+    report to ``history`` already: the eval before it is ``history[-2]``."""
+    if turned_bad(last_health(history[:-1]), report.metrics):
         print(health_warning(name, report.step, report.metrics, ended=False), file=sys.stderr, flush=True)
-    return str(report.metrics.get("health", HEALTHY))
