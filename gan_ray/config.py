@@ -19,6 +19,7 @@ from gan_ray.data.catalog import DATASETS, DatasetInfo, dataset_info
 from gan_ray.errors import ConfigError
 from gan_ray.losses import LOSSES, get_loss, loss_param_names
 from gan_ray.noise import NOISE
+from gan_ray.objective import Objective
 from gan_ray.penalties import PENALTY_NAMES, Penalty, default_weight
 
 
@@ -313,6 +314,17 @@ class GanConfig(_Strict):
             return None
         weight = self.penalty.weight
         return Penalty(self.penalty.name, default_weight(self.penalty.name) if weight is None else weight)
+
+    @property
+    def objective(self) -> Objective:
+        """What a run on this config is ranked by unless a sweep says otherwise (see
+        :meth:`gan_ray.data.catalog.DatasetInfo.objective`)."""
+        return self.data.info.objective(self.metrics.features)
+
+    @property
+    def reported_metrics(self) -> tuple[str, ...]:
+        """The metrics every eval report of this config carries."""
+        return self.data.info.reported_metrics(self.metrics.features)
 
     @property
     def model_family(self) -> str:

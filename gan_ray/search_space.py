@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import itertools
+import logging
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -34,6 +35,8 @@ from gan_ray.config import (
 )
 from gan_ray.errors import ConfigError, SearchSpaceError
 from gan_ray.objective import Objective
+
+log = logging.getLogger(__name__)
 
 DISTRIBUTIONS = ("log_uniform", "uniform", "int", "log_int", "choice")
 TOP_LEVEL = (
@@ -415,17 +418,23 @@ def _read_params(reader: _Reader, raw: Any) -> list[Param]:
 
 
 def _read_objective(reader: _Reader, raw: Any, base: GanConfig) -> Objective:
-    info = base.data.info
+    default, reported = base.objective, base.reported_metrics
     if not isinstance(raw, dict):
         raise reader.fail(("objective",), "expected {metric: NAME, mode: min|max}")
-    metric = raw.get("metric", info.objective.metric)
-    mode = raw.get("mode", info.objective.mode)
+    metric = raw.get("metric", default.metric)
+    mode = raw.get("mode", default.mode)
     if not isinstance(metric, str) or mode not in ("min", "max"):
         raise reader.fail(("objective",), "expected {metric: NAME, mode: min|max}")
-    if metric not in info.reported_metrics:
+    if metric == "fid" and not base.data.is_mixture:
+        # The name of earlier versions, which read as Inception-FID: say what it is now and go on.
+        log.warning(
+            "objective metric 'fid' is now named %r (the Fréchet distance's features)", default.metric
+        )
+        metric = default.metric
+    if metric not in reported:
         raise reader.fail(
             ("objective", "metric"),
-            f"{metric!r} is not reported for {base.data.name!r}; expected one of {list(info.reported_metrics)}",
+            f"{metric!r} is not reported for {base.data.name!r}; expected one of {list(reported)}",
         )
     return Objective(metric, mode)
 

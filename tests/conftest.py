@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import shutil
 import tempfile
+from pathlib import Path
 
 import pytest
 import torch
@@ -12,6 +13,30 @@ import torch
 # Feature-extractor caches of this session stay out of the user's ~/.cache (set before any Ray
 # worker starts, so workers inherit it).
 os.environ.setdefault("GAN_RAY_CACHE", tempfile.mkdtemp(prefix="gan_ray_cache_"))
+
+
+def real_image_root() -> Path | None:
+    """A torchvision root holding the real Fashion-MNIST (``FashionMNIST/raw``): ``$GAN_RAY_TEST_DATA``,
+    else the team's offline copy beside the checkout (``../shared/data``); None where neither has it.
+    The package never looks there: users point ``data.root`` at torchvision's download."""
+    candidates = [
+        os.environ.get("GAN_RAY_TEST_DATA"),
+        Path(__file__).resolve().parents[2] / "shared" / "data",
+    ]
+    for root in filter(None, candidates):
+        if (Path(root) / "FashionMNIST" / "raw" / "train-images-idx3-ubyte").is_file():
+            return Path(root)
+    return None
+
+
+@pytest.fixture(scope="session")
+def fashion_mnist_root() -> Path:
+    root = real_image_root()
+    if root is None:
+        pytest.skip(
+            "no real Fashion-MNIST: set GAN_RAY_TEST_DATA to a torchvision root with FashionMNIST/raw"
+        )
+    return root
 
 
 @pytest.fixture(scope="session")

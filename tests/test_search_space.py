@@ -212,3 +212,23 @@ def test_set_changes_the_base_and_refuses_a_searched_key():
         space.with_base_overrides({"optim.lr_g": 1e-3})
     with pytest.raises(ConfigError, match="--set: .*train.steps"):
         space.with_base_overrides({"train.steps": 0})
+
+
+def test_an_image_objective_is_named_for_its_features(caplog):
+    """``fid_classifier`` is the default; ``fid_inception`` only where inception features score the run;
+    the old name ``fid`` (which read as Inception-FID) is taken as the new one, with a warning."""
+    digits = GOOD.replace("data: {name: ring8}", "data: {name: digits}")
+    assert parse_search_space(digits).objective.metric == "fid_classifier"
+    assert (
+        parse_search_space(digits + "objective: {metric: classes_covered, mode: max}\n").objective.mode
+        == "max"
+    )
+    with caplog.at_level("WARNING", logger="gan_ray.search_space"):
+        assert parse_search_space(digits + "objective: {metric: fid}\n").objective.metric == "fid_classifier"
+    assert "now named 'fid_classifier'" in caplog.text
+    with pytest.raises(SearchSpaceError, match="'fid_inception' is not reported"):
+        parse_search_space(digits + "objective: {metric: fid_inception}\n")
+    inception = digits.replace(
+        "data: {name: digits}", "data: {name: digits}\n  metrics: {features: inception}"
+    )
+    assert parse_search_space(inception).objective.metric == "fid_inception"

@@ -9,7 +9,11 @@ from typing import Literal, Protocol
 from gan_ray.objective import Objective
 
 MIXTURE_METRICS = ("mode_distance", "modes_covered", "high_quality_fraction", "reverse_kl")
-IMAGE_METRICS = ("fid",)
+#: The Fréchet distance is named for the features it is computed on (``metrics.features``): the default
+#: classifier's make a different number from Inception-FID, and must not be read as one.
+FID_METRICS = {"classifier": "fid_classifier", "inception": "fid_inception"}
+#: The classes the feature classifier sees in the samples (the StackedMNIST protocol's mode count).
+CLASS_METRICS = ("classes_covered", "class_reverse_kl")
 #: What every eval report carries besides the quality metrics.
 TRAINING_METRICS = ("loss_d", "loss_g", "d_real", "d_fake")
 
@@ -36,19 +40,23 @@ class DatasetInfo:
         """Its files come from a torchvision root folder (``data.root``)."""
         return self.torchvision_class is not None
 
-    @property
-    def quality_metrics(self) -> tuple[str, ...]:
-        return MIXTURE_METRICS if self.is_mixture else IMAGE_METRICS
+    def quality_metrics(self, features: str = "classifier") -> tuple[str, ...]:
+        """The quality metrics every eval on this dataset reports, the objective's first: the mixtures' mode
+        metrics, or the Fréchet distance on ``features`` (and, for the classifier, the classes it sees)."""
+        if self.is_mixture:
+            return MIXTURE_METRICS
+        if features not in FID_METRICS:
+            raise ValueError(f"unknown feature extractor {features!r}; expected one of {sorted(FID_METRICS)}")
+        return (FID_METRICS[features],) + (CLASS_METRICS if features == "classifier" else ())
 
-    @property
-    def reported_metrics(self) -> tuple[str, ...]:
+    def reported_metrics(self, features: str = "classifier") -> tuple[str, ...]:
         """The metrics every eval report on this dataset carries (what a sweep may optimise)."""
-        return self.quality_metrics + TRAINING_METRICS
+        return self.quality_metrics(features) + TRAINING_METRICS
 
-    @property
-    def objective(self) -> Objective:
-        """What a sweep optimises by default: ``mode_distance`` (mixtures) or ``fid`` (images), minimised."""
-        return Objective(self.quality_metrics[0], "min")
+    def objective(self, features: str = "classifier") -> Objective:
+        """What a sweep optimises by default: ``mode_distance`` (mixtures) or the Fréchet distance on
+        ``features`` (images: ``fid_classifier`` by default), minimised."""
+        return Objective(self.quality_metrics(features)[0], "min")
 
     def sample_shape(self, image_size: int | None = None) -> tuple[int, ...]:
         """One sample's shape; images resized to ``image_size`` when given."""

@@ -14,8 +14,9 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor, nn
 
-from gan_ray.data.catalog import DataSpec, dataset_info
+from gan_ray.data.catalog import FID_METRICS, DataSpec, dataset_info
 from gan_ray.data.images import load_images
+from gan_ray.metrics.classes import class_coverage
 from gan_ray.metrics.features import default_cache_dir, get_feature_extractor
 from gan_ray.metrics.features.cache import cached
 
@@ -93,6 +94,7 @@ class FrechetEvaluator:
     :func:`gan_ray.metrics.features.extractor_file`). ``identity`` names it: compare scores only between
     equal identities. ``classifier_accuracy`` is the held-out accuracy of the classifier extractor.
     The distance is biased upwards for small sample counts: compare runs at the same ``len(fake_images)``.
+    ``scores(fake_images)`` adds, for the classifier extractor, the classes it sees in them.
     """
 
     def __init__(
@@ -110,11 +112,17 @@ class FrechetEvaluator:
             raise ValueError(f"num_real must be at least 2, got {num_real}")
         self.device = torch.device(device)
         self.batch_size = batch_size
-        self.shape = dataset_info(spec.name).sample_shape(spec.image_size)
+        info = dataset_info(spec.name)
+        self.shape = info.sample_shape(spec.image_size)
+        self.metric_name = FID_METRICS[kind]
+        self.num_classes = info.num_classes
         cache = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
         self.extractor = get_feature_extractor(spec, kind, cache, self.device, extractor_seed, extractor_file)
         self.classifier_accuracy: float | None = getattr(self.extractor, "test_accuracy", None)
-        self._metric = _fid_metric(self.extractor).to(self.device)
+        # The features are computed here (not inside torchmetrics), so the classifier's head can label the
+        # same forward pass's samples.
+        self._metric = _fid_metric(_Identity(self.extractor.num_features)).to(self.device)
+        self._labels: list[Tensor] = []
         c, h, w = self.shape
         name = f"real-{spec.name}-{c}x{h}x{w}-n{num_real}-{self.extractor.cache_id}.pt"
         stats, _ = cached(
@@ -142,11 +150,19 @@ class FrechetEvaluator:
             "num_samples": self._metric.real_features_num_samples.cpu().clone(),
         }
 
+    @property
+    def labels_classes(self) -> bool:
+        """The extractor is a classifier of the dataset's classes: its head can label samples."""
+        return isinstance(getattr(self.extractor, "head", None), nn.Linear) and self.num_classes > 0
+
     @torch.no_grad()
     def _update(self, images: Tensor, real: bool) -> None:
         for start in range(0, images.shape[0], self.batch_size):
             batch = images[start : start + self.batch_size].to(self.device, torch.float32, non_blocking=True)
-            self._metric.update(batch, real=real)
+            features = self.extractor(batch)
+            self._metric.update(features.double(), real=real)
+            if not real and self.labels_classes:
+                self._labels.append(self.extractor.head(features).argmax(1).cpu())
 
     @torch.no_grad()
     def evaluate(self, fake_images: Tensor) -> float:
@@ -160,8 +176,18 @@ class FrechetEvaluator:
                 f"expected at least 2 generated images of shape {self.shape}, "
                 f"got a tensor of shape {tuple(fake_images.shape)}"
             )
+        self._labels = []  # a diverged generator's samples get no classes, not the previous call's
         if not bool(torch.isfinite(fake_images).all()):
             return math.inf
         self._metric.reset()  # fake statistics only: reset_real_features=False keeps the real ones
         self._update(fake_images.detach(), real=False)
         return _compute(self._metric)
+
+    def scores(self, fake_images: Tensor) -> dict[str, float]:
+        """The Fréchet distance under its name (``fid_classifier`` / ``fid_inception``) and, for the
+        classifier, ``classes_covered`` and ``class_reverse_kl`` of the classes it predicts for the samples
+        (:func:`gan_ray.metrics.classes.class_coverage`); no classes for non-finite samples."""
+        out = {self.metric_name: self.evaluate(fake_images)}
+        if self._labels:
+            out.update(class_coverage(torch.cat(self._labels), self.num_classes))
+        return out

@@ -76,7 +76,7 @@ def make_trainer(
     resources: dict[str, float] = {"CPU": s.cpus_per_worker}
     if s.use_gpu:
         resources["GPU"] = s.gpus_per_worker
-    objective = objective or cfg.data.info.objective
+    objective = objective or cfg.objective
     env = settings.crash_switches()
     return TorchTrainer(
         train_worker,
@@ -183,7 +183,7 @@ def _result_of(cfg: GanConfig, result) -> RayTrainResult:
     then the best model is the last one kept) and its best by the objective."""
     out = RayTrainResult(cfg, dict(result.metrics or {}), str(result.path))
     models = [(c, m) for c, m in result.best_checkpoints or [] if not m.get("diverged")]
-    best = cfg.data.info.objective.best_of(models, lambda cm: cm[1].get("objective"))
+    best = cfg.objective.best_of(models, lambda cm: cm[1].get("objective"))
     if best is not None:
         out.best_checkpoint_path = best[0].path
     latest = result.checkpoint

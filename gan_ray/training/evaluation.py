@@ -39,5 +39,5 @@ def evaluate_checkpoint(
     )
     x = torch.cat([generator(chunk.to(device)).float() for chunk in z.split(CHUNK)])
     if not torch.isfinite(x).all():
-        return {cfg.data.info.objective.metric: float("nan")}
+        return {cfg.objective.metric: float("nan")}
     return default_evaluator(cfg, device, extractor_file)(x)

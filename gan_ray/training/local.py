@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from gan_ray.config import GanConfig, load_config
+from gan_ray.data.catalog import FID_METRICS
 from gan_ray.training.checkpoint import (
     CHECKPOINT_FILE,
     HISTORY_FILE,
@@ -70,8 +71,11 @@ def format_report(report: EvalReport, total: int) -> str:
         parts.append(
             f"modes {m['modes_covered']:.0f} hq {m['high_quality_fraction']:.3f} kl {m['reverse_kl']:.3f}"
         )
-    if "fid" in m:
-        parts.append(f"fid {m['fid']:.3f}")
+    for name in FID_METRICS.values():
+        if name in m:
+            parts.append(f"{name} {m[name]:.3f}")
+    if "classes_covered" in m:
+        parts.append(f"classes {m['classes_covered']:.0f} kl {m['class_reverse_kl']:.3f}")
     parts.append(f"{m['images_per_s']:.0f} img/s")
     return " | ".join(parts)
 

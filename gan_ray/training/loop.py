@@ -283,8 +283,8 @@ Evaluator = Callable[[Tensor], dict[str, float | str]]
 def default_evaluator(
     cfg: GanConfig, device: torch.device, extractor_file: str | Path | None = None
 ) -> Evaluator:
-    """The quality metrics for the config's dataset: mode metrics for mixtures, a Fréchet distance for
-    images, scored by ``extractor_file`` (default: ``cfg.metrics.extractor``, else this node's cache)
+    """The quality metrics for the config's dataset (:attr:`GanConfig.reported_metrics`): mode metrics for
+    mixtures, a Fréchet distance (and the classes a classifier sees) for images, scored by ``extractor_file`` (default: ``cfg.metrics.extractor``, else this node's cache)
     and named by ``feature_extractor`` in every report."""
     if cfg.data.is_mixture:
         return lambda samples: mode_metrics(samples, cfg.data.name)
@@ -296,7 +296,7 @@ def default_evaluator(
     frechet = FrechetEvaluator(
         cfg.data, device=device, kind=cfg.metrics.features, extractor_file=extractor_file
     )
-    return lambda samples: {"fid": frechet.evaluate(samples), "feature_extractor": frechet.identity}
+    return lambda samples: {**frechet.scores(samples), "feature_extractor": frechet.identity}
 
 
 def run_loop(
@@ -305,7 +305,7 @@ def run_loop(
     """Train from ``training.step`` to ``config.train.steps``, yielding a report every ``eval_every`` steps.
 
     Each report's ``objective`` repeats the metric ``objective.metric`` (default: the dataset's, see
-    :attr:`gan_ray.data.catalog.DatasetInfo.objective`) and ``best_objective`` is the best of it so far
+    :attr:`gan_ray.config.GanConfig.objective`) and ``best_objective`` is the best of it so far
     (what a sweep ranks trials by); ``health`` is ``"ok"`` or the first sign of a game that stopped
     (:func:`gan_ray.training.health.health`); the report is appended to ``training.history``. Raises
     :class:`DivergedError` at the first
@@ -316,7 +316,7 @@ def run_loop(
     total, every = cfg.train.steps, cfg.train.eval_every
     images_per_step = cfg.train.batch_size * cfg.d_steps_per_g_step * training.world_size
     metrics = training.step_fn.metrics
-    objective = objective or cfg.data.info.objective
+    objective = objective or cfg.objective
     while training.step < total:
         interval = min(every - training.step % every, total - training.step)
         metrics.reset()

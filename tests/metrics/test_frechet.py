@@ -304,3 +304,23 @@ def test_a_pinned_extractor_file_wins_over_the_nodes_own_cache(evaluator, cache_
     assert other.evaluate(fake) != pytest.approx(evaluator.evaluate(fake), rel=0.01)
     with pytest.raises(FileNotFoundError, match="no usable feature classifier"):
         FrechetEvaluator(DIGITS, "cpu", cache_dir=other_cache, extractor_file=tmp_path / "nothing.pt")
+
+
+def test_scores_name_the_distance_for_its_features_and_count_classes(evaluator):
+    images, labels = load_labelled(DIGITS)
+    one_class = images[labels == 3]
+    scores = evaluator.scores(one_class)
+    assert evaluator.metric_name == "fid_classifier" and set(scores) == {
+        "fid_classifier",
+        "classes_covered",
+        "class_reverse_kl",
+    }
+    assert scores["fid_classifier"] == pytest.approx(evaluator.evaluate(one_class), rel=1e-9)
+    # a classifier of 85-95 % accuracy puts a few of one digit's images in other classes: covered counts
+    # those, the reverse KL (log 10 = 2.3 for one class only) weighs them for what they are
+    assert scores["classes_covered"] < 10 and scores["class_reverse_kl"] > 1.5
+    every = evaluator.scores(images[::2])
+    assert every["classes_covered"] == 10 and every["class_reverse_kl"] < 0.05
+    broken = one_class.clone()
+    broken[0, 0, 0, 0] = float("nan")
+    assert evaluator.scores(broken) == {"fid_classifier": math.inf}  # no classes of a diverged generator

@@ -144,9 +144,9 @@ def test_true_samples_score_as_the_mixture_predicts():
 
 
 def test_default_objective_per_dataset():
-    assert dataset_info("ring8").objective == Objective("mode_distance", "min")
-    assert dataset_info("grid25").objective == Objective("mode_distance", "min")
-    assert dataset_info("cifar10").objective == Objective("fid", "min")
+    assert dataset_info("ring8").objective() == Objective("mode_distance", "min")
+    assert dataset_info("grid25").objective() == Objective("mode_distance", "min")
+    assert dataset_info("cifar10").objective() == Objective("fid_classifier", "min")
 
 
 def test_mode_distance_has_a_noise_floor_that_more_samples_lower():

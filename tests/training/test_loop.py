@@ -438,11 +438,15 @@ def test_a_small_dcgan_learns_digits():
     try:
         t = build_training(cfg)
         evaluator = default_evaluator(cfg, t.device)
-        untrained = evaluator(t.sample())["fid"]
-        fids = [r.metrics["fid"] for r in run_loop(t, evaluator)]
+        untrained = evaluator(t.sample())
+        reports = list(run_loop(t, evaluator))
     finally:
         torch.set_num_threads(threads)
-    assert fids[-1] < 0.5 * untrained, (untrained, fids)
+    fids = [r.metrics["fid_classifier"] for r in reports]
+    assert "fid" not in reports[-1].metrics  # the name that read as Inception-FID is gone
+    assert set(cfg.reported_metrics) <= set(reports[-1].metrics)
+    assert untrained["classes_covered"] <= reports[-1].metrics["classes_covered"] <= 10
+    assert fids[-1] < 0.5 * untrained["fid_classifier"], (untrained, fids)
     assert fids == sorted(fids, reverse=True), fids
 
 
