@@ -2,7 +2,7 @@
 
 :class:`MlflowRun` is a :class:`~gan_ray.training.observers.RunObserver`: ``start`` creates the run
 (tags, params, ``config.yaml``), ``on_eval`` logs the eval's metrics, its health (a tag, where it
-changed) and its sample image, ``end`` logs the outcome (status, health and error tags, loss curves,
+changed) and its sample grid (``log_image``, keyed by step), ``end`` logs the outcome (status, health and error tags, loss curves,
 the checkpoint, the generator as a model) and ends the run FINISHED, FAILED or KILLED. MLflow
 failures at the end never hide a training error.
 """
@@ -10,7 +10,6 @@ failures at the end never hide a training error.
 from __future__ import annotations
 
 import logging
-import shutil
 import tempfile
 import warnings
 from collections.abc import Mapping
@@ -40,7 +39,7 @@ from gan_ray.tracking.store import (
     make_client,
     resolve_tracking_uri,
 )
-from gan_ray.training.checkpoint import CHECKPOINT_FILE, SAMPLES_DIR, SAMPLES_FILE
+from gan_ray.training.checkpoint import CHECKPOINT_FILE, SAMPLES_FILE
 from gan_ray.training.health import explain
 from gan_ray.training.observers import FINISHED, EvalRecord, RunOutcome, RunStatus, last_health
 from gan_ray.visualize import save_loss_curves
@@ -49,6 +48,9 @@ if TYPE_CHECKING:
     from mlflow import MlflowClient
 
 _log = logging.getLogger(__name__)
+
+#: The key of the sample grids logged with ``log_image``: MLflow keeps them under ``images/``.
+SAMPLES_KEY = "samples"
 
 #: gan_ray.status -> MLflow's run status
 MLFLOW_STATUS: dict[RunStatus, str] = {
@@ -133,8 +135,8 @@ class MlflowRun:
         log_config(client, self.run_id, config)
 
     def on_eval(self, record: EvalRecord) -> None:
-        """The eval's finite metrics at its step, its health as a tag where it changed, and its samples
-        as ``samples/step_NNNNNNN.png``."""
+        """The eval's finite metrics at its step, its health as a tag where it changed, and its sample
+        grid as the step-keyed image ``samples`` (the UI's step slider, and side by side across runs)."""
         assert self.run_id is not None, "start() first"
         log_metrics(self.client, self.run_id, record.step, finite_metrics(record.metrics))
         health = record.metrics.get("health")
@@ -147,10 +149,11 @@ class MlflowRun:
             self._feature_extractor = extractor
         image = record.folder / SAMPLES_FILE if record.folder is not None else None
         if image is not None and image.is_file():
-            with tempfile.TemporaryDirectory() as tmp:
-                named = Path(tmp) / f"step_{record.step:07d}.png"
-                shutil.copyfile(image, named)
-                self.client.log_artifact(self.run_id, str(named), SAMPLES_DIR)
+            from PIL import Image
+
+            with Image.open(image) as grid:
+                grid.load()
+                self.client.log_image(self.run_id, grid, key=SAMPLES_KEY, step=record.step)
 
     def end(self, outcome: RunOutcome) -> None:
         """Log the outcome and end the run. A logging failure is raised only if the run itself succeeded."""
@@ -217,6 +220,16 @@ class MlflowRun:
             _log.info(
                 "checkpoint %s (%.0f MB) not logged: over %s MB", checkpoint, size_mb, self.checkpoint_max_mb
             )
+
+
+def logged_sample_steps(client: MlflowClient, run_id: str) -> list[int]:
+    """The steps of a run's sample grids, read from MLflow's file names for step-keyed images
+    (``images/samples+step+N+timestamp+T+UUID.png``)."""
+    prefix = f"images/{SAMPLES_KEY}+step+"
+    paths = (a.path for a in client.list_artifacts(run_id, "images"))
+    return sorted(
+        int(p[len(prefix) :].split("+")[0]) for p in paths if p.startswith(prefix) and p.endswith(".png")
+    )
 
 
 def tracked_run(

@@ -18,7 +18,7 @@ import yaml
 from gan_ray.config import GanConfig, validate_config
 from gan_ray.errors import DivergedError, TrackingUnavailableError
 from gan_ray.tracking.params import run_params
-from gan_ray.tracking.run import MlflowRun, tracked_run
+from gan_ray.tracking.run import MlflowRun, logged_sample_steps, tracked_run
 from gan_ray.tracking.store import (
     TAG_DATASET,
     TAG_DIVERGED_AT,
@@ -138,9 +138,9 @@ def test_completed_run_records_params_metrics_artifacts(store, completed_run):
     assert last == pytest.approx(result.final["mode_distance"])
 
     top = {a.path for a in client.list_artifacts(logger.run_id)}
-    assert {"config.yaml", "loss_curves.png", "samples", "checkpoint"} <= top
-    samples = {a.path for a in client.list_artifacts(logger.run_id, "samples")}
-    assert samples == {"samples/step_0000100.png", "samples/step_0000200.png"}
+    assert {"config.yaml", "loss_curves.png", "images", "checkpoint"} <= top
+    assert logged_sample_steps(client, logger.run_id) == [100, 200]  # log_image's step slider
+    assert run.data.tags["mlflow.loggedImages"] == "True"  # what makes the UI show its image grid
     config_text = Path(client.download_artifacts(logger.run_id, "config.yaml")).read_text()
     assert validate_config(yaml.safe_load(config_text)) == result.config
 
@@ -303,9 +303,10 @@ def test_logs_registers_and_loads_through_a_tracking_server(mlflow_server, tmp_p
     run = client.get_run(logger.run_id)
     assert run.info.status == "FINISHED" and run.data.tags[TAG_STATUS] == "completed"
     assert [m.step for m in client.get_metric_history(logger.run_id, "loss_g")] == [100, 200]
-    assert {"config.yaml", "samples", "loss_curves.png"} <= {
+    assert {"config.yaml", "images", "loss_curves.png"} <= {
         a.path for a in client.list_artifacts(logger.run_id)
     }
+    assert logged_sample_steps(client, logger.run_id) == [100, 200]
 
     version, promoted = register_champion(
         logger.model_uri, "served-gan", "mode_distance", result.final["mode_distance"], "min",
