@@ -118,6 +118,11 @@ class SearchSpace:
     final_top: int = 3
     final_samples: int = 20_000
 
+    @property
+    def searched_keys(self) -> tuple[str, ...]:
+        """The parameters drawn from a distribution (not the fixed or tied ones), in file order."""
+        return tuple(p.key for p in self.params if p.kind in DISTRIBUTIONS)
+
     def with_base_overrides(self, overrides: dict[str, Any]) -> SearchSpace:
         """This space with dotted keys of its base replaced (the command line's ``--set``), validated like
         the file. A searched key is refused: each trial sets it, so the override would do nothing."""

@@ -28,8 +28,10 @@ from gan_ray.tracking.store import (
     TAG_DATASET,
     TAG_KIND,
     TAG_NOTE,
+    TAG_SEARCHED,
     TAG_STUDY,
     TAG_TRIAL_ID,
+    code_tags,
     ensure_experiment,
     make_client,
     resolve_tracking_uri,
@@ -39,7 +41,9 @@ from gan_ray.trials import SweepResult, registration, status_counts, trial_name
 
 def sweep_params(space: SearchSpace, study_name: str) -> dict[str, str]:
     """The sweep's settings as flat strings: the parent run's params."""
+    stratify = {"sweep.stratify": space.stratify} if space.stratify else {}
     return {
+        **stratify,
         "sweep.name": space.name,
         "sweep.study": study_name,
         "sweep.metric": space.objective.metric,
@@ -48,6 +52,11 @@ def sweep_params(space: SearchSpace, study_name: str) -> dict[str, str]:
         "sweep.scheduler": space.scheduler,
         "sweep.num_samples": str(space.budget.num_samples),
     }
+
+
+def searched_tag(space: SearchSpace) -> str:
+    """The ``gan_ray.searched_params`` tag: the searched keys, comma-separated, in the file's order."""
+    return ",".join(space.searched_keys)
 
 
 class MlflowSweep:
@@ -73,7 +82,13 @@ class MlflowSweep:
         parent = self.client.create_run(
             self.experiment_id,
             run_name=study_name,
-            tags={TAG_STUDY: study_name, TAG_DATASET: space.base.data.name, TAG_KIND: "sweep"},
+            tags={
+                TAG_STUDY: study_name,
+                TAG_DATASET: space.base.data.name,
+                TAG_KIND: "sweep",
+                TAG_SEARCHED: searched_tag(space),
+                **code_tags(),
+            },
         )
         self.parent_run_id = parent.info.run_id
         for key, value in sweep_params(space, study_name).items():
@@ -89,7 +104,8 @@ class MlflowSweep:
             self.experiment,
             trial_name(trial_id),
             parent_run_id=self.parent_run_id,
-            tags={TAG_TRIAL_ID: trial_id, TAG_STUDY: self.study_name},
+            tags={TAG_TRIAL_ID: trial_id, TAG_STUDY: self.study_name, TAG_SEARCHED: searched_tag(self.space)},
+            objective=self.space.objective,
             log_model=False,
             log_checkpoint=False,
         )
