@@ -279,6 +279,13 @@ def _range(reader: _Reader, path: tuple[str, ...], kind: str, arg: Any) -> tuple
 def _check_conditions(reader: _Reader, params: list[Param]) -> None:
     seen: dict[str, Param] = {}
     for p in params:
+        if p.kind == "same_as" and p.value not in seen:
+            # Ties are resolved in file order: a later or missing target would leave the key at the base
+            # config's value in silence.
+            raise reader.fail(
+                ("parameters", p.key, "same_as"),
+                f"{p.value!r} is not a parameter listed above this one (a tie copies a value already chosen)",
+            )
         for parent, values in p.when.items():
             path = ("parameters", p.key, "when", parent)
             if parent not in seen:
