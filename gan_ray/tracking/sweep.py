@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +24,7 @@ from gan_ray.tracking.registry import (
     register_champion,
     scoring_tags,
 )
+from gan_ray.tracking.report import importance_line, log_report
 from gan_ray.tracking.run import MlflowRun
 from gan_ray.tracking.store import (
     TAG_DATASET,
@@ -133,9 +135,20 @@ class MlflowSweep:
                     self.client.log_metric(self.parent_run_id, f"final_{metric}", best.final_objective)
                 if self.register and best_folder is not None and best.mlflow_run_id:
                     self._register(result, best_folder)
+            if result.study is not None:
+                self._report(result)
             self.client.set_tag(self.parent_run_id, TAG_NOTE, describe(result))
         finally:
             self.client.set_terminated(self.parent_run_id, status)
+
+    def _report(self, result: SweepResult) -> None:
+        """The study's report under ``report/``; a chart that fails costs the report, not the sweep's end."""
+        assert result.study is not None
+        try:
+            log_report(self.client, self.parent_run_id, result.study)
+        except Exception as err:
+            result.study = None  # the Description must not point at a report that is not there
+            warnings.warn(f"the report of study {self.study_name} failed: {err}", stacklevel=2)
 
     def _register(self, result: SweepResult, folder: Path) -> None:
         best = result.best
@@ -188,6 +201,8 @@ def describe(result: SweepResult) -> str:
     lines.append(f"Best: trial `{best.trial_id}` (run `{trial_name(best.trial_id)}`), {score}.")
     if result.model_name:
         lines.append(f"Model: `models:/{result.model_name}/{result.model_version}` ({registration(result)}).")
+    if result.study is not None:
+        lines.append(importance_line(result.study))
     return "\n\n".join(lines)
 
 
