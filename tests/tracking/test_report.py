@@ -8,6 +8,8 @@ import csv
 import itertools
 import math
 import statistics
+import subprocess
+import sys
 
 import optuna
 import pytest
@@ -185,3 +187,16 @@ def test_report_of_an_unknown_sweep_is_one_error_line(store, tmp_path, capsys):
     missing = f"sqlite:///{tmp_path / 'elsewhere.db'}"
     code, out = report_cli(["report_lost", "--tracking-uri", store, "--study-storage", missing], capsys)
     assert code == 2 and f"no Optuna study '{sweep.study_name}' in {missing}" in out
+
+
+def test_report_help_imports_nothing_heavy():
+    """``gan-ray --help`` and ``gan-ray report --help`` answer without torch, Ray, MLflow or Optuna."""
+    code = (
+        "import sys\nfrom gan_ray.cli import main\n"
+        "for argv in (['--help'], ['report', '--help']):\n"
+        "    try:\n        main(argv)\n    except SystemExit:\n        pass\n"
+        "print('heavy:', [m for m in ('torch', 'ray', 'mlflow', 'optuna', 'matplotlib') if m in sys.modules])"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert "EXPERIMENT_OR_STUDY" in done.stdout and "gan-ray report ring8" in done.stdout
+    assert done.stdout.strip().endswith("heavy: []"), done.stdout
