@@ -84,9 +84,7 @@ def _report(args: argparse.Namespace) -> int:
     from gan_ray.api import report
     from gan_ray.tracking.report import importance_line
 
-    done = report(
-        args.name, tracking_uri=args.tracking_uri, study_storage=args.study_storage, out=args.out
-    )
+    done = report(args.name, tracking_uri=args.tracking_uri, study_storage=args.study_storage, out=args.out)
     study = done.study
     print(f"study {study.name}: {len(study.trials)} trials, {len(study.completed)} completed")
     print(importance_line(study).replace("`", ""))
@@ -186,7 +184,9 @@ def build_parser() -> argparse.ArgumentParser:
         help="which hyperparameters mattered: a sweep's report (charts, tables) on its MLflow parent run",
     )
     p.add_argument(
-        "name", metavar="EXPERIMENT_OR_STUDY", help="an MLflow experiment (its latest sweep) or an Optuna study"
+        "name",
+        metavar="EXPERIMENT_OR_STUDY",
+        help="an MLflow experiment (its latest sweep) or an Optuna study",
     )
     p.add_argument(
         "--tracking-uri", default=None, help="MLflow URI (default $MLFLOW_TRACKING_URI or ./mlflow.db)"

@@ -94,13 +94,15 @@ def box_chart(record: StudyRecord, path: Path) -> Path:
 
 
 def parallel_chart(record: StudyRecord, path: Path) -> Path:
-    """One line per completed trial across an axis per searched parameter and the objective, coloured by
-    the objective (the best drawn last, on top). A line breaks where a trial lacks a conditional parameter."""
+    """One line per completed trial across the objective and an axis per searched parameter, coloured by
+    the objective (the best drawn last, on top). The objective comes first and the conditional parameters
+    last, and a trial's line skips an axis it has no value on, so every line starts at its objective."""
     completed = sorted(record.completed, key=lambda t: t.value, reverse=record.objective.mode == "min")
-    keys = [k for k in record.searched if any(k in t.params for t in completed)]
-    axes = [_Axis.of(record, k, [t.params.get(k, _ABSENT) for t in completed]) for k in keys]
+    present = [k for k in record.searched if any(k in t.params for t in completed)]
+    keys = sorted(present, key=lambda k: not all(k in t.params for t in completed))  # stable: file order
     values = [t.value for t in completed]
-    axes.append(_Axis.numeric(record.objective.metric, values, log=False))
+    axes = [_Axis.numeric(record.objective.metric, values, log=False)]
+    axes += [_Axis.of(record, k, [t.params.get(k, _ABSENT) for t in completed]) for k in keys]
     fig = Figure(figsize=(max(7.0, 1.4 * len(axes) + 1), 5))
     ax = fig.subplots()
     colours = ScalarMappable(
@@ -108,14 +110,9 @@ def parallel_chart(record: StudyRecord, path: Path) -> Path:
         colormaps["viridis_r" if record.objective.mode == "min" else "viridis"],
     )
     for t in completed:
-        ys = [a.position(t.params[a.key]) if a.key in t.params else math.nan for a in axes[:-1]]
-        ax.plot(
-            range(len(axes)),
-            [*ys, axes[-1].position(t.value)],
-            color=colours.to_rgba(t.value),
-            alpha=0.8,
-            linewidth=1.2,
-        )
+        xs = [0] + [i for i, a in enumerate(axes[1:], start=1) if a.key in t.params]
+        ys = [axes[0].position(t.value)] + [axes[i].position(t.params[axes[i].key]) for i in xs[1:]]
+        ax.plot(xs, ys, color=colours.to_rgba(t.value), alpha=0.8, linewidth=1.2)
     fig.colorbar(colours, ax=ax, label=f"{record.objective.metric} ({record.objective.mode})")
     for i, a in enumerate(axes):
         ax.axvline(i, color="grey", linewidth=0.8)
