@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from gan_ray.ray.train import RayTrainResult
     from gan_ray.sampling import LoadedGenerator
     from gan_ray.training.local import TrainResult
-    from gan_ray.trials import SweepResult
+    from gan_ray.trials import StudyRecord, SweepResult
 
 Backend = Literal["auto", "local", "ray"]
 
@@ -157,6 +157,63 @@ def _with_sweep_extractor(space: SearchSpace, storage_path: str, study_name: str
         return space
     uri = put_file(local, storage_path, f"{study_name}/feature_extractor.pt", keep_existing=True)
     return dataclasses.replace(space, base=base.with_overrides({"metrics.extractor": uri}))
+
+
+@dataclasses.dataclass(frozen=True)
+class Report:
+    """Where :func:`report` put a study's report, and the study as it read it."""
+
+    study: StudyRecord
+    run_id: str
+    tracking_uri: str
+    artifacts: list[str]
+
+
+def report(
+    experiment_or_study: str,
+    *,
+    tracking_uri: str | None = None,
+    study_storage: str | None = None,
+    out: str | Path | None = None,
+) -> Report:
+    """Log the report of a sweep's study (importances, history, per-value comparison, parallel
+    coordinates, tables) under ``report/`` of its parent run, as a sweep does at its end.
+
+    ``experiment_or_study``: an MLflow experiment (its latest sweep) or an Optuna study name (its latest
+    sweep's parent run). The study is read from ``study_storage`` (default ``$GAN_RAY_OPTUNA_STORAGE`` or
+    ``./optuna.db``); ``out`` also keeps the files in that folder.
+    """
+    from gan_ray.errors import ConfigError
+    from gan_ray.ray.study import read_study
+    from gan_ray.tracking.report import find_sweep_run, log_report
+    from gan_ray.tracking.store import (
+        TAG_SEARCHED,
+        TAG_STUDY,
+        check_tracking_server,
+        make_client,
+        resolve_tracking_uri,
+    )
+
+    uri = resolve_tracking_uri(tracking_uri)
+    check_tracking_server(uri, must_exist=True)
+    client = make_client(uri)
+    run = find_sweep_run(client, experiment_or_study)
+    if run is None:
+        raise ConfigError(
+            f"no sweep found for {experiment_or_study!r} in {uri}: expected an MLflow experiment holding a "
+            "sweep, or the Optuna study of one (see --tracking-uri)"
+        )
+    params, tags = run.data.params, run.data.tags
+    searched = [k for k in tags.get(TAG_SEARCHED, "").split(",") if k] or None
+    record = read_study(
+        tags[TAG_STUDY],
+        study_storage or settings.study_storage(),
+        params.get("sweep.metric", "objective"),
+        stratify=params.get("sweep.stratify"),
+        searched=searched,
+    )
+    artifacts = log_report(client, run.info.run_id, record, Path(out) if out is not None else None)
+    return Report(record, run.info.run_id, uri, artifacts)
 
 
 def load_generator(uri: str | Path, tracking_uri: str | None = None, device: str = "cpu") -> LoadedGenerator:

@@ -19,6 +19,7 @@ EXAMPLES = """examples:
   gan-ray sweep search_spaces/ring8.yaml --resume --num-samples 8
   gan-ray sweep search_spaces/fashion_mnist_laptop.yaml --set data.root=~/data
   gan-ray sample --model models:/gan_ray-ring8@champion -n 2500 --out ring8.png
+  gan-ray report ring8
 """
 
 
@@ -76,6 +77,20 @@ def _sample(args: argparse.Namespace) -> int:
     generator = load_generator(args.model, tracking_uri=args.tracking_uri, device=args.device)
     path = generator.save(generator.sample(args.num_samples, seed=args.seed), args.out)
     print(f"samples: {path}")
+    return 0
+
+
+def _report(args: argparse.Namespace) -> int:
+    from gan_ray.api import report
+    from gan_ray.tracking.report import importance_line
+
+    done = report(args.name, tracking_uri=args.tracking_uri, study_storage=args.study_storage, out=args.out)
+    study = done.study
+    print(f"study {study.name}: {len(study.trials)} trials, {len(study.completed)} completed")
+    print(importance_line(study).replace("`", ""))
+    print(f"report: {done.tracking_uri} run {done.run_id}, artifacts {', '.join(done.artifacts)}")
+    if args.out:
+        print(f"files: {args.out}")
     return 0
 
 
@@ -163,6 +178,26 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
     p.set_defaults(func=_sample)
+
+    p = sub.add_parser(
+        "report",
+        help="which hyperparameters mattered: a sweep's report (charts, tables) on its MLflow parent run",
+    )
+    p.add_argument(
+        "name",
+        metavar="EXPERIMENT_OR_STUDY",
+        help="an MLflow experiment (its latest sweep) or an Optuna study",
+    )
+    p.add_argument(
+        "--tracking-uri", default=None, help="MLflow URI (default $MLFLOW_TRACKING_URI or ./mlflow.db)"
+    )
+    p.add_argument(
+        "--study-storage",
+        default=None,
+        help="Optuna RDB URL (default $GAN_RAY_OPTUNA_STORAGE or ./optuna.db)",
+    )
+    p.add_argument("--out", default=None, help="also write the report's files to this folder")
+    p.set_defaults(func=_report)
     return parser
 
 

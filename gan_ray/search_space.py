@@ -121,6 +121,11 @@ class SearchSpace:
     final_top: int = 3
     final_samples: int = 20_000
 
+    @property
+    def searched_keys(self) -> tuple[str, ...]:
+        """The parameters drawn from a distribution (not the fixed or tied ones), in file order."""
+        return tuple(p.key for p in self.params if p.kind in DISTRIBUTIONS)
+
     def with_base_overrides(self, overrides: dict[str, Any]) -> SearchSpace:
         """This space with dotted keys of its base replaced (the command line's ``--set``), validated like
         the file. A searched key is refused: each trial sets it, so the override would do nothing."""
@@ -277,6 +282,13 @@ def _range(reader: _Reader, path: tuple[str, ...], kind: str, arg: Any) -> tuple
 def _check_conditions(reader: _Reader, params: list[Param]) -> None:
     seen: dict[str, Param] = {}
     for p in params:
+        if p.kind == "same_as" and p.value not in seen:
+            # Ties are resolved in file order: a later or missing target would leave the key at the base
+            # config's value in silence.
+            raise reader.fail(
+                ("parameters", p.key, "same_as"),
+                f"{p.value!r} is not a parameter listed above this one (a tie copies a value already chosen)",
+            )
         for parent, values in p.when.items():
             path = ("parameters", p.key, "when", parent)
             if parent not in seen:

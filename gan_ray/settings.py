@@ -19,6 +19,7 @@ VARIABLES: dict[str, str] = {
     "GAN_RAY_CACHE": "feature-extractor cache (default: ~/.cache/gan_ray)",
     "GAN_RAY_INCEPTION_WEIGHTS": "path of torch-fidelity's Inception weights file, where present",
     "RAY_ADDRESS": "the Ray cluster to use (default: start a local Ray)",
+    "GAN_RAY_GIT_COMMIT": "the code's git commit, tagged on runs where no .git is at hand (ray job submit)",
     "GAN_RAY_TEST_CRASH_AT_STEP": "tests only: a Train worker exits at this step, once",
     "GAN_RAY_TEST_CRASH_MARKER": "tests only: the file recording that the crash happened",
     "GAN_RAY_TEST_CRASH_RANK": "tests only: the rank that crashes (default 0)",
@@ -75,6 +76,12 @@ def inception_weights() -> Path | None:
 def ray_address() -> str | None:
     """``$RAY_ADDRESS``: a cluster to connect to; None starts a local Ray."""
     return _get("RAY_ADDRESS")
+
+
+def git_commit() -> str | None:
+    """``$GAN_RAY_GIT_COMMIT``: the commit a job's code came from, where the code has no ``.git``
+    (``ray job submit --working-dir`` uploads the files without it)."""
+    return _get("GAN_RAY_GIT_COMMIT")
 
 
 #: The test-only crash switches a Ray Train worker reads (forwarded to workers when set).

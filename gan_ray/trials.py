@@ -62,6 +62,8 @@ class SweepResult:
     kept_because: str = "it is better"
     # Interrupted (Ctrl-C): the trials still running were killed; the best finished one still counts.
     interrupted: bool = False
+    # The whole study as its report reads it (earlier sweeps' trials of a resumed one too).
+    study: StudyRecord | None = None
 
     def rows(self) -> list[dict[str, Any]]:
         """One row per trial: id, status, scores, run id and the parameters (the ``trials.csv`` table)."""
@@ -79,6 +81,72 @@ class SweepResult:
             }
             for t in self.trials
         ]
+
+
+@dataclass(frozen=True)
+class StudyTrial:
+    """One trial of a sweep's Optuna study, as the study recorded it."""
+
+    number: int
+    state: str  # Optuna's: COMPLETE, FAIL, PRUNED, RUNNING, WAITING
+    value: float | None  # what Optuna was told: the trial's best objective (COMPLETE trials only)
+    params: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class StudyRecord:
+    """A sweep's study read back for its report: every trial, how each parameter was searched, and which
+    parameters mattered. Plain data, so the recorder that draws it needs no Optuna."""
+
+    name: str
+    objective: Objective
+    trials: tuple[StudyTrial, ...]
+    searched: tuple[str, ...]  # the searched parameters, in the search space's order
+    log_scale: frozenset[str] = frozenset()  # searched on a log scale
+    choices: dict[str, tuple[Any, ...]] = field(default_factory=dict)  # the categorical ones, in order
+    stratify: str | None = None
+    importances: dict[str, float] = field(default_factory=dict)  # largest first; empty: see the note
+    importance_note: str = ""  # how they were computed, or why there are none
+
+    @property
+    def completed(self) -> list[StudyTrial]:
+        return [t for t in self.trials if t.state == "COMPLETE" and t.value is not None]
+
+    def best_so_far(self) -> list[tuple[StudyTrial, float]]:
+        """Each completed trial, in trial order, with the best value of it and every completed one before."""
+        out: list[tuple[StudyTrial, float]] = []
+        best: float | None = None
+        for t in sorted(self.completed, key=lambda t: t.number):
+            if best is None or self.objective.better(t.value, best):
+                best = t.value
+            out.append((t, best))
+        return out
+
+    def groups(self) -> dict[Any, list[float]]:
+        """The completed trials' values for each value of ``stratify`` (in the order of its choices)."""
+        assert self.stratify is not None
+        order = list(self.choices.get(self.stratify, ()))
+        found: dict[Any, list[float]] = {}
+        for t in sorted(self.completed, key=lambda t: t.number):
+            found.setdefault(t.params.get(self.stratify), []).append(t.value)
+        order += [v for v in found if v not in order]
+        return {v: found[v] for v in order if v in found}
+
+
+def expected_best_of_k(values: list[float], objective: Objective) -> list[float]:
+    """The expected best of ``k`` trials drawn at random (without replacement) from ``values``, for
+    k = 1..n: the "best score for a given budget" curve of Lucic et al. (2018), exact instead of
+    estimated by resampling, and free of the order the trials happened to run in.
+
+    With the values sorted best first, the best of a random k-subset is the i-th with probability
+    C(n-i, k-1) / C(n, k).
+    """
+    ranked = sorted(values, reverse=objective.mode == "max")
+    n = len(ranked)
+    return [
+        sum(v * math.comb(n - i, k - 1) for i, v in enumerate(ranked, start=1)) / math.comb(n, k)
+        for k in range(1, n + 1)
+    ]
 
 
 class SweepObserver(Protocol):

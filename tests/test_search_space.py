@@ -40,7 +40,11 @@ def test_shipped_spaces_parse(path):
             "optim.beta1",
         } <= searched
     lr = [p for p in space.params if p.key in ("optim.lr_g", "optim.lr_d")]
-    assert all(p.kind == "log_uniform" for p in lr), "learning rates are searched on a log scale"
+    ties = {p.key: p.value for p in lr if p.kind == "same_as"}
+    assert all(p.kind == "log_uniform" for p in lr if p.key not in ties), "learning rates on a log scale"
+    assert set(ties.values()) <= {p.key for p in lr}, "a rate is tied only to the other rate"
+    if path.stem == "losses_study":  # Lucic et al. (2018): one learning rate for G and D
+        assert ties == {"optim.lr_d": "optim.lr_g"}
 
 
 def test_a_chosen_none_reaches_the_trial_over_the_bases_default():
@@ -177,8 +181,22 @@ def test_same_as_ties_a_parameter_and_stratify_gives_every_value_the_same_budget
         assert cfg.optim.lr_d == cfg.optim.lr_g == p["optim.lr_g"]
         assert ("clip" in cfg.loss.params) == (p["loss.name"] == "wasserstein")
     assert stratified_points(space, seed_offset=9) != points
+    assert "optim.lr_d" not in space.searched_keys  # tied, not searched
     with pytest.raises(SearchSpaceError, match="unconditional choice"):
         parse_search_space(GOOD + "search: {stratify: optim.lr_g}\n")
+
+
+def test_a_tie_must_name_a_parameter_listed_above_it():
+    tie = "  optim.lr_d: {same_as: optim.lr_g}\n"
+    below = GOOD.replace("parameters:\n", "parameters:\n" + tie)  # before lr_g: nothing to copy yet
+    with pytest.raises(SearchSpaceError, match="not a parameter listed above") as err:
+        parse_search_space(below)
+    assert "parameters.optim.lr_d.same_as" in str(err.value)
+    not_searched = GOOD.replace(
+        "  model.hidden_dim: 64\n", "  model.hidden_dim: 64\n  optim.beta1: {same_as: optim.beta2}\n"
+    )
+    with pytest.raises(SearchSpaceError, match="'optim.beta2' is not a parameter listed above"):
+        parse_search_space(not_searched)
 
 
 def test_fractional_gpu_budget_packs_single_worker_trials_in_ray_terms(tmp_path):

@@ -35,6 +35,7 @@ from gan_ray.ray.cluster import (
 )
 from gan_ray.ray.search import fail_trial, first_points, make_searcher
 from gan_ray.ray.storage import local_file
+from gan_ray.ray.study import read_study
 from gan_ray.ray.train import checkpoint_folder, make_trainer
 from gan_ray.ray.worker import TuneSession, loop_config, run_worker
 from gan_ray.search_space import SearchSpace
@@ -49,7 +50,15 @@ from gan_ray.training.observers import (
     final_status,
     last_health,
 )
-from gan_ray.trials import SweepObserver, SweepResult, TrialSummary, best_trial, format_summary, trial_name
+from gan_ray.trials import (
+    StudyRecord,
+    SweepObserver,
+    SweepResult,
+    TrialSummary,
+    best_trial,
+    format_summary,
+    trial_name,
+)
 
 #: What ASHA and Optuna rank trials by: each trial's best objective so far, the number its champion
 #: candidate (its best checkpoint) is chosen by, also for trials ASHA stopped early.
@@ -423,6 +432,7 @@ def run_sweep(
             rescore_best(result, space, verbose)
         result.best = best_trial(result.trials, space.objective)
         if recorder is not None:
+            result.study = _study_record(space, study_name, study_url)
             _finish(recorder, result, status, register=fit_returned)
     if verbose:
         print(format_summary(result), file=sys.stderr, flush=True)
@@ -453,6 +463,21 @@ def rescore_best(result: SweepResult, space: SearchSpace, verbose: int = 0) -> N
             value = metrics.get(space.objective.metric)
             t.final_objective = float(value) if isinstance(value, (int, float)) else None
             t.final_samples = space.final_samples
+
+
+def _study_record(space: SearchSpace, study_name: str, study_url: str) -> StudyRecord | None:
+    """The study, for the recorder's report; a study that cannot be read costs the report, not the sweep."""
+    try:
+        return read_study(
+            study_name,
+            study_url,
+            space.objective.metric,
+            stratify=space.stratify,
+            searched=space.searched_keys,
+        )
+    except Exception as err:
+        _warn(f"gan_ray: warning: no report for study {study_name}: {type(err).__name__}: {err}")
+        return None
 
 
 def _finish(recorder: SweepObserver, result: SweepResult, status: str, register: bool) -> None:

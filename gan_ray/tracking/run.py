@@ -1,8 +1,9 @@
 """The one MLflow run lifecycle, for local runs, Ray Train runs and sweep trials alike.
 
 :class:`MlflowRun` is a :class:`~gan_ray.training.observers.RunObserver`: ``start`` creates the run
-(tags, params, ``config.yaml``), ``on_eval`` logs the eval's metrics, its health (a tag, where it
-changed) and its sample grid (``log_image``, keyed by step), ``end`` logs the outcome (status, health and error tags, loss curves,
+(tags, params, ``config.yaml``), ``on_eval`` logs the eval's metrics, the best objective so far (where
+it improved), its health (a tag, where it changed) and its sample grid (``log_image``, keyed by step),
+``end`` logs the outcome (status, health and error tags, loss curves,
 the checkpoint, the generator as a model) and ends the run FINISHED, FAILED or KILLED. MLflow
 failures at the end never hide a training error.
 """
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gan_ray.config import GanConfig
+from gan_ray.objective import Objective
 from gan_ray.tracking.model import log_generator_from_folder
 from gan_ray.tracking.params import finite_metrics, log_config, log_metrics
 from gan_ray.tracking.store import (
@@ -35,6 +37,7 @@ from gan_ray.tracking.store import (
     TAG_STATUS,
     check_tracking_server,
     clip,
+    code_tags,
     ensure_experiment,
     make_client,
     resolve_tracking_uri,
@@ -67,7 +70,8 @@ MLFLOW_STATUS: dict[RunStatus, str] = {
 class MlflowRun:
     """Records one training run as one MLflow run (see the module docstring).
 
-    ``parent_run_id`` nests it under a sweep's parent run. ``log_model`` logs the generator of the
+    ``parent_run_id`` nests it under a sweep's parent run. ``objective`` (default: the dataset's) names
+    the ``best_<metric>`` and ``best_<metric>_step`` metrics logged at every eval that reaches a new best. ``log_model`` logs the generator of the
     final checkpoint as an MLflow model when the run completed (not when it collapsed);
     ``log_checkpoint`` logs the checkpoint file itself (when at most ``checkpoint_max_mb``). A sweep's
     trials turn both off: their checkpoints stay in Ray's storage and the champion alone becomes a model.
@@ -84,6 +88,7 @@ class MlflowRun:
         *,
         parent_run_id: str | None = None,
         tags: Mapping[str, str] | None = None,
+        objective: Objective | None = None,
         log_model: bool = True,
         log_checkpoint: bool = True,
         checkpoint_max_mb: float = 32.0,
@@ -93,6 +98,7 @@ class MlflowRun:
         self.run_name = run_name
         self.parent_run_id = parent_run_id
         self.tags = dict(tags or {})
+        self.objective = objective
         self.log_model = log_model
         self.log_checkpoint = log_checkpoint
         self.checkpoint_max_mb = checkpoint_max_mb
@@ -101,6 +107,7 @@ class MlflowRun:
         self.model_uri: str | None = None
         self._feature_extractor: str | None = None  # tagged once it is known (image runs)
         self._health: str | None = None  # the health tag as last set (tagged again only when it changes)
+        self._best: float | None = None  # the objective's best value logged so far
         self._client: MlflowClient | None = None
 
     def __getstate__(self) -> dict[str, Any]:
@@ -122,6 +129,7 @@ class MlflowRun:
             TAG_DATASET: config.data.name,
             TAG_MODEL_FAMILY: config.model_family,
             TAG_STATUS: "running",
+            **code_tags(),
             **self.tags,
         }
         if self.parent_run_id:
@@ -132,13 +140,17 @@ class MlflowRun:
             self.experiment_id, run_name=self.run_name, tags={k: clip(str(v)) for k, v in tags.items()}
         )
         self.run_id = run.info.run_id
+        self.objective = self.objective or config.objective
         log_config(client, self.run_id, config)
 
     def on_eval(self, record: EvalRecord) -> None:
-        """The eval's finite metrics at its step, its health as a tag where it changed, and its sample
-        grid as the step-keyed image ``samples`` (the UI's step slider, and side by side across runs)."""
+        """The eval's finite metrics at its step (and the best objective, where it improved), its health as
+        a tag where it changed, and its sample grid as the step-keyed image ``samples`` (the UI's step
+        slider, and side by side across runs)."""
         assert self.run_id is not None, "start() first"
-        log_metrics(self.client, self.run_id, record.step, finite_metrics(record.metrics))
+        metrics = finite_metrics(record.metrics)
+        best = self._best_so_far(record.step, metrics)
+        log_metrics(self.client, self.run_id, record.step, {**metrics, **best})
         health = record.metrics.get("health")
         if isinstance(health, str) and health != self._health:
             self.client.set_tag(self.run_id, TAG_HEALTH, health)
@@ -154,6 +166,21 @@ class MlflowRun:
             with Image.open(image) as grid:
                 grid.load()
                 self.client.log_image(self.run_id, grid, key=SAMPLES_KEY, step=record.step)
+
+    def _best_so_far(self, step: int, metrics: Mapping[str, float]) -> dict[str, float]:
+        """``best_<metric>`` and ``best_<metric>_step`` where this eval reached the best value so far (the
+        runs table shows a metric's latest value: so the best, not the last eval's).
+
+        A tie counts as reaching it: the objective's rule gives ties to the later eval, and so names the
+        step of the checkpoint a sweep keeps as the trial's best.
+        """
+        assert self.objective is not None
+        metric = self.objective.metric
+        value = metrics.get(metric)
+        if value is None or (self._best is not None and self.objective.better(self._best, value)):
+            return {}
+        self._best = value
+        return {f"best_{metric}": value, f"best_{metric}_step": float(step)}
 
     def end(self, outcome: RunOutcome) -> None:
         """Log the outcome and end the run. A logging failure is raised only if the run itself succeeded."""

@@ -7,12 +7,14 @@ run), so several runs (a sweep's trials) can be logged from one process or threa
 
 from __future__ import annotations
 
+import functools
 import os
+import subprocess
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlparse
 
-from gan_ray import settings
+from gan_ray import __version__, settings
 from gan_ray.errors import TrackingUnavailableError
 
 if TYPE_CHECKING:
@@ -39,6 +41,52 @@ TAG_NOTE = "mlflow.note.content"  # MLflow's own tag: a run's Description in the
 # MLflow's own experiment tag: the UI files the experiment under "Model training", not GenAI traces.
 TAG_EXPERIMENT_KIND = "mlflow.experimentKind"
 TAG_FEATURE_EXTRACTOR = "gan_ray.feature_extractor"  # which extractor scored an image run (its weights' hash)
+# The searched parameters (comma-separated dotted keys): what to pick as the UI's columns and axes.
+TAG_SEARCHED = "gan_ray.searched_params"
+TAG_VERSION = "gan_ray.version"
+TAG_GIT_COMMIT = "gan_ray.git_commit"
+TAG_MLFLOW_GIT_COMMIT = "mlflow.source.git.commit"  # MLflow's own tag: the run page shows it
+
+
+def code_tags() -> dict[str, str]:
+    """The version of gan_ray that ran, and its git commit where known (:func:`git_commit`)."""
+    tags = {TAG_VERSION: __version__}
+    commit = git_commit()
+    if commit:
+        tags[TAG_GIT_COMMIT] = commit
+        tags[TAG_MLFLOW_GIT_COMMIT] = commit.removesuffix("-dirty")
+    return tags
+
+
+@functools.cache
+def git_commit() -> str | None:
+    """The git commit of the code that runs (see :func:`checkout_commit`), looked up once per process."""
+    return checkout_commit(Path(__file__).resolve().parents[2])
+
+
+def checkout_commit(root: Path) -> str | None:
+    """The commit of the checkout at ``root`` (``-dirty`` when it has uncommitted changes), else
+    ``$GAN_RAY_GIT_COMMIT``, else None.
+
+    Only a ``.git`` at ``root`` counts: an installed copy inside some other repository (a virtual
+    environment in a project) must not be tagged with that repository's commit.
+    """
+    if (root / ".git").exists():
+        commit = _git(root, "rev-parse", "HEAD")
+        if commit:
+            dirty = _git(root, "status", "--porcelain", "--untracked-files=no")
+            return commit + ("-dirty" if dirty else "")
+    return settings.git_commit()
+
+
+def _git(root: Path, *args: str) -> str | None:
+    try:
+        done = subprocess.run(
+            ["git", "-C", str(root), *args], capture_output=True, text=True, timeout=10, check=True
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None  # no git installed, or not a repository after all: the commit is unknown
+    return done.stdout.strip()
 
 
 def clip(text: str, limit: int = MAX_TAG_LENGTH) -> str:

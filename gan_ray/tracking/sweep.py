@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import io
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -23,13 +24,16 @@ from gan_ray.tracking.registry import (
     register_champion,
     scoring_tags,
 )
+from gan_ray.tracking.report import importance_line, log_report
 from gan_ray.tracking.run import MlflowRun
 from gan_ray.tracking.store import (
     TAG_DATASET,
     TAG_KIND,
     TAG_NOTE,
+    TAG_SEARCHED,
     TAG_STUDY,
     TAG_TRIAL_ID,
+    code_tags,
     ensure_experiment,
     make_client,
     resolve_tracking_uri,
@@ -39,7 +43,9 @@ from gan_ray.trials import SweepResult, registration, status_counts, trial_name
 
 def sweep_params(space: SearchSpace, study_name: str) -> dict[str, str]:
     """The sweep's settings as flat strings: the parent run's params."""
+    stratify = {"sweep.stratify": space.stratify} if space.stratify else {}
     return {
+        **stratify,
         "sweep.name": space.name,
         "sweep.study": study_name,
         "sweep.metric": space.objective.metric,
@@ -48,6 +54,11 @@ def sweep_params(space: SearchSpace, study_name: str) -> dict[str, str]:
         "sweep.scheduler": space.scheduler,
         "sweep.num_samples": str(space.budget.num_samples),
     }
+
+
+def searched_tag(space: SearchSpace) -> str:
+    """The ``gan_ray.searched_params`` tag: the searched keys, comma-separated, in the file's order."""
+    return ",".join(space.searched_keys)
 
 
 class MlflowSweep:
@@ -73,7 +84,13 @@ class MlflowSweep:
         parent = self.client.create_run(
             self.experiment_id,
             run_name=study_name,
-            tags={TAG_STUDY: study_name, TAG_DATASET: space.base.data.name, TAG_KIND: "sweep"},
+            tags={
+                TAG_STUDY: study_name,
+                TAG_DATASET: space.base.data.name,
+                TAG_KIND: "sweep",
+                TAG_SEARCHED: searched_tag(space),
+                **code_tags(),
+            },
         )
         self.parent_run_id = parent.info.run_id
         for key, value in sweep_params(space, study_name).items():
@@ -89,7 +106,8 @@ class MlflowSweep:
             self.experiment,
             trial_name(trial_id),
             parent_run_id=self.parent_run_id,
-            tags={TAG_TRIAL_ID: trial_id, TAG_STUDY: self.study_name},
+            tags={TAG_TRIAL_ID: trial_id, TAG_STUDY: self.study_name, TAG_SEARCHED: searched_tag(self.space)},
+            objective=self.space.objective,
             log_model=False,
             log_checkpoint=False,
         )
@@ -117,9 +135,20 @@ class MlflowSweep:
                     self.client.log_metric(self.parent_run_id, f"final_{metric}", best.final_objective)
                 if self.register and best_folder is not None and best.mlflow_run_id:
                     self._register(result, best_folder)
+            if result.study is not None:
+                self._report(result)
             self.client.set_tag(self.parent_run_id, TAG_NOTE, describe(result))
         finally:
             self.client.set_terminated(self.parent_run_id, status)
+
+    def _report(self, result: SweepResult) -> None:
+        """The study's report under ``report/``; a chart that fails costs the report, not the sweep's end."""
+        assert result.study is not None
+        try:
+            log_report(self.client, self.parent_run_id, result.study)
+        except Exception as err:
+            result.study = None  # the Description must not point at a report that is not there
+            warnings.warn(f"the report of study {self.study_name} failed: {err}", stacklevel=2)
 
     def _register(self, result: SweepResult, folder: Path) -> None:
         best = result.best
@@ -172,6 +201,8 @@ def describe(result: SweepResult) -> str:
     lines.append(f"Best: trial `{best.trial_id}` (run `{trial_name(best.trial_id)}`), {score}.")
     if result.model_name:
         lines.append(f"Model: `models:/{result.model_name}/{result.model_version}` ({registration(result)}).")
+    if result.study is not None:
+        lines.append(importance_line(result.study))
     return "\n\n".join(lines)
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import optuna
 import pytest
 
+import gan_ray
 from gan_ray.objective import Objective
 from gan_ray.search_space import load_search_space
 from gan_ray.tracking.run import logged_sample_steps
@@ -237,6 +238,33 @@ def test_mlflow_parent_and_child_runs(first, env):
     assert (
         f"trial `{first.best.trial_id}`" in note
         and f"models:/{first.model_name}/{first.model_version}" in note
+    )
+
+
+def test_child_runs_compare_well_and_the_parent_run_holds_the_report(first, env):
+    from gan_ray.tracking.store import make_client
+
+    client = make_client(env["tracking_uri"])
+    searched = ",".join(load_search_space(env["space"]).searched_keys)
+    assert searched.startswith("optim.lr_g,optim.lr_d,optim.beta1,") and "loss.params.clip" in searched
+    parent = client.get_run(first.parent_run_id)
+    assert parent.data.tags["gan_ray.searched_params"] == searched
+    for t in first.trials:
+        child = client.get_run(t.mlflow_run_id)
+        tags = child.data.tags
+        assert tags["gan_ray.searched_params"] == searched and tags["gan_ray.version"] == gan_ray.__version__
+        if t.status == "diverged":
+            continue
+        # The runs table's best_mode_distance is what the sweep ranked the trial by, at the step it kept.
+        assert child.data.metrics["best_mode_distance"] == pytest.approx(t.best_objective)
+        best_step = int(child.data.metrics["best_mode_distance_step"])
+        assert best_step == load_checkpoint(t.best_checkpoint)["step"], t.trial_id
+    # The report: 4 completed trials are too few for importances, and the Description says so.
+    assert "No importances: 4 completed trial(s)" in parent.data.tags["mlflow.note.content"]
+    report = {a.path.removeprefix("report/") for a in client.list_artifacts(first.parent_run_id, "report")}
+    assert {"README.md", "trials.csv", "history.png", "parallel_coordinates.png"} <= report
+    assert "importances.png" not in report and not any(
+        k.startswith("importance.") for k in parent.data.metrics
     )
 
 

@@ -15,25 +15,32 @@ from pathlib import Path
 import pytest
 import yaml
 
+import gan_ray
 from gan_ray.config import GanConfig, validate_config
 from gan_ray.errors import DivergedError, TrackingUnavailableError
+from gan_ray.objective import Objective
 from gan_ray.tracking.params import run_params
 from gan_ray.tracking.run import MlflowRun, logged_sample_steps, tracked_run
 from gan_ray.tracking.store import (
     TAG_DATASET,
     TAG_DIVERGED_AT,
     TAG_ERROR,
+    TAG_GIT_COMMIT,
     TAG_HEALTH,
     TAG_LOSS,
+    TAG_MLFLOW_GIT_COMMIT,
     TAG_MODEL_FAMILY,
     TAG_MODEL_URI,
     TAG_STATUS,
+    TAG_VERSION,
     check_tracking_server,
+    checkout_commit,
+    git_commit,
     make_client,
     resolve_tracking_uri,
 )
 from gan_ray.training.local import run_local as train
-from gan_ray.training.observers import RunOutcome, outcome_of
+from gan_ray.training.observers import EvalRecord, RunOutcome, outcome_of
 
 
 def _ring8(tmp: Path, **overrides) -> GanConfig:
@@ -224,6 +231,60 @@ def test_failed_killed_and_child_runs(store, tmp_path):
         assert child_run.data.tags["mlflow.parentRunId"] == parent.run_id
         assert child_run.data.tags["trial"] == "t1"
     assert client.get_run(parent.run_id).info.status == "FINISHED"
+
+
+def test_best_objective_is_logged_where_it_improves_with_its_step(store, tmp_path):
+    """``best_<metric>`` and ``best_<metric>_step`` at the evals that reached a new best (a tie counts: it
+    names the later checkpoint, as the sweep keeps it), so the runs table's latest value is the best."""
+    client = make_client(store)
+    evals = [(100, 0.5), (200, 0.3), (300, 0.4), (400, 0.3), (500, 0.6)]
+    for objective, expected in (
+        (None, [(100, 0.5), (200, 0.3), (400, 0.3)]),  # ring8's own: mode_distance, minimised
+        (Objective("mode_distance", "max"), [(100, 0.5), (500, 0.6)]),
+    ):
+        run = MlflowRun(store, "tracking-tests", "best-so-far", objective=objective, log_model=False)
+        run.start(_ring8(tmp_path))
+        for step, value in evals:
+            run.on_eval(EvalRecord(step, {"mode_distance": value, "loss_d": 1.0, "step": step}))
+        run.end(RunOutcome("completed"))
+        best = client.get_metric_history(run.run_id, "best_mode_distance")
+        at = client.get_metric_history(run.run_id, "best_mode_distance_step")
+        assert sorted((m.step, m.value) for m in best) == expected
+        assert sorted((m.step, m.value) for m in at) == [(s, float(s)) for s, _ in expected]
+        latest = client.get_run(run.run_id).data.metrics
+        assert (latest["best_mode_distance"], latest["best_mode_distance_step"]) == expected[-1][::-1]
+
+
+def test_runs_are_tagged_with_the_code_version(store, tmp_path):
+    tags = make_client(store).get_run(_started(store, tmp_path).run_id).data.tags
+    assert tags[TAG_VERSION] == gan_ray.__version__
+    assert tags.get(TAG_GIT_COMMIT) == git_commit()
+    if git_commit() is not None:
+        assert tags[TAG_MLFLOW_GIT_COMMIT] == git_commit().removesuffix("-dirty")
+
+
+def test_the_commit_comes_from_git_where_a_checkout_is_else_from_the_environment(tmp_path, monkeypatch):
+    monkeypatch.delenv("GAN_RAY_GIT_COMMIT", raising=False)
+    assert checkout_commit(tmp_path) is None
+    monkeypatch.setenv("GAN_RAY_GIT_COMMIT", "abc1234")  # what `ray job submit` passes: no .git there
+    assert checkout_commit(tmp_path) == "abc1234"
+    repo = tmp_path / "repo"
+    git = ["git", "-C", str(repo), "-c", "user.name=t", "-c", "user.email=t@t"]
+    subprocess.run(["git", "init", "-q", str(repo)], check=True)
+    (repo / "f.txt").write_text("one")
+    subprocess.run([*git, "add", "f.txt"], check=True)
+    subprocess.run([*git, "commit", "-q", "-m", "one"], check=True)
+    head = subprocess.run([*git, "rev-parse", "HEAD"], capture_output=True, text=True).stdout.strip()
+    assert checkout_commit(repo) == head  # the checkout wins over the environment
+    (repo / "f.txt").write_text("two")
+    assert checkout_commit(repo) == head + "-dirty"
+
+
+def _started(store: str, tmp: Path) -> MlflowRun:
+    run = MlflowRun(store, "tracking-tests", "tagged", log_model=False)
+    run.start(_ring8(tmp))
+    run.end(RunOutcome("completed"))
+    return run
 
 
 def test_long_errors_keep_their_end_within_mlflow_limits(store, tmp_path):

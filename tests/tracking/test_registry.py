@@ -199,7 +199,7 @@ def test_champion_moves_only_to_a_strictly_better_model(store, ring8):
     assert f"models:/{name}@champion" in make_client(store).get_registered_model(name).description
 
     with pytest.raises(ValueError, match="ranked by 'mode_distance'"):
-        register_champion(model_uri, name, "fid", 1.0, "min", run_id, cfg, store)
+        register_champion(model_uri, name, "fid_classifier", 1.0, "min", run_id, cfg, store)
 
 
 @pytest.mark.slow
@@ -211,7 +211,9 @@ def test_champion_moves_only_between_scores_measured_alike(store, digits):
 
     def register(value, extractor, samples=20000):
         scoring = scoring_tags("digits", samples, extractor)
-        return register_champion(model_uri, name, "fid", value, "min", run_id, cfg, store, scoring=scoring)
+        return register_champion(
+            model_uri, name, "fid_classifier", value, "min", run_id, cfg, store, scoring=scoring
+        )
 
     assert register(5.0, "classifier-aaaa") == (1, True)
     assert register(1.0, "classifier-bbbb") == (2, False)  # better, but another extractor
@@ -258,7 +260,7 @@ def test_load_champion_by_alias_version_run_and_folder(store, ring8, digits, tmp
         load_generator(f"runs:/{run_id}/config.yaml", tracking_uri=store)
 
     d_run, d_uri, d_cfg, _ = digits
-    register_champion(d_uri, "digits-gan", "fid", 10.0, "min", d_run, d_cfg, store)
+    register_champion(d_uri, "digits-gan", "fid_classifier", 10.0, "min", d_run, d_cfg, store)
     images = _check_sampling(load_generator("models:/digits-gan@champion", tracking_uri=store), (1, 8, 8))
     assert images.min() >= -1 and images.max() <= 1
 
