@@ -105,6 +105,19 @@ CHAMPIONS: dict[str, dict] = {
         "optim.lr_schedule": "linear",
         "model.d_pac": 2,
     },
+    # fashion_mnist_laptop.yaml's 12-trial run of 2026-12-02 (study fashion_mnist_laptop-20261202-121823,
+    # trial 6e70582e): the relativistic loss without a penalty, k 3, a cosine decay of the rates
+    "fashion_mnist": {
+        "optim.lr_g": 1.07e-3,
+        "optim.lr_d": 6.89e-4,
+        "optim.beta1": 0.055,
+        "train.d_steps_per_g_step": 3,
+        "noise.distribution": "truncated_normal",
+        "loss.name": "rpgan",
+        "penalty.name": "none",
+        "train.ema_decay": None,
+        "optim.lr_schedule": "cosine",
+    },
 }
 #: The best of that run's first 20 trials (what grid25.yaml's 20 now run): ring8's recipe + minibatch std.
 FIRST_20_BEST = {
@@ -163,6 +176,8 @@ STUDIES: dict[str, dict[str, dict]] = {
         # grid25.yaml's of 2026-12-02 (study grid25-20261202-094313, trial a23dde72) and make sweep's.
         "champion": {"grid25": FIRST_20_BEST["grid25"], "ring8": CHAMPIONS["ring8"]},
     },
+    # bench/quality.py's rows: the defaults a user starts from (the base) and the sweeps' champions
+    "quality": {"baseline": {}, "champion": CHAMPIONS},
 }
 
 
@@ -186,23 +201,25 @@ def mixture_scores(samples, dataset: str) -> dict:
 
 def image_scores(samples, cfg) -> dict:
     """The classifier-feature Fréchet distance of the samples (10,000) and the classes that classifier sees."""
-    import torch
-
-    from gan_ray.metrics.classes import class_coverage
     from gan_ray.metrics.frechet import FrechetEvaluator
 
     frechet = FrechetEvaluator(cfg.data, kind="classifier")
-    with torch.no_grad():
-        predicted = torch.cat([frechet.extractor.logits(b).argmax(1) for b in samples.split(1000)])
     return {
-        "fid_classifier": frechet.evaluate(samples),
-        **class_coverage(predicted, cfg.data.info.num_classes),
+        **frechet.scores(samples),
         "feature_extractor": frechet.identity,
         "classifier_accuracy": frechet.classifier_accuracy,
     }
 
 
-def run(study: str, dataset: str, variant: str, seed: int, steps: int | None, data_root: str | None) -> dict:
+def run(
+    study: str,
+    dataset: str,
+    variant: str,
+    seed: int,
+    steps: int | None,
+    data_root: str | None,
+    grid_dir: str | None = None,
+) -> dict:
     import torch
 
     torch.set_num_threads(1)
@@ -217,6 +234,11 @@ def run(study: str, dataset: str, variant: str, seed: int, steps: int | None, da
         pass
     samples = training.sample()
     scores = mixture_scores(samples, dataset) if cfg.data.is_mixture else image_scores(samples, cfg)
+    if grid_dir is not None:
+        from gan_ray.visualize import save_samples
+
+        shown = samples[:2500] if cfg.data.is_mixture else samples
+        save_samples(shown, Path(grid_dir) / f"{dataset}-{variant}-seed{seed}.png", dataset)
     return {
         "measurement": f"{study}_run",
         "dataset": dataset,
@@ -309,8 +331,8 @@ def main(argv: list[str] | None = None) -> int:
     if bad or args.seeds < 1:
         p.error(f"unknown dataset/variant {bad}" if bad else "--seeds must be >= 1")
     images = [d for d in datasets if d not in ("ring8", "grid25")]
-    if images and (args.study != "objectives" or args.data_root is None):
-        p.error(f"{images}: the objectives study only, with --data-root")
+    if images and (args.study not in ("objectives", "quality") or args.data_root is None):
+        p.error(f"{images}: the objectives and quality studies only, with --data-root")
     for d in images:  # train the classifier and cache the real statistics once, before the runs share them
         _warm(d, args)
     jobs = [

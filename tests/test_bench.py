@@ -240,3 +240,75 @@ def test_sweep_overhead_accounts_for_every_trial(ray_session, tmp_path):
         assert t["overhead_s"] == pytest.approx(t["wall_s"] - t["steps_s"])
     assert sweep["steps_s"] == pytest.approx(sum(t["steps_s"] for t in trials))
     assert 0 < sweep["efficiency"] <= 1.0 and sweep["concurrent_trials"] == 2
+
+
+QUALITY = BENCH.with_name("quality.py")
+
+
+def run_quality(*args: str, timeout: float = 300) -> tuple[list[dict], str]:
+    out = subprocess.run(
+        [sys.executable, str(QUALITY), *args], capture_output=True, text=True, timeout=timeout, check=True
+    )
+    return [json.loads(line) for line in out.stdout.splitlines() if line.strip()], out.stderr
+
+
+def test_quality_table_sets_the_champion_and_the_defaults_beside_the_data_and_the_published_rows(tmp_path):
+    lines, table = run_quality(
+        "--datasets", "ring8", "--seeds", "2", "--steps", "40", "--grids", str(tmp_path)
+    )  # fmt: skip
+    runs = [line for line in lines if line["measurement"] == "quality_run"]
+    by_variant = {v: [r for r in runs if r["variant"] == v] for v in ("real data", "baseline", "champion")}
+    assert [len(v) for v in by_variant.values()] == [2, 2, 2]
+    # The data scores (almost) perfectly: every mode, nearly all samples within 3 std of one.
+    assert all(r["modes_covered"] == 8 and r["high_quality_fraction"] > 0.97 for r in by_variant["real data"])
+    assert {r["base"]["loss"] for r in by_variant["baseline"]} == {"non_saturating"}
+    assert {r["base"]["loss"] for r in by_variant["champion"]} == {"hinge"}  # ring8's champion recipe
+    assert {p.name for p in tmp_path.iterdir()} == {
+        f"ring8-{v}-seed{s}.png" for v in ("baseline", "champion", "real_data") for s in (0, 1)
+    }
+    for row in ("| real data |", "| baseline |", "| champion |", "| GAN (PacGAN, Table 1) | 6.3 |"):
+        assert row in table, row
+
+
+def test_quality_table_on_real_images_scores_the_test_split_as_its_floor(fashion_mnist_root, tmp_path):
+    """The session's fresh cache makes the script train the Fashion-MNIST classifier (60,000 images,
+    a few minutes on 2 busy CPUs): the timeout leaves room for it."""
+    lines, table = run_quality(
+        "--datasets", "fashion_mnist", "--data-root", str(fashion_mnist_root), "--seeds", "1",
+        "--steps", "20", "--grids", str(tmp_path), timeout=900,
+    )  # fmt: skip
+    runs = {r["variant"]: r for r in lines if r["measurement"] == "quality_run"}
+    assert sorted(runs) == ["baseline", "champion", "real data"]
+    assert runs["real data"]["classes_covered"] == 10 and runs["real data"]["class_reverse_kl"] < 0.05
+    # 20 steps draw static: far from the data, which is not far from itself
+    assert runs["real data"]["fid_classifier"] < 0.1 * runs["baseline"]["fid_classifier"]
+    assert runs["baseline"]["base"]["lr_g"] == 2e-4 and runs["baseline"]["base"]["beta1"] == 0.5
+    assert "fid_classifier" in table and (tmp_path / "fashion_mnist-champion-seed0.png").is_file()
+
+
+def test_quality_table_checks_its_arguments_first(tmp_path):
+    for args, message in (
+        (["--datasets", "fashion_mnist"], "--data-root"),
+        (["--datasets", "ring9"], "ring9"),
+        (["--datasets", "ring8,grid25", "--champion", str(tmp_path / "c.yaml")], "one dataset"),
+    ):
+        out = subprocess.run(
+            [sys.executable, str(QUALITY), *args], capture_output=True, text=True, timeout=60
+        )
+        assert out.returncode == 2 and message in out.stderr, (args, out.stderr)
+        assert not out.stdout
+
+
+def test_quality_table_takes_the_champion_from_a_runs_config(tmp_path):
+    """A champion's ``config.yaml`` artifact: its searched keys make the champion row, on the base's budget."""
+    (tmp_path / "config.yaml").write_text(
+        "data: {name: ring8}\nloss: {name: least_squares}\noptim: {lr_g: 3.0e-4, lr_d: 3.0e-4}\n"
+        "train: {steps: 99999, d_steps_per_g_step: 2}\n"
+    )
+    lines, _ = run_quality(
+        "--datasets", "ring8", "--seeds", "1", "--steps", "20", "--grids", str(tmp_path / "grids"),
+        "--champion", str(tmp_path / "config.yaml"),
+    )  # fmt: skip
+    (champion,) = [r for r in lines if r["measurement"] == "quality_run" and r["variant"] == "champion"]
+    assert champion["base"]["loss"] == "least_squares" and champion["base"]["k"] == 2
+    assert champion["base"]["lr_g"] == 3e-4 and champion["steps"] == 20  # the budget stays the table's
