@@ -99,7 +99,9 @@ def sweep(
     the MLflow tracking store, the cluster. Diverged trials end as failed trials; the sweep goes on.
     With ``tracking=False`` nothing is recorded in MLflow (and nothing registered); the result and the
     printed summary still name the best trial. ``overrides`` replaces dotted keys of the space's base
-    config (what ``--set`` passes; a searched key is refused).
+    config (what ``--set`` passes; a searched key is refused). ``resume`` adds trials to the latest study
+    of this sweep in ``study_storage`` (default ``$GAN_RAY_OPTUNA_STORAGE`` or ``./optuna.db``); where it
+    holds none, :class:`~gan_ray.errors.StudyNotFoundError` is raised before anything starts.
     """
     from gan_ray.ray.search import study_name_for
     from gan_ray.ray.tune import prepare_cluster, run_sweep
@@ -113,14 +115,15 @@ def sweep(
             raise ValueError(f"num_samples must be >= 1, got {num_samples}")
         space = dataclasses.replace(space, budget=dataclasses.replace(space.budget, num_samples=num_samples))
     check_available(space.base.data)
+    # Before MLflow or Ray: a resume with nothing to resume must change nothing anywhere.
+    study_url = study_storage or settings.study_storage()
+    study_name = study_name_for(space.name, study_url, resume)
     uri = None
     if tracking:
         from gan_ray.tracking.store import check_tracking_server, resolve_tracking_uri
 
         uri = resolve_tracking_uri(tracking_uri)
         check_tracking_server(uri)
-    study_url = study_storage or settings.study_storage()
-    study_name = study_name_for(space.name, study_url, resume)
     storage_path = space.base.scaling.storage(storage_path)
     capacity = prepare_cluster(space, storage_path)  # before a parent run exists for a sweep that cannot run
     space = _with_sweep_extractor(space, storage_path, study_name)

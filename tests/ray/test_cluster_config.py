@@ -265,6 +265,29 @@ def test_every_node_points_ray_processes_at_mlflow_and_s3(cfg: dict[str, Any]) -
         )
 
 
+def _expanded_on_a_node(command: str, name: str, home: str = "/home/ubuntu") -> str:
+    """What ``name`` is once bash has run the ``export`` part of ``command`` on a node."""
+    exports = next(part for part in command.split(";") if part.split()[:1] == ["export"])
+    script = f'HOME={home}; {exports}; printf %s "${name}"'
+    return subprocess.run(["bash", "-c", script], capture_output=True, text=True, check=True).stdout
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+def test_the_head_keeps_optuna_studies_beside_mlflows_database(cfg: dict[str, Any]) -> None:
+    # `ray job submit` runs each job in a fresh folder: a relative ./optuna.db would be a new, empty
+    # storage for every job, and `--resume` would find nothing. The head exports an absolute one.
+    from sqlalchemy.engine import make_url
+
+    head_start = _only(cfg["head_start_ray_commands"], "ray start")
+    storage = make_url(_expanded_on_a_node(head_start, "GAN_RAY_OPTUNA_STORAGE"))
+    assert storage.get_backend_name() == "sqlite" and storage.database.startswith("/home/ubuntu/"), storage
+    _, server = _mlflow_server(cfg)
+    mlflow_db = str(server["backend-store-uri"]).replace("$HOME", "/home/ubuntu")
+    assert Path(storage.database).parent == Path(make_url(mlflow_db).database).parent
+    # Workers run no sweep driver; a path there would name a file on their own disk.
+    assert "GAN_RAY_OPTUNA_STORAGE" not in _exports(_only(cfg["worker_start_ray_commands"], "ray start"))
+
+
 def test_setup_installs_the_project_and_ray_default(cfg: dict[str, Any], pyproject: dict[str, Any]) -> None:
     requirements, editables = _install(cfg)
     # ray[default]: its state API lets Train release the workers of trials that ASHA stops early.
