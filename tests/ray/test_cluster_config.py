@@ -320,3 +320,79 @@ def test_cluster_python_satisfies_requires_python(cfg: dict[str, Any], pyproject
     venv = _options(_after(_only(cfg["setup_commands"], " venv "), ["venv"]))
     requires = SpecifierSet(pyproject["project"]["requires-python"])
     assert requires.contains(Version(str(venv["python"])))
+
+
+# --- spot GPUs, and a fallback when EC2 has no capacity ---------------------------------------------
+
+
+def _market(node: dict[str, Any]) -> str:
+    return node["node_config"].get("InstanceMarketOptions", {}).get("MarketType", "on-demand")
+
+
+def test_spot_gpu_workers_on_two_instance_types_before_on_demand(cfg: dict[str, Any]) -> None:
+    gpus = _gpu_worker_types(cfg)
+    spot = {name: node for name, node in gpus.items() if _market(node) == "spot"}
+    on_demand = {name: node for name, node in gpus.items() if _market(node) == "on-demand"}
+    assert spot and on_demand, {name: _market(node) for name, node in gpus.items()}
+    assert len({node["node_config"]["InstanceType"] for node in spot.values()}) >= 2
+    # One size for all: which type is launched is decided by capacity and priority, never by fit, and
+    # a sweep's trials per GPU are the same on any of them.
+    assert len({json.dumps(node["resources"], sort_keys=True) for node in gpus.values()}) == 1
+    assert min(n["priority"] for n in spot.values()) > max(n["priority"] for n in on_demand.values())
+
+
+def _launch_order(cfg: dict[str, Any], scorer_path: str | None, refused: list[str]) -> str:
+    """The node type Ray's v1 autoscaler launches for one trial's GPU share, with the scorer that the
+    environment names (Ray's own when None) and EC2 having refused ``refused`` just now."""
+    import functools
+    import os
+    import time
+
+    from ray.autoscaler._private.node_provider_availability_tracker import (
+        NodeProviderAvailabilityTracker,
+    )
+    from ray.autoscaler._private.resource_demand_scheduler import ResourceDemandScheduler, get_nodes_for
+    from ray.autoscaler.node_launch_exception import NodeLaunchException
+
+    key = "RAY_AUTOSCALER_UTILIZATION_SCORER"
+    before = os.environ.pop(key, None)
+    if scorer_path:
+        os.environ[key] = scorer_path
+    try:  # the scheduler loads its scorer by name from the environment, as on the head
+        scheduler = ResourceDemandScheduler(
+            None, cfg["available_node_types"], cfg["max_workers"], cfg["head_node_type"], 1.0
+        )
+    finally:
+        os.environ.pop(key, None)
+        if before is not None:
+            os.environ[key] = before
+    tracker = NodeProviderAvailabilityTracker()
+    for node_type in refused:
+        error = NodeLaunchException("InsufficientInstanceCapacity", "no capacity", None)
+        tracker.update_node_availability(node_type, int(time.time()), error)
+    scorer = functools.partial(scheduler.utilization_scorer, node_availability_summary=tracker.summary())
+    demand = [{"CPU": 1.0, "GPU": 0.25}]
+    added, _ = get_nodes_for(scheduler.node_types, {}, cfg["head_node_type"], 1, demand, scorer)
+    (node_type,) = added
+    return node_type
+
+
+def test_the_head_autoscaler_falls_back_from_a_type_ec2_refused(
+    cfg: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ray's own scheduler and availability tracker, on cluster.yaml's node types, with the scorer
+    cluster.yaml names: spot by priority, the next type when EC2 refuses one, on-demand last."""
+    env = _exports(_only(cfg["head_start_ray_commands"], "ray start"))
+    assert env["RAY_enable_autoscaler_v2"] == "0", "the v2 autoscaler never calls a utilization scorer"
+    scorer = env["RAY_AUTOSCALER_UTILIZATION_SCORER"]
+    # The scorer reads the priorities from the launcher config that `ray up` leaves in the head's home.
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "ray_bootstrap_config.yaml").write_text(yaml.safe_dump(cfg))
+    by_priority = sorted(_gpu_worker_types(cfg), key=lambda n: -cfg["available_node_types"][n]["priority"])
+    for i, expected in enumerate(by_priority):
+        assert _launch_order(cfg, scorer, refused=by_priority[:i]) == expected
+    # All refused: the autoscaler still asks (for the first by priority) rather than give up.
+    assert _launch_order(cfg, scorer, refused=by_priority) == by_priority[0]
+    # Ray's own scorer picks by node-type name and never moves off a refused type: why cluster.yaml sets one.
+    default = _launch_order(cfg, None, refused=[])
+    assert _launch_order(cfg, None, refused=[default]) == default
