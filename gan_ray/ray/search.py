@@ -92,15 +92,51 @@ class FailingNonFiniteOptunaSearch(OptunaSearch):
         super().on_trial_complete(trial_id, result, error)
 
 
-def fail_trial(searcher: OptunaSearch, trial_id: str) -> None:
+#: The user attribute of an Optuna trial that ended FAIL only because its sweep was interrupted (it
+#: says how): such a trial does not count towards the sweep's planned number of trials.
+INTERRUPTED_ATTR = "gan_ray.interrupted"
+
+
+def fail_trial(searcher: OptunaSearch, trial_id: str, why: str = "the sweep was interrupted") -> None:
     """Record a trial that Tune stopped without an ending (the sweep was interrupted) as FAIL.
 
     Otherwise it stays RUNNING in the study for ever, and a resumed sweep's TPE treats it as pending.
     """
+    # OptunaSearch keeps the Optuna trial it asked for each Tune trial in `_ot_trials`.
+    ot_trial = getattr(searcher, "_ot_trials", {}).get(trial_id)
+    if ot_trial is not None:
+        ot_trial.set_user_attr(INTERRUPTED_ATTR, why)
     try:
         searcher.on_trial_complete(trial_id, error=True)
     except KeyError:
         pass  # a trial this searcher never suggested
+
+
+def fail_running_trials(study_name: str, storage_url: str, why: str) -> list[int]:
+    """End as FAIL every trial of the study still RUNNING (its sweep's driver died with it: ``kill -9``,
+    a lost head, a closed session); returns their numbers.
+
+    Only for a study no other sweep is running: a live sweep's trials are RUNNING too.
+    """
+    storage = optuna.storages.get_storage(storage_url)
+    study_id = storage.get_study_id_from_name(study_name)
+    stale = storage.get_all_trials(study_id, deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+    for trial in stale:
+        trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
+        storage.set_trial_user_attr(trial_id, INTERRUPTED_ATTR, why)
+        storage.set_trial_state_values(trial_id, optuna.trial.TrialState.FAIL)
+    return [t.number for t in stale]
+
+
+def finished_trials(study_name: str, storage_url: str) -> int:
+    """The study's trials that reached an ending of their own (completed, stopped early, pruned, or
+    failed by themselves): those a resumed sweep does not run again. Trials failed, or still RUNNING,
+    because their sweep was interrupted are not among them."""
+    study = optuna.load_study(study_name=study_name, storage=storage_url)
+    ended = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL)
+    return sum(
+        1 for t in study.get_trials(deepcopy=False, states=ended) if INTERRUPTED_ATTR not in t.user_attrs
+    )
 
 
 def sampler_for(space: SearchSpace):

@@ -37,6 +37,7 @@ TAG_DIVERGED_AT = "gan_ray.diverged_at_step"
 TAG_MODEL_URI = "gan_ray.model_uri"
 TAG_TRIAL_ID = "gan_ray.trial_id"
 TAG_STUDY = "gan_ray.study"
+TAG_RESUMES = "gan_ray.resumes"  # on a resumed sweep's parent run: the parent run of the sweep it resumes
 TAG_NOTE = "mlflow.note.content"  # MLflow's own tag: a run's Description in the UI (Markdown)
 # MLflow's own experiment tag: the UI files the experiment under "Model training", not GenAI traces.
 TAG_EXPERIMENT_KIND = "mlflow.experimentKind"

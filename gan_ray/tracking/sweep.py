@@ -28,9 +28,13 @@ from gan_ray.tracking.report import importance_line, log_report
 from gan_ray.tracking.run import MlflowRun
 from gan_ray.tracking.store import (
     TAG_DATASET,
+    TAG_ERROR,
     TAG_KIND,
     TAG_NOTE,
+    TAG_PARENT_RUN,
+    TAG_RESUMES,
     TAG_SEARCHED,
+    TAG_STATUS,
     TAG_STUDY,
     TAG_TRIAL_ID,
     code_tags,
@@ -73,7 +77,10 @@ class MlflowSweep:
         experiment: str | None = None,
         model_name: str | None = None,
         register: bool = True,
+        resume: bool = False,
     ):
+        """With ``resume``, the runs that the study's earlier sweeps left RUNNING are ended first
+        (:func:`close_interrupted`), and the new parent run links to the latest earlier one."""
         self.tracking_uri = resolve_tracking_uri(tracking_uri)
         self.space, self.study_name = space, study_name
         self.model_name = model_name or default_model_name(space.name)
@@ -81,6 +88,8 @@ class MlflowSweep:
         self.client = make_client(self.tracking_uri)
         self.experiment_id = ensure_experiment(self.client, experiment or space.name, self.tracking_uri)
         self.experiment = experiment or space.name
+        earlier = close_interrupted(self.client, self.experiment_id, study_name) if resume else []
+        self.resumes = earlier[-1] if earlier else None
         parent = self.client.create_run(
             self.experiment_id,
             run_name=study_name,
@@ -89,6 +98,7 @@ class MlflowSweep:
                 TAG_DATASET: space.base.data.name,
                 TAG_KIND: "sweep",
                 TAG_SEARCHED: searched_tag(space),
+                **({TAG_RESUMES: self.resumes} if self.resumes else {}),
                 **code_tags(),
             },
         )
@@ -137,8 +147,13 @@ class MlflowSweep:
                     self._register(result, best_folder)
             if result.study is not None:
                 self._report(result)
-            self.client.set_tag(self.parent_run_id, TAG_NOTE, describe(result))
+            note = describe(result)
+            if self.resumes:
+                link = f"#/experiments/{self.experiment_id}/runs/{self.resumes}"
+                note += f"\n\nResumes the sweep run [{self.resumes}]({link}) of the same study."
+            self.client.set_tag(self.parent_run_id, TAG_NOTE, note)
         finally:
+            self.client.set_tag(self.parent_run_id, TAG_STATUS, SWEEP_STATUS.get(status, status.lower()))
             self.client.set_terminated(self.parent_run_id, status)
 
     def _report(self, result: SweepResult) -> None:
@@ -173,6 +188,59 @@ class MlflowSweep:
         why = incomparable(holder, scoring) if holder is not None else None
         if not promoted and why is not None:
             result.kept_because = f"{why}; move the alias by hand, or register under another --model-name"
+
+
+#: A sweep's MLflow status -> its parent run's ``gan_ray.status``.
+SWEEP_STATUS = {"FINISHED": "finished", "KILLED": "interrupted", "FAILED": "failed"}
+
+#: Why the runs a dead driver left RUNNING were ended (their ``gan_ray.error``).
+DRIVER_DIED = (
+    "the sweep's driver ended while this trial ran (killed, or its machine lost); ended as killed "
+    "when the sweep was resumed"
+)
+
+
+def close_interrupted(client, experiment_id: str, study_name: str) -> list[str]:
+    """End the runs of ``study_name`` that a sweep whose driver died left RUNNING: trials KILLED
+    (``gan_ray.status`` killed, ``gan_ray.error`` saying why), parent runs KILLED (``gan_ray.status``
+    interrupted, a Description saying so). Returns the study's earlier parent runs, oldest first.
+
+    Only for a study no other sweep is running: a live sweep's runs are RUNNING too.
+    """
+    runs = _study_runs(client, experiment_id, study_name)
+    parents = sorted(
+        (r for r in runs if r.data.tags.get(TAG_KIND) == "sweep"), key=lambda r: r.info.start_time
+    )
+    running = [r for r in runs if r.info.status == "RUNNING"]
+    killed = [r for r in running if r.data.tags.get(TAG_KIND) != "sweep"]
+    for run in killed:
+        client.set_tag(run.info.run_id, TAG_STATUS, "killed")
+        client.set_tag(run.info.run_id, TAG_ERROR, DRIVER_DIED)
+        client.set_terminated(run.info.run_id, "KILLED")
+    for run in (r for r in running if r.data.tags.get(TAG_KIND) == "sweep"):
+        mine = [r for r in killed if r.data.tags.get(TAG_PARENT_RUN) == run.info.run_id]
+        client.set_tag(
+            run.info.run_id,
+            TAG_NOTE,
+            f"**Interrupted**: the sweep's driver ended without closing it (killed, or its machine lost), "
+            f"with {len(mine)} trial(s) running; they and this run were ended as killed when study "
+            f"`{study_name}` was resumed.",
+        )
+        client.set_tag(run.info.run_id, TAG_STATUS, SWEEP_STATUS["KILLED"])
+        client.set_terminated(run.info.run_id, "KILLED")
+    return [r.info.run_id for r in parents]
+
+
+def _study_runs(client, experiment_id: str, study_name: str) -> list:
+    runs, token = [], None
+    while True:
+        page = client.search_runs(
+            [experiment_id], f"tags.`{TAG_STUDY}` = '{study_name}'", max_results=1000, page_token=token
+        )
+        runs.extend(page)
+        token = page.token
+        if not token:
+            return runs
 
 
 def describe(result: SweepResult) -> str:

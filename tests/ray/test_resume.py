@@ -118,3 +118,51 @@ def test_resume_with_nothing_to_resume_is_one_line_before_anything_starts(tmp_pa
     done = _sweep([str(space), "--resume", "--study-storage", f"sqlite:///{state}"], work)
     assert done.returncode == 2 and "it holds ring8-20261201-090000" in done.stderr, done.stderr
     assert list(work.iterdir()) == []
+
+
+# --- what an interrupted sweep left behind ----------------------------------------------------------
+
+
+def _interrupted_study(url: str) -> str:
+    """A study as a killed driver leaves it: two trials ended, one failed by itself (a divergence), one
+    failed by a Ctrl-C, two still RUNNING."""
+    from gan_ray.ray.search import INTERRUPTED_ATTR
+
+    study = optuna.create_study(study_name="t_resume-20261202-120000", storage=url)
+    for value in (0.5, 0.25):
+        trial = study.ask()
+        trial.suggest_float("x", 0, 1)
+        study.tell(trial, value)
+    study.tell(study.ask(), state=optuna.trial.TrialState.FAIL)
+    ctrl_c = study.ask()
+    ctrl_c.set_user_attr(INTERRUPTED_ATTR, "the sweep was interrupted")
+    study.tell(ctrl_c, state=optuna.trial.TrialState.FAIL)
+    study.ask(), study.ask()
+    return study.study_name
+
+
+def test_a_resume_fails_the_trials_a_dead_driver_left_running_and_says_why(tmp_path):
+    from gan_ray.ray.search import INTERRUPTED_ATTR, fail_running_trials, finished_trials
+
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    name = _interrupted_study(url)
+    assert finished_trials(name, url) == 3  # the Ctrl-C'd and the RUNNING ones will run again
+    assert fail_running_trials(name, url, "the driver died") == [4, 5]
+    trials = optuna.load_study(study_name=name, storage=url).trials
+    assert [t.state.name for t in trials] == ["COMPLETE", "COMPLETE", "FAIL", "FAIL", "FAIL", "FAIL"]
+    assert [t.user_attrs.get(INTERRUPTED_ATTR) for t in trials[4:]] == ["the driver died"] * 2
+    assert finished_trials(name, url) == 3
+    assert fail_running_trials(name, url, "again") == []
+
+
+def test_resume_runs_what_the_plan_still_misses(tmp_path):
+    from gan_ray.api import _rest_of_plan
+    from gan_ray.errors import ConfigError
+    from gan_ray.search_space import parse_search_space
+
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    name = _interrupted_study(url)
+    space = parse_search_space(SPACE.replace("num_samples: 1", "num_samples: 5"))
+    assert _rest_of_plan(space, name, url).budget.num_samples == 2
+    with pytest.raises(ConfigError, match=r"3 finished trial\(s\) of the 3 planned.*--num-samples"):
+        _rest_of_plan(parse_search_space(SPACE.replace("num_samples: 1", "num_samples: 3")), name, url)
