@@ -144,7 +144,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--resume",
         action="store_true",
-        help="add trials to this sweep's latest Optuna study in the study storage (an error if it has none)",
+        help="continue this sweep's latest study in the study storage (an error if it has none): run the "
+        "trials its plan still misses, or --num-samples more; what an interrupted sweep left running is ended",
     )
     p.add_argument(
         "--tracking-uri", default=None, help="MLflow URI (default $MLFLOW_TRACKING_URI or ./mlflow.db)"
