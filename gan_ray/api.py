@@ -138,13 +138,14 @@ def sweep(
 
         fail_running_trials(study_name, study_url, INTERRUPTED)
     space = _with_sweep_extractor(space, storage_path, study_name)
-    recorder = None
+    recorder, earlier = None, []
     if tracking:
         from gan_ray.tracking.sweep import MlflowSweep
 
         recorder = MlflowSweep(
             uri, space, study_name, model_name=model_name, register=register, resume=resume
         )
+        earlier = recorder.earlier_trials() if resume else []
     return run_sweep(
         space,
         study_name=study_name,
@@ -154,6 +155,7 @@ def sweep(
         recorder=recorder,
         capacity=capacity,
         verbose=verbose,
+        earlier=earlier,
     )
 
 

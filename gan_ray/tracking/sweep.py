@@ -14,6 +14,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from gan_ray.config import GanConfig, config_yaml
 from gan_ray.search_space import SearchSpace
 from gan_ray.tracking.model import log_generator_from_folder
@@ -27,8 +29,11 @@ from gan_ray.tracking.registry import (
 from gan_ray.tracking.report import importance_line, log_report
 from gan_ray.tracking.run import MlflowRun
 from gan_ray.tracking.store import (
+    TAG_BEST_CHECKPOINT,
     TAG_DATASET,
     TAG_ERROR,
+    TAG_FEATURE_EXTRACTOR,
+    TAG_HEALTH,
     TAG_KIND,
     TAG_NOTE,
     TAG_PARENT_RUN,
@@ -42,7 +47,8 @@ from gan_ray.tracking.store import (
     make_client,
     resolve_tracking_uri,
 )
-from gan_ray.trials import SweepResult, registration, status_counts, trial_name
+from gan_ray.training.observers import USABLE
+from gan_ray.trials import SweepResult, TrialSummary, registration, status_counts, trial_name
 
 
 def sweep_params(space: SearchSpace, study_name: str) -> dict[str, str]:
@@ -110,6 +116,38 @@ class MlflowSweep:
         self.client.log_text(self.parent_run_id, config_yaml(space.base), "base_config.yaml")
         self.runs: dict[str, MlflowRun] = {}
 
+    def earlier_trials(self) -> list[TrialSummary]:
+        """The usable trials of the study's earlier sweeps that no model version came from yet, with
+        the best checkpoint each left on the storage: champion candidates beside this sweep's own (a
+        ``kill -9``ed sweep registered none of its finished trials)."""
+        metric = self.space.objective.metric
+        out = []
+        for run in _study_runs(self.client, self.experiment_id, self.study_name):
+            tags = run.data.tags
+            best = run.data.metrics.get(f"best_{metric}")
+            if tags.get(TAG_KIND) == "sweep" or tags.get(TAG_STATUS) not in USABLE or best is None:
+                continue
+            if not tags.get(TAG_BEST_CHECKPOINT) or self.client.search_model_versions(
+                f"run_id = '{run.info.run_id}'"
+            ):
+                continue
+            searched = [k for k in tags.get(TAG_SEARCHED, "").split(",") if k in run.data.params]
+            out.append(
+                TrialSummary(
+                    trial_id=tags.get(TAG_TRIAL_ID, run.info.run_name),
+                    status=tags[TAG_STATUS],
+                    params={k: _param_value(run.data.params[k]) for k in searched},
+                    objective=run.data.metrics.get(metric),
+                    best_objective=best,
+                    last_step=None,
+                    best_checkpoint=tags[TAG_BEST_CHECKPOINT],
+                    mlflow_run_id=run.info.run_id,
+                    health=tags.get(TAG_HEALTH),
+                    feature_extractor=tags.get(TAG_FEATURE_EXTRACTOR),
+                )
+            )
+        return out
+
     def trial(self, trial_id: str, config: GanConfig, params: dict[str, Any]) -> MlflowRun:
         run = MlflowRun(
             self.tracking_uri,
@@ -132,7 +170,7 @@ class MlflowSweep:
             if rows:
                 self.client.log_text(self.parent_run_id, _csv(rows), "trials.csv")
             metric = result.objective.metric
-            for t in result.trials:  # the larger evaluation, on each rescored trial's own run
+            for t in result.trials + result.earlier:  # the larger evaluation, on each rescored trial's run
                 if t.final_objective is not None and t.mlflow_run_id:
                     self.client.log_metric(t.mlflow_run_id, f"final_{metric}", t.final_objective)
             best = result.best
@@ -229,6 +267,17 @@ def close_interrupted(client, experiment_id: str, study_name: str) -> list[str]:
         client.set_tag(run.info.run_id, TAG_STATUS, SWEEP_STATUS["KILLED"])
         client.set_terminated(run.info.run_id, "KILLED")
     return [r.info.run_id for r in parents]
+
+
+def _param_value(text: str) -> Any:
+    """A logged param back as the value it was: YAML, and floats that YAML 1.1 reads as text (``1e-05``)."""
+    value = yaml.safe_load(text)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
 
 
 def _study_runs(client, experiment_id: str, study_name: str) -> list:

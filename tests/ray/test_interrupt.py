@@ -132,13 +132,8 @@ def test_ctrl_c_leaves_nothing_running_and_keeps_the_finished_trials_best(ray_se
 
     resumed = _resume(tmp_path, tracking, study)
     _assert_resumed(client, study, resumed, parent.info.run_id)
-    # The champion is the best of the whole study by its larger evaluation: the first sweep's trial,
-    # unless a resumed one beat it.
-    champion = client.get_model_version_by_alias(model.name, "champion")
-    finished = [r for r in _runs(client) if r.data.tags.get("gan_ray.status") == "completed"]
-    assert len(finished) == 3
-    best = min(finished, key=lambda r: r.data.metrics["final_mode_distance"])
-    assert champion.run_id == best.info.run_id
+    # The first sweep's trial, unless a resumed one beat it.
+    _assert_champion_is_the_studys_best(client)
 
 
 @pytest.fixture
@@ -167,6 +162,9 @@ def test_a_killed_driver_is_closed_and_finished_by_the_resumed_sweep(ray_session
     left = [r for r in _runs(client) if r.info.status == "RUNNING"]
     assert sorted(r.data.tags["gan_ray.kind"] for r in left) == ["run", "sweep"], "what kill -9 leaves"
     (killed_parent,) = [r for r in left if r.data.tags["gan_ray.kind"] == "sweep"]
+    (done,) = [r for r in _runs(client) if r.data.tags.get("gan_ray.status") == "completed"]
+    assert done.data.tags["gan_ray.best_checkpoint"], "where a resumed sweep finds its best checkpoint"
+    assert not client.search_registered_models()
     (summary,) = optuna.get_all_study_summaries(storage=study)
     trials = optuna.load_study(study_name=summary.study_name, storage=study).trials
     assert "RUNNING" in {t.state.name for t in trials}
@@ -182,11 +180,20 @@ def test_a_killed_driver_is_closed_and_finished_by_the_resumed_sweep(ray_session
     old_parent = client.get_run(killed_parent.info.run_id)
     assert old_parent.info.status == "KILLED" and old_parent.data.tags["gan_ray.status"] == "interrupted"
     assert old_parent.data.tags["mlflow.note.content"].startswith("**Interrupted**")
-    # The champion is registered from the resumed sweep's trials.
+    # The killed sweep's finished trial was never registered: the resumed sweep scores it with its own.
+    assert [t.trial_id for t in resumed.earlier] == [done.data.tags["gan_ray.trial_id"]]
+    _assert_champion_is_the_studys_best(client)
+
+
+def _assert_champion_is_the_studys_best(client) -> None:
+    """The champion is the best of all the study's finished trials by the larger evaluation, each of
+    which was scored again (3 finished trials, ``final_top`` 3)."""
     (model,) = client.search_registered_models()
-    assert client.get_model_version_by_alias(model.name, "champion").run_id in {
-        t.mlflow_run_id for t in resumed.trials
-    }
+    champion = client.get_model_version_by_alias(model.name, "champion")
+    finished = [r for r in _runs(client) if r.data.tags.get("gan_ray.status") == "completed"]
+    assert len(finished) == 3 and all("final_mode_distance" in r.data.metrics for r in finished)
+    best = min(finished, key=lambda r: r.data.metrics["final_mode_distance"])
+    assert champion.run_id == best.info.run_id
 
 
 def _runs(client) -> list:

@@ -8,7 +8,7 @@ from gan_ray.objective import Objective
 from gan_ray.search_space import parse_search_space
 from gan_ray.tracking.store import make_client
 from gan_ray.tracking.sweep import MlflowSweep
-from gan_ray.training.observers import RunOutcome
+from gan_ray.training.observers import EvalRecord, RunOutcome
 from gan_ray.trials import SweepResult
 
 SPACE = """\
@@ -34,7 +34,12 @@ def _start_trial(sweep: MlflowSweep, trial_id: str, lr: float):
 def test_a_resumed_sweep_ends_what_a_dead_driver_left_running_and_links_to_it(store):
     space = parse_search_space(SPACE)
     first = MlflowSweep(store, space, STUDY, register=False)
-    done = _start_trial(first, "a0001", 1e-3)
+    done = _start_trial(first, "a0001", 1e-5)
+    for step, value, path in (
+        (10, 0.25, "/storage/a0001/checkpoint_1"),
+        (20, 0.5, "/storage/a0001/checkpoint_2"),
+    ):
+        done.on_eval(EvalRecord(step, {"step": step, "mode_distance": value, "checkpoint_path": path}))
     done.end(RunOutcome("completed", [{"step": 20, "mode_distance": 0.5}], None))
     running = _start_trial(first, "a0002", 2e-3)
     # ... and the driver is killed: nothing else is written.
@@ -58,6 +63,15 @@ def test_a_resumed_sweep_ends_what_a_dead_driver_left_running_and_links_to_it(st
 
     new_parent = client.get_run(resumed.parent_run_id)
     assert new_parent.data.tags["gan_ray.resumes"] == first.parent_run_id
+    # The finished trial of the killed sweep is a champion candidate, with the checkpoint of its best eval.
+    (earlier,) = resumed.earlier_trials()
+    assert (earlier.trial_id, earlier.mlflow_run_id, earlier.status) == ("a0001", done.run_id, "completed")
+    assert earlier.best_checkpoint == "/storage/a0001/checkpoint_1" and earlier.best_objective == 0.25
+    assert earlier.params == {"optim.lr_g": 1e-5}
+    # ... until a model version came from it: it has competed for the champion already.
+    client.create_registered_model("t_interrupted_model")
+    client.create_model_version("t_interrupted_model", "/storage/a0001/checkpoint_1", run_id=done.run_id)
+    assert resumed.earlier_trials() == []
     resumed.finish(SweepResult(space.name, STUDY, Objective("mode_distance", "min")), "FINISHED", None)
     new_parent = client.get_run(resumed.parent_run_id)
     assert new_parent.info.status == "FINISHED" and new_parent.data.tags["gan_ray.status"] == "finished"
