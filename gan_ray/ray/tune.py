@@ -36,7 +36,7 @@ from gan_ray.ray.cluster import (
 from gan_ray.ray.search import fail_trial, first_points, make_searcher
 from gan_ray.ray.storage import local_file
 from gan_ray.ray.study import read_study
-from gan_ray.ray.train import checkpoint_folder, make_trainer
+from gan_ray.ray.train import checkpoint_exists, checkpoint_folder, make_trainer
 from gan_ray.ray.worker import TuneSession, loop_config, run_worker
 from gan_ray.search_space import SearchSpace
 from gan_ray.training.evaluation import evaluate_checkpoint
@@ -410,7 +410,8 @@ def run_sweep(
         ),
     )
     result = SweepResult(space.name, study_name, space.objective, stratify=space.stratify)
-    result.earlier = list(earlier or [])
+    # An earlier trial whose checkpoint is gone (a cleaned-up storage) can be neither scored nor registered.
+    result.earlier = [t for t in earlier or [] if t.best_checkpoint and checkpoint_exists(t.best_checkpoint)]
     status = "FAILED"
     try:
         result.experiment_path = tuner.fit().experiment_path

@@ -166,3 +166,17 @@ def test_resume_runs_what_the_plan_still_misses(tmp_path):
     assert _rest_of_plan(space, name, url).budget.num_samples == 2
     with pytest.raises(ConfigError, match=r"3 finished trial\(s\) of the 3 planned.*--num-samples"):
         _rest_of_plan(parse_search_space(SPACE.replace("num_samples: 1", "num_samples: 3")), name, url)
+
+
+def test_a_checkpoint_that_is_gone_is_told_apart(tmp_path):
+    # A resumed sweep drops an earlier trial whose checkpoint a storage clean-up removed: it could be
+    # neither scored again nor registered.
+    from gan_ray.ray.train import checkpoint_exists
+
+    folder = tmp_path / "trial_0001" / "checkpoint_000002"
+    folder.mkdir(parents=True)
+    (folder / "checkpoint.pt").write_bytes(b"x")
+    assert checkpoint_exists(str(folder))
+    (folder / "checkpoint.pt").unlink()
+    folder.rmdir()
+    assert not checkpoint_exists(str(folder))
