@@ -117,19 +117,24 @@ class MlflowSweep:
         self.runs: dict[str, MlflowRun] = {}
 
     def earlier_trials(self) -> list[TrialSummary]:
-        """The usable trials of the study's earlier sweeps that no model version came from yet, with
-        the best checkpoint each left on the storage: champion candidates beside this sweep's own (a
-        ``kill -9``ed sweep registered none of its finished trials)."""
+        """The usable trials of the study's earlier sweeps that never reached a sweep's end, where the
+        champion is chosen (a ``kill -9``ed sweep's), with the best checkpoint each left on the storage:
+        champion candidates beside this sweep's own. Trials of a sweep that ended (also by Ctrl-C) have
+        competed already: its best was registered, the others lost to it."""
         metric = self.space.objective.metric
+        runs = _study_runs(self.client, self.experiment_id, self.study_name)
+        competed = {
+            r.info.run_id
+            for r in runs
+            if r.data.tags.get(TAG_KIND) == "sweep" and BEST_TRIAL in r.data.params
+        }
         out = []
-        for run in _study_runs(self.client, self.experiment_id, self.study_name):
+        for run in runs:
             tags = run.data.tags
             best = run.data.metrics.get(f"best_{metric}")
             if tags.get(TAG_KIND) == "sweep" or tags.get(TAG_STATUS) not in USABLE or best is None:
                 continue
-            if not tags.get(TAG_BEST_CHECKPOINT) or self.client.search_model_versions(
-                f"run_id = '{run.info.run_id}'"
-            ):
+            if not tags.get(TAG_BEST_CHECKPOINT) or tags.get(TAG_PARENT_RUN) in competed:
                 continue
             searched = [k for k in tags.get(TAG_SEARCHED, "").split(",") if k in run.data.params]
             out.append(
@@ -177,7 +182,7 @@ class MlflowSweep:
             if best is not None:
                 for key, value in best.params.items():
                     self.client.log_param(self.parent_run_id, f"best.{key}", str(value))
-                self.client.log_param(self.parent_run_id, "best.trial_id", best.trial_id)
+                self.client.log_param(self.parent_run_id, BEST_TRIAL, best.trial_id)
                 self.client.log_metric(self.parent_run_id, f"best_{metric}", best.best_objective)
                 if best.final_objective is not None:
                     self.client.log_metric(self.parent_run_id, f"final_{metric}", best.final_objective)
@@ -227,6 +232,9 @@ class MlflowSweep:
         if not promoted and why is not None:
             result.kept_because = f"{why}; move the alias by hand, or register under another --model-name"
 
+
+#: The parent run's param naming its best trial: logged where a sweep chose its champion.
+BEST_TRIAL = "best.trial_id"
 
 #: A sweep's MLflow status -> its parent run's ``gan_ray.status``.
 SWEEP_STATUS = {"FINISHED": "finished", "KILLED": "interrupted", "FAILED": "failed"}

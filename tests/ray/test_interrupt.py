@@ -132,6 +132,7 @@ def test_ctrl_c_leaves_nothing_running_and_keeps_the_finished_trials_best(ray_se
 
     resumed = _resume(tmp_path, tracking, study)
     _assert_resumed(client, study, resumed, parent.info.run_id)
+    assert resumed.earlier == [], "the Ctrl-C'd sweep chose its champion among its finished trials"
     # The first sweep's trial, unless a resumed one beat it.
     _assert_champion_is_the_studys_best(client)
 

@@ -68,9 +68,9 @@ def test_a_resumed_sweep_ends_what_a_dead_driver_left_running_and_links_to_it(st
     assert (earlier.trial_id, earlier.mlflow_run_id, earlier.status) == ("a0001", done.run_id, "completed")
     assert earlier.best_checkpoint == "/storage/a0001/checkpoint_1" and earlier.best_objective == 0.25
     assert earlier.params == {"optim.lr_g": 1e-5}
-    # ... until a model version came from it: it has competed for the champion already.
-    client.create_registered_model("t_interrupted_model")
-    client.create_model_version("t_interrupted_model", "/storage/a0001/checkpoint_1", run_id=done.run_id)
+    # A sweep that reached its end (also after Ctrl-C) chose its champion among its trials: they
+    # have competed already, and are no candidates again.
+    client.log_param(first.parent_run_id, "best.trial_id", "a0001")
     assert resumed.earlier_trials() == []
     resumed.finish(SweepResult(space.name, STUDY, Objective("mode_distance", "min")), "FINISHED", None)
     new_parent = client.get_run(resumed.parent_run_id)
