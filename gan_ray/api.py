@@ -100,6 +100,13 @@ def sweep(
     With ``tracking=False`` nothing is recorded in MLflow (and nothing registered); the result and the
     printed summary still name the best trial. ``overrides`` replaces dotted keys of the space's base
     config (what ``--set`` passes; a searched key is refused).
+
+    ``resume`` continues the latest study of this sweep in ``study_storage`` (default
+    ``$GAN_RAY_OPTUNA_STORAGE`` or ``./optuna.db``); where it holds none,
+    :class:`~gan_ray.errors.StudyNotFoundError` is raised before anything starts. Without
+    ``num_samples`` it runs the trials the plan (``budget.num_samples``) still misses; with it, that many
+    more. What an interrupted sweep left RUNNING (its driver killed) is ended first: Optuna trials FAIL,
+    MLflow runs KILLED with the reason, and the new parent run links to the interrupted one.
     """
     from gan_ray.ray.search import study_name_for
     from gan_ray.ray.tune import prepare_cluster, run_sweep
@@ -113,22 +120,32 @@ def sweep(
             raise ValueError(f"num_samples must be >= 1, got {num_samples}")
         space = dataclasses.replace(space, budget=dataclasses.replace(space.budget, num_samples=num_samples))
     check_available(space.base.data)
+    # Before MLflow or Ray: a resume with nothing to resume must change nothing anywhere.
+    study_url = study_storage or settings.study_storage()
+    study_name = study_name_for(space.name, study_url, resume)
+    if resume and num_samples is None:
+        space = _rest_of_plan(space, study_name, study_url)
     uri = None
     if tracking:
         from gan_ray.tracking.store import check_tracking_server, resolve_tracking_uri
 
         uri = resolve_tracking_uri(tracking_uri)
         check_tracking_server(uri)
-    study_url = study_storage or settings.study_storage()
-    study_name = study_name_for(space.name, study_url, resume)
     storage_path = space.base.scaling.storage(storage_path)
     capacity = prepare_cluster(space, storage_path)  # before a parent run exists for a sweep that cannot run
+    if resume:
+        from gan_ray.ray.search import fail_running_trials
+
+        fail_running_trials(study_name, study_url, INTERRUPTED)
     space = _with_sweep_extractor(space, storage_path, study_name)
-    recorder = None
+    recorder, earlier = None, []
     if tracking:
         from gan_ray.tracking.sweep import MlflowSweep
 
-        recorder = MlflowSweep(uri, space, study_name, model_name=model_name, register=register)
+        recorder = MlflowSweep(
+            uri, space, study_name, model_name=model_name, register=register, resume=resume
+        )
+        earlier = recorder.earlier_trials() if resume else []
     return run_sweep(
         space,
         study_name=study_name,
@@ -138,7 +155,29 @@ def sweep(
         recorder=recorder,
         capacity=capacity,
         verbose=verbose,
+        earlier=earlier,
     )
+
+
+#: Why a resumed sweep ends the Optuna trials an interrupted one left RUNNING.
+INTERRUPTED = "the sweep's driver ended while this trial ran (killed, or its machine lost)"
+
+
+def _rest_of_plan(space: SearchSpace, study_name: str, study_url: str) -> SearchSpace:
+    """``space`` with the trials its study still misses of ``budget.num_samples`` (trials an interruption
+    ended do not count); a study with all of them is an error. A stratified sweep draws a new round."""
+    from gan_ray.errors import ConfigError
+    from gan_ray.ray.search import finished_trials
+
+    if space.stratify:
+        return space
+    planned, done = space.budget.num_samples, finished_trials(study_name, study_url)
+    if done >= planned:
+        raise ConfigError(
+            f"study {study_name!r} has {done} finished trial(s) of the {planned} planned: nothing left to "
+            "resume; pass --num-samples N to add N more"
+        )
+    return dataclasses.replace(space, budget=dataclasses.replace(space.budget, num_samples=planned - done))
 
 
 def _with_sweep_extractor(space: SearchSpace, storage_path: str, study_name: str) -> SearchSpace:

@@ -141,7 +141,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("search_space", help="a search-space YAML, e.g. search_spaces/ring8.yaml")
     p.add_argument("--num-samples", type=int, default=None, help="trials to run (default: the file's budget)")
-    p.add_argument("--resume", action="store_true", help="add trials to this sweep's latest Optuna study")
+    p.add_argument(
+        "--resume",
+        action="store_true",
+        help="continue this sweep's latest study in the study storage (an error if it has none): run the "
+        "trials its plan still misses, or --num-samples more; what an interrupted sweep left running is ended",
+    )
     p.add_argument(
         "--tracking-uri", default=None, help="MLflow URI (default $MLFLOW_TRACKING_URI or ./mlflow.db)"
     )

@@ -17,6 +17,10 @@ class SearchSpaceError(ConfigError):
     """A sweep file that cannot run; the message says file:line and the key."""
 
 
+class StudyNotFoundError(ConfigError):
+    """``--resume`` with no study of the sweep in the study storage: resuming must never start over."""
+
+
 class DatasetNotFoundError(FileNotFoundError):
     """A dataset's files are not where the config points (and no download was asked for)."""
 

@@ -14,7 +14,7 @@ VARIABLES: dict[str, str] = {
     "MLFLOW_TRACKING_URI": "MLflow tracking store (default: sqlite:///./mlflow.db)",
     "MLFLOW_REGISTRY_URI": "MLflow model registry (default: the tracking store)",
     "GAN_RAY_STORAGE": "Ray Train checkpoints (default: ./ray_results; s3://... on a cluster)",
-    "GAN_RAY_OPTUNA_STORAGE": "Optuna study storage (default: sqlite:///./optuna.db)",
+    "GAN_RAY_OPTUNA_STORAGE": "Optuna study storage (default: sqlite:///./optuna.db; an absolute path on a cluster)",
     "GAN_RAY_SHARED_FS": "set to 1 when GAN_RAY_STORAGE is a filesystem mounted on every node",
     "GAN_RAY_CACHE": "feature-extractor cache (default: ~/.cache/gan_ray)",
     "GAN_RAY_INCEPTION_WEIGHTS": "path of torch-fidelity's Inception weights file, where present",

@@ -51,6 +51,9 @@ class SweepResult:
     objective: Objective
     trials: list[TrialSummary] = field(default_factory=list)
     best: TrialSummary | None = None
+    # A resumed sweep's other champion candidates: usable trials of the study's earlier sweeps that no
+    # model version came from (those of a killed sweep); ``best`` may be one of them.
+    earlier: list[TrialSummary] = field(default_factory=list)
     experiment_path: str | None = None
     stratify: str | None = None
     # Filled in by a recorder (MLflow), when one recorded the sweep.

@@ -49,8 +49,9 @@ def expected_files(name: str, root: str | Path) -> list[Path]:
     if hasattr(cls, "resources"):  # the MNIST family: ROOT/<Class>/raw/<file>, unpacked
         raw = root / cls.__name__ / "raw"
         return [raw / Path(url).name.removesuffix(".gz") for url, _ in cls.resources]
-    # CIFAR: ROOT/<base_folder>/<batch files>
-    return [root / cls.base_folder / f for f, _ in (*cls.train_list, *cls.test_list)]
+    # CIFAR: ROOT/<base_folder>/<batch files>, and the class names' file, which its constructor reads too
+    names = [f for f, _ in (*cls.train_list, *cls.test_list)] + [cls.meta["filename"]]
+    return [root / cls.base_folder / f for f in names]
 
 
 def check_files(name: str, root: str | Path | None, download: bool = False) -> None:
@@ -66,16 +67,33 @@ def check_files(name: str, root: str | Path | None, download: bool = False) -> N
         raise DatasetNotFoundError(_missing_message(name, root, "the folder does not exist"))
     missing = [p for p in expected_files(name, root) if not p.is_file()]
     if missing:
-        shown = ", ".join(str(p.relative_to(root)) for p in missing[:3])
-        more = f" and {len(missing) - 3} more" if len(missing) > 3 else ""
-        raise DatasetNotFoundError(_missing_message(name, root, f"missing {shown}{more}"))
+        raise DatasetNotFoundError(_missing_message(name, root, f"missing {_by_folder(missing, root)}"))
+
+
+def _by_folder(paths: list[Path], root: Path) -> str:
+    """``MNIST/raw/{a, b}``: every missing file named, in one short phrase per folder."""
+    folders: dict[Path, list[str]] = {}
+    for p in paths:
+        folders.setdefault(p.parent.relative_to(root), []).append(p.name)
+    return ", ".join(
+        f"{folder}/{names[0]}" if len(names) == 1 else f"{folder}/{{{', '.join(names)}}}"
+        for folder, names in folders.items()
+    )
 
 
 def _missing_message(name: str, root: Path, why: str) -> str:
     return (
-        f"dataset {name!r} not found under data.root {str(root)!r} ({why}); point data.root at a "
-        f"torchvision root holding its files, or set data.download: true on a machine with internet access"
+        f"dataset {name!r} not found under data.root {str(root)!r} ({why}); get it with "
+        f"{download_command(name, root)} (on every node of a cluster), point data.root at a torchvision "
+        f"root holding it, or set data.download: true"
     )
+
+
+def download_command(name: str, root: str | Path) -> str:
+    """The shell line that puts dataset ``name`` under ``root`` as torchvision reads it. One call gets
+    both splits: torchvision downloads every file of the set, whatever its ``train`` argument says."""
+    cls = dataset_info(name).torchvision_class
+    return f"python -c \"import torchvision; torchvision.datasets.{cls}('{root}', download=True)\""
 
 
 def load_torchvision(

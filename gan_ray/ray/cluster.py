@@ -70,23 +70,28 @@ BOOTSTRAP_CONFIG = "~/ray_bootstrap_config.yaml"
 def autoscaler_max_resources(path: str | Path = BOOTSTRAP_CONFIG) -> dict[str, float]:
     """The resources of an autoscaling cluster at its largest, from its launcher config; {} if none.
 
-    Every node type counts with its ``max_workers`` (the head once), capped by the cluster-wide
-    ``max_workers``: a sweep must size its concurrency for the GPU workers the autoscaler will add, not
-    for the none it may have when the sweep starts.
+    The head counts once; worker types count with their ``max_workers``, and all of them together with
+    no more nodes than the cluster-wide ``max_workers`` (for each resource, the node types richest in it
+    first): a sweep must size its concurrency for the GPU workers the autoscaler will add, not for the
+    none it may have when the sweep starts, nor for a spot and an on-demand type both at their maximum.
     """
     path = Path(path).expanduser()
     if not path.is_file():
         return {}
     config = yaml.safe_load(path.read_text()) or {}
     head = config.get("head_node_type")
-    total_workers = config.get("max_workers")
-    out: dict[str, float] = {}
-    for name, node_type in (config.get("available_node_types") or {}).items():
-        count = 1 if name == head else int(node_type.get("max_workers", 0))
-        if name != head and total_workers is not None:
-            count = min(count, int(total_workers))
-        for key, amount in (node_type.get("resources") or {}).items():
-            out[key] = out.get(key, 0.0) + float(amount) * count
+    types = config.get("available_node_types") or {}
+    out = {k: float(v) for k, v in ((types.get(head) or {}).get("resources") or {}).items()}
+    workers = [
+        (n.get("resources") or {}, int(n.get("max_workers", 0))) for k, n in types.items() if k != head
+    ]
+    keys = {key for resources, _ in workers for key in resources}
+    for key in keys:
+        left = config.get("max_workers")
+        for resources, count in sorted(workers, key=lambda w: -float(w[0].get(key, 0))):
+            taken = count if left is None else min(count, int(left))
+            out[key] = out.get(key, 0.0) + float(resources.get(key, 0)) * taken
+            left = None if left is None else left - taken
     return out
 
 

@@ -6,27 +6,72 @@ study of the same sweep and the sampler sees every earlier trial.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import sqlite3
 import time
+from pathlib import Path
 from typing import Any
 
 import optuna
 from ray.tune.search.optuna import OptunaSearch
+from sqlalchemy.engine import make_url
 
+from gan_ray.errors import StudyNotFoundError
 from gan_ray.search_space import SearchSpace
 
 
 def study_name_for(space_name: str, storage_url: str, resume: bool) -> str:
-    """A new ``NAME-YYYYmmdd-HHMMSS`` study, or with ``resume`` the latest study of this sweep."""
+    """A new ``NAME-YYYYmmdd-HHMMSS`` study, or with ``resume`` the latest study of this sweep
+    (:func:`latest_study`: an error where there is none)."""
     if resume:
-        names = [
-            s.study_name
-            for s in optuna.get_all_study_summaries(storage=storage_url)
-            if s.study_name == space_name or s.study_name.startswith(space_name + "-")
-        ]
-        if names:
-            return sorted(names)[-1]
+        return latest_study(space_name, storage_url)
     return f"{space_name}-{time.strftime('%Y%m%d-%H%M%S')}"
+
+
+def latest_study(space_name: str, storage_url: str) -> str:
+    """The latest study of sweep ``space_name`` in ``storage_url``.
+
+    Raises :class:`StudyNotFoundError` where there is none, without creating or changing anything: a
+    resume that quietly started a new study (what a fresh ``./optuna.db`` in a job's temporary folder
+    did) would split one sweep over two studies, and its sampler would forget every earlier trial.
+    """
+    why = _no_optuna_storage(storage_url)
+    names = [] if why else _sweep_studies(space_name, storage_url)
+    if names:
+        return sorted(names)[-1]
+    if not why:
+        held = sorted(s.study_name for s in optuna.get_all_study_summaries(storage=storage_url))
+        why = f"it holds {', '.join(held[:5])}{' ...' if len(held) > 5 else ''}" if held else "it holds none"
+    raise StudyNotFoundError(
+        f"nothing to resume: no Optuna study of sweep {space_name!r} in {storage_url} ({why}); pass the "
+        "storage the sweep used (--study-storage, or $GAN_RAY_OPTUNA_STORAGE), or run without --resume "
+        "to start a new study"
+    )
+
+
+def _sweep_studies(space_name: str, storage_url: str) -> list[str]:
+    return [
+        s.study_name
+        for s in optuna.get_all_study_summaries(storage=storage_url)
+        if s.study_name == space_name or s.study_name.startswith(space_name + "-")
+    ]
+
+
+def _no_optuna_storage(storage_url: str) -> str | None:
+    """Why an SQLite ``storage_url`` cannot hold a study to resume (None: it may). Read-only: Optuna's
+    storage would create the file, or its tables in a database that is not Optuna's."""
+    url = make_url(storage_url)
+    if url.get_backend_name() != "sqlite":
+        return None
+    if url.database in (None, "", ":memory:"):
+        return "an in-memory database keeps nothing"
+    path = Path(url.database)
+    if not path.is_file():
+        return f"the file {path} does not exist"
+    with contextlib.closing(sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True)) as db:
+        tables = {row[0] for row in db.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    return None if "studies" in tables else f"the file {path} is not an Optuna database"
 
 
 def trials_in_study(study_name: str, storage_url: str) -> int:
@@ -47,15 +92,51 @@ class FailingNonFiniteOptunaSearch(OptunaSearch):
         super().on_trial_complete(trial_id, result, error)
 
 
-def fail_trial(searcher: OptunaSearch, trial_id: str) -> None:
+#: The user attribute of an Optuna trial that ended FAIL only because its sweep was interrupted (it
+#: says how): such a trial does not count towards the sweep's planned number of trials.
+INTERRUPTED_ATTR = "gan_ray.interrupted"
+
+
+def fail_trial(searcher: OptunaSearch, trial_id: str, why: str = "the sweep was interrupted") -> None:
     """Record a trial that Tune stopped without an ending (the sweep was interrupted) as FAIL.
 
     Otherwise it stays RUNNING in the study for ever, and a resumed sweep's TPE treats it as pending.
     """
+    # OptunaSearch keeps the Optuna trial it asked for each Tune trial in `_ot_trials`.
+    ot_trial = getattr(searcher, "_ot_trials", {}).get(trial_id)
+    if ot_trial is not None:
+        ot_trial.set_user_attr(INTERRUPTED_ATTR, why)
     try:
         searcher.on_trial_complete(trial_id, error=True)
     except KeyError:
         pass  # a trial this searcher never suggested
+
+
+def fail_running_trials(study_name: str, storage_url: str, why: str) -> list[int]:
+    """End as FAIL every trial of the study still RUNNING (its sweep's driver died with it: ``kill -9``,
+    a lost head, a closed session); returns their numbers.
+
+    Only for a study no other sweep is running: a live sweep's trials are RUNNING too.
+    """
+    storage = optuna.storages.get_storage(storage_url)
+    study_id = storage.get_study_id_from_name(study_name)
+    stale = storage.get_all_trials(study_id, deepcopy=False, states=(optuna.trial.TrialState.RUNNING,))
+    for trial in stale:
+        trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, trial.number)
+        storage.set_trial_user_attr(trial_id, INTERRUPTED_ATTR, why)
+        storage.set_trial_state_values(trial_id, optuna.trial.TrialState.FAIL)
+    return [t.number for t in stale]
+
+
+def finished_trials(study_name: str, storage_url: str) -> int:
+    """The study's trials that reached an ending of their own (completed, stopped early, pruned, or
+    failed by themselves): those a resumed sweep does not run again. Trials failed, or still RUNNING,
+    because their sweep was interrupted are not among them."""
+    study = optuna.load_study(study_name=study_name, storage=storage_url)
+    ended = (optuna.trial.TrialState.COMPLETE, optuna.trial.TrialState.PRUNED, optuna.trial.TrialState.FAIL)
+    return sum(
+        1 for t in study.get_trials(deepcopy=False, states=ended) if INTERRUPTED_ATTR not in t.user_attrs
+    )
 
 
 def sampler_for(space: SearchSpace):

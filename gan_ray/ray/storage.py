@@ -38,6 +38,16 @@ def put_file(local: Path, storage_path: str, relative: str, *, keep_existing: bo
     return target
 
 
+def get_file(uri: str, local: Path) -> Path:
+    """Copy the file at ``uri`` (a path, or s3:// and the like) to ``local``."""
+    import pyarrow.fs
+
+    source = uri if "://" in uri else str(Path(uri).absolute())
+    Path(local).parent.mkdir(parents=True, exist_ok=True)
+    pyarrow.fs.copy_files(source, str(Path(local).absolute()))
+    return Path(local)
+
+
 @contextlib.contextmanager
 def local_file(uri: str | None) -> Iterator[Path | None]:
     """``uri`` as a local file for as long as needed: a local path as it is, a remote one downloaded."""

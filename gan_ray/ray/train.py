@@ -59,6 +59,14 @@ def checkpoint_folder(path: str) -> Iterator[Path]:
         yield Path(directory)
 
 
+def checkpoint_exists(path: str) -> bool:
+    """Whether the Ray checkpoint at ``path`` (local, or on S3 and the like) is still there."""
+    import pyarrow.fs
+
+    checkpoint = ray.train.Checkpoint(path)
+    return checkpoint.filesystem.get_file_info(checkpoint.path).type != pyarrow.fs.FileType.NotFound
+
+
 def make_trainer(
     cfg: GanConfig,
     name: str,

@@ -36,12 +36,13 @@ from gan_ray.ray.cluster import (
 from gan_ray.ray.search import fail_trial, first_points, make_searcher
 from gan_ray.ray.storage import local_file
 from gan_ray.ray.study import read_study
-from gan_ray.ray.train import checkpoint_folder, make_trainer
+from gan_ray.ray.train import checkpoint_exists, checkpoint_folder, make_trainer
 from gan_ray.ray.worker import TuneSession, loop_config, run_worker
 from gan_ray.search_space import SearchSpace
 from gan_ray.training.evaluation import evaluate_checkpoint
 from gan_ray.training.health import health_warning, turned_bad
 from gan_ray.training.observers import (
+    CHECKPOINT_PATH,
     USABLE,
     EvalRecord,
     RunObserver,
@@ -139,10 +140,6 @@ def concurrency_note(space: SearchSpace, capacity: dict[str, float], concurrency
         )
     return f"up to {concurrency} trial(s) at once ({why}, {b.workers_per_trial} worker(s) per trial)"
 
-
-#: Where a report's checkpoint lies: set by Ray Train's TuneReportCallback, or by the ledger from
-#: Tune's own checkpoint of a trial that trains in its trial process.
-CHECKPOINT_PATH = "checkpoint_path"
 
 #: Keys Tune adds to every result; the rest came from the trial's workers.
 TUNE_KEYS = (
@@ -358,12 +355,14 @@ def run_sweep(
     recorder: SweepObserver | None = None,
     capacity: dict[str, float] | None = None,
     verbose: int = 1,
+    earlier: list[TrialSummary] | None = None,
 ) -> SweepResult:
     """Run the sweep ``space`` in the Optuna study ``study_name``; returns every trial and the best.
 
     Diverged trials end as failed Optuna trials; the sweep goes on. ``recorder`` hears of every trial
     and, whatever happens, of the end (with the best trial's checkpoint as a local folder).
     ``capacity`` is what :func:`prepare_cluster` returned, when the caller checked the cluster already.
+    ``earlier``: usable trials of the study's earlier sweeps, champion candidates beside this one's own.
     """
     from ray import tune
 
@@ -411,6 +410,8 @@ def run_sweep(
         ),
     )
     result = SweepResult(space.name, study_name, space.objective, stratify=space.stratify)
+    # An earlier trial whose checkpoint is gone (a cleaned-up storage) can be neither scored nor registered.
+    result.earlier = [t for t in earlier or [] if t.best_checkpoint and checkpoint_exists(t.best_checkpoint)]
     status = "FAILED"
     try:
         result.experiment_path = tuner.fit().experiment_path
@@ -429,8 +430,8 @@ def run_sweep(
         result.trials = ledger.summaries()
         # After Ctrl-C too: the finished trials' best is kept, so a resumed sweep has it to beat.
         if fit_returned:
-            rescore_best(result, space, verbose)
-        result.best = best_trial(result.trials, space.objective)
+            rescore_best(result.trials + result.earlier, space, verbose)
+        result.best = best_trial(result.trials + result.earlier, space.objective)
         if recorder is not None:
             result.study = _study_record(space, study_name, study_url)
             _finish(recorder, result, status, register=fit_returned)
@@ -439,13 +440,11 @@ def run_sweep(
     return result
 
 
-def rescore_best(result: SweepResult, space: SearchSpace, verbose: int = 0) -> None:
-    """Score the best checkpoints of the ``space.final_top`` best trials again on ``space.final_samples``
-    samples (with the sweep's feature extractor), so the champion is chosen above the noise floor of a
-    training eval."""
-    usable = [
-        t for t in result.trials if t.status in USABLE and t.best_checkpoint and t.best_objective is not None
-    ]
+def rescore_best(trials: list[TrialSummary], space: SearchSpace, verbose: int = 0) -> None:
+    """Score the best checkpoints of the ``space.final_top`` best of ``trials`` again on
+    ``space.final_samples`` samples (with the sweep's feature extractor), so the champion is chosen
+    above the noise floor of a training eval."""
+    usable = [t for t in trials if t.status in USABLE and t.best_checkpoint and t.best_objective is not None]
     ranked = sorted(usable, key=lambda t: t.best_objective, reverse=space.objective.mode == "max")
     candidates = ranked[: space.final_top]
     if not candidates:

@@ -23,6 +23,7 @@ from gan_ray.tracking.model import log_generator_from_folder
 from gan_ray.tracking.params import finite_metrics, log_config, log_metrics
 from gan_ray.tracking.store import (
     BATCH,
+    TAG_BEST_CHECKPOINT,
     TAG_DATASET,
     TAG_DIVERGED_AT,
     TAG_ERROR,
@@ -44,7 +45,14 @@ from gan_ray.tracking.store import (
 )
 from gan_ray.training.checkpoint import CHECKPOINT_FILE, SAMPLES_FILE
 from gan_ray.training.health import explain
-from gan_ray.training.observers import FINISHED, EvalRecord, RunOutcome, RunStatus, last_health
+from gan_ray.training.observers import (
+    CHECKPOINT_PATH,
+    FINISHED,
+    EvalRecord,
+    RunOutcome,
+    RunStatus,
+    last_health,
+)
 from gan_ray.visualize import save_loss_curves
 
 if TYPE_CHECKING:
@@ -151,6 +159,9 @@ class MlflowRun:
         metrics = finite_metrics(record.metrics)
         best = self._best_so_far(record.step, metrics)
         log_metrics(self.client, self.run_id, record.step, {**metrics, **best})
+        checkpoint = record.metrics.get(CHECKPOINT_PATH)
+        if best and isinstance(checkpoint, str) and checkpoint:
+            self.client.set_tag(self.run_id, TAG_BEST_CHECKPOINT, checkpoint)
         health = record.metrics.get("health")
         if isinstance(health, str) and health != self._health:
             self.client.set_tag(self.run_id, TAG_HEALTH, health)

@@ -37,6 +37,9 @@ TAG_DIVERGED_AT = "gan_ray.diverged_at_step"
 TAG_MODEL_URI = "gan_ray.model_uri"
 TAG_TRIAL_ID = "gan_ray.trial_id"
 TAG_STUDY = "gan_ray.study"
+# On a sweep trial's run: where its best checkpoint so far stays (what a resumed sweep may register).
+TAG_BEST_CHECKPOINT = "gan_ray.best_checkpoint"
+TAG_RESUMES = "gan_ray.resumes"  # on a resumed sweep's parent run: the parent run of the sweep it resumes
 TAG_NOTE = "mlflow.note.content"  # MLflow's own tag: a run's Description in the UI (Markdown)
 # MLflow's own experiment tag: the UI files the experiment under "Model training", not GenAI traces.
 TAG_EXPERIMENT_KIND = "mlflow.experimentKind"

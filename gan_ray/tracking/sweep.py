@@ -14,6 +14,8 @@ import warnings
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from gan_ray.config import GanConfig, config_yaml
 from gan_ray.search_space import SearchSpace
 from gan_ray.tracking.model import log_generator_from_folder
@@ -27,10 +29,17 @@ from gan_ray.tracking.registry import (
 from gan_ray.tracking.report import importance_line, log_report
 from gan_ray.tracking.run import MlflowRun
 from gan_ray.tracking.store import (
+    TAG_BEST_CHECKPOINT,
     TAG_DATASET,
+    TAG_ERROR,
+    TAG_FEATURE_EXTRACTOR,
+    TAG_HEALTH,
     TAG_KIND,
     TAG_NOTE,
+    TAG_PARENT_RUN,
+    TAG_RESUMES,
     TAG_SEARCHED,
+    TAG_STATUS,
     TAG_STUDY,
     TAG_TRIAL_ID,
     code_tags,
@@ -38,7 +47,8 @@ from gan_ray.tracking.store import (
     make_client,
     resolve_tracking_uri,
 )
-from gan_ray.trials import SweepResult, registration, status_counts, trial_name
+from gan_ray.training.observers import USABLE
+from gan_ray.trials import SweepResult, TrialSummary, registration, status_counts, trial_name
 
 
 def sweep_params(space: SearchSpace, study_name: str) -> dict[str, str]:
@@ -73,7 +83,10 @@ class MlflowSweep:
         experiment: str | None = None,
         model_name: str | None = None,
         register: bool = True,
+        resume: bool = False,
     ):
+        """With ``resume``, the runs that the study's earlier sweeps left RUNNING are ended first
+        (:func:`close_interrupted`), and the new parent run links to the latest earlier one."""
         self.tracking_uri = resolve_tracking_uri(tracking_uri)
         self.space, self.study_name = space, study_name
         self.model_name = model_name or default_model_name(space.name)
@@ -81,6 +94,8 @@ class MlflowSweep:
         self.client = make_client(self.tracking_uri)
         self.experiment_id = ensure_experiment(self.client, experiment or space.name, self.tracking_uri)
         self.experiment = experiment or space.name
+        earlier = close_interrupted(self.client, self.experiment_id, study_name) if resume else []
+        self.resumes = earlier[-1] if earlier else None
         parent = self.client.create_run(
             self.experiment_id,
             run_name=study_name,
@@ -89,6 +104,7 @@ class MlflowSweep:
                 TAG_DATASET: space.base.data.name,
                 TAG_KIND: "sweep",
                 TAG_SEARCHED: searched_tag(space),
+                **({TAG_RESUMES: self.resumes} if self.resumes else {}),
                 **code_tags(),
             },
         )
@@ -99,6 +115,43 @@ class MlflowSweep:
             self.client.log_artifact(self.parent_run_id, str(space.source))
         self.client.log_text(self.parent_run_id, config_yaml(space.base), "base_config.yaml")
         self.runs: dict[str, MlflowRun] = {}
+
+    def earlier_trials(self) -> list[TrialSummary]:
+        """The usable trials of the study's earlier sweeps that never reached a sweep's end, where the
+        champion is chosen (a ``kill -9``ed sweep's), with the best checkpoint each left on the storage:
+        champion candidates beside this sweep's own. Trials of a sweep that ended (also by Ctrl-C) have
+        competed already: its best was registered, the others lost to it."""
+        metric = self.space.objective.metric
+        runs = _study_runs(self.client, self.experiment_id, self.study_name)
+        competed = {
+            r.info.run_id
+            for r in runs
+            if r.data.tags.get(TAG_KIND) == "sweep" and BEST_TRIAL in r.data.params
+        }
+        out = []
+        for run in runs:
+            tags = run.data.tags
+            best = run.data.metrics.get(f"best_{metric}")
+            if tags.get(TAG_KIND) == "sweep" or tags.get(TAG_STATUS) not in USABLE or best is None:
+                continue
+            if not tags.get(TAG_BEST_CHECKPOINT) or tags.get(TAG_PARENT_RUN) in competed:
+                continue
+            searched = [k for k in tags.get(TAG_SEARCHED, "").split(",") if k in run.data.params]
+            out.append(
+                TrialSummary(
+                    trial_id=tags.get(TAG_TRIAL_ID, run.info.run_name),
+                    status=tags[TAG_STATUS],
+                    params={k: _param_value(run.data.params[k]) for k in searched},
+                    objective=run.data.metrics.get(metric),
+                    best_objective=best,
+                    last_step=None,
+                    best_checkpoint=tags[TAG_BEST_CHECKPOINT],
+                    mlflow_run_id=run.info.run_id,
+                    health=tags.get(TAG_HEALTH),
+                    feature_extractor=tags.get(TAG_FEATURE_EXTRACTOR),
+                )
+            )
+        return out
 
     def trial(self, trial_id: str, config: GanConfig, params: dict[str, Any]) -> MlflowRun:
         run = MlflowRun(
@@ -122,14 +175,14 @@ class MlflowSweep:
             if rows:
                 self.client.log_text(self.parent_run_id, _csv(rows), "trials.csv")
             metric = result.objective.metric
-            for t in result.trials:  # the larger evaluation, on each rescored trial's own run
+            for t in result.trials + result.earlier:  # the larger evaluation, on each rescored trial's run
                 if t.final_objective is not None and t.mlflow_run_id:
                     self.client.log_metric(t.mlflow_run_id, f"final_{metric}", t.final_objective)
             best = result.best
             if best is not None:
                 for key, value in best.params.items():
                     self.client.log_param(self.parent_run_id, f"best.{key}", str(value))
-                self.client.log_param(self.parent_run_id, "best.trial_id", best.trial_id)
+                self.client.log_param(self.parent_run_id, BEST_TRIAL, best.trial_id)
                 self.client.log_metric(self.parent_run_id, f"best_{metric}", best.best_objective)
                 if best.final_objective is not None:
                     self.client.log_metric(self.parent_run_id, f"final_{metric}", best.final_objective)
@@ -137,8 +190,13 @@ class MlflowSweep:
                     self._register(result, best_folder)
             if result.study is not None:
                 self._report(result)
-            self.client.set_tag(self.parent_run_id, TAG_NOTE, describe(result))
+            note = describe(result)
+            if self.resumes:
+                link = f"#/experiments/{self.experiment_id}/runs/{self.resumes}"
+                note += f"\n\nResumes the sweep run [{self.resumes}]({link}) of the same study."
+            self.client.set_tag(self.parent_run_id, TAG_NOTE, note)
         finally:
+            self.client.set_tag(self.parent_run_id, TAG_STATUS, SWEEP_STATUS.get(status, status.lower()))
             self.client.set_terminated(self.parent_run_id, status)
 
     def _report(self, result: SweepResult) -> None:
@@ -173,6 +231,73 @@ class MlflowSweep:
         why = incomparable(holder, scoring) if holder is not None else None
         if not promoted and why is not None:
             result.kept_because = f"{why}; move the alias by hand, or register under another --model-name"
+
+
+#: The parent run's param naming its best trial: logged where a sweep chose its champion.
+BEST_TRIAL = "best.trial_id"
+
+#: A sweep's MLflow status -> its parent run's ``gan_ray.status``.
+SWEEP_STATUS = {"FINISHED": "finished", "KILLED": "interrupted", "FAILED": "failed"}
+
+#: Why the runs a dead driver left RUNNING were ended (their ``gan_ray.error``).
+DRIVER_DIED = (
+    "the sweep's driver ended while this trial ran (killed, or its machine lost); ended as killed "
+    "when the sweep was resumed"
+)
+
+
+def close_interrupted(client, experiment_id: str, study_name: str) -> list[str]:
+    """End the runs of ``study_name`` that a sweep whose driver died left RUNNING: trials KILLED
+    (``gan_ray.status`` killed, ``gan_ray.error`` saying why), parent runs KILLED (``gan_ray.status``
+    interrupted, a Description saying so). Returns the study's earlier parent runs, oldest first.
+
+    Only for a study no other sweep is running: a live sweep's runs are RUNNING too.
+    """
+    runs = _study_runs(client, experiment_id, study_name)
+    parents = sorted(
+        (r for r in runs if r.data.tags.get(TAG_KIND) == "sweep"), key=lambda r: r.info.start_time
+    )
+    running = [r for r in runs if r.info.status == "RUNNING"]
+    killed = [r for r in running if r.data.tags.get(TAG_KIND) != "sweep"]
+    for run in killed:
+        client.set_tag(run.info.run_id, TAG_STATUS, "killed")
+        client.set_tag(run.info.run_id, TAG_ERROR, DRIVER_DIED)
+        client.set_terminated(run.info.run_id, "KILLED")
+    for run in (r for r in running if r.data.tags.get(TAG_KIND) == "sweep"):
+        mine = [r for r in killed if r.data.tags.get(TAG_PARENT_RUN) == run.info.run_id]
+        client.set_tag(
+            run.info.run_id,
+            TAG_NOTE,
+            f"**Interrupted**: the sweep's driver ended without closing it (killed, or its machine lost), "
+            f"with {len(mine)} trial(s) running; they and this run were ended as killed when study "
+            f"`{study_name}` was resumed.",
+        )
+        client.set_tag(run.info.run_id, TAG_STATUS, SWEEP_STATUS["KILLED"])
+        client.set_terminated(run.info.run_id, "KILLED")
+    return [r.info.run_id for r in parents]
+
+
+def _param_value(text: str) -> Any:
+    """A logged param back as the value it was: YAML, and floats that YAML 1.1 reads as text (``1e-05``)."""
+    value = yaml.safe_load(text)
+    if isinstance(value, str):
+        try:
+            return float(value)
+        except ValueError:
+            return value
+    return value
+
+
+def _study_runs(client, experiment_id: str, study_name: str) -> list:
+    runs, token = [], None
+    while True:
+        page = client.search_runs(
+            [experiment_id], f"tags.`{TAG_STUDY}` = '{study_name}'", max_results=1000, page_token=token
+        )
+        runs.extend(page)
+        token = page.token
+        if not token:
+            return runs
 
 
 def describe(result: SweepResult) -> str:

@@ -24,6 +24,9 @@ RunStatus = Literal["running", "completed", "stopped_early", "collapsed", "diver
 USABLE = ("completed", "stopped_early")
 #: The statuses of runs that ended without an error: the usable ones and the collapsed.
 FINISHED = (*USABLE, "collapsed")
+#: The key of an eval's metrics that says where its checkpoint stays (a sweep's storage), where the layer
+#: that runs the loop keeps one: Ray Train's TuneReportCallback sets it, and a sweep for its Tune trials.
+CHECKPOINT_PATH = "checkpoint_path"
 
 
 @dataclass(frozen=True)

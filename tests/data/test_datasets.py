@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import os
 import pickle
 import struct
 from pathlib import Path
@@ -334,8 +335,60 @@ def test_a_root_holding_another_dataset_is_refused_up_front(tmp_path, no_downloa
 
     _fake_mnist(tmp_path, "FashionMNIST")
     check_available(DataConfig(name="fashion_mnist", root=str(tmp_path)))
-    with pytest.raises(FileNotFoundError, match="'mnist'.*MNIST/raw/train-images-idx3-ubyte"):
+    with pytest.raises(FileNotFoundError) as err:
         check_available(DataConfig(name="mnist", root=str(tmp_path)))
+    msg = str(err.value)
+    assert "\n" not in msg and repr("mnist") in msg
+    # Every file torchvision's MNIST reader opens is named, and the line says how to get them.
+    assert all(name in msg for name in ("train-images-idx3-ubyte", "t10k-labels-idx1-ubyte"))
+    assert "MNIST/raw/{" in msg and "FashionMNIST" not in msg
+    assert f"torchvision.datasets.MNIST('{tmp_path}', download=True)" in msg
+
+
+def test_the_download_line_in_the_message_names_what_the_reader_needs(tmp_path, no_download):
+    """What ``check_available`` asks for is what torchvision's readers open: with exactly the files
+    it names in place, the reader loads (MNIST) and the check passes; one fewer and it is refused."""
+    from gan_ray.data.images import expected_files
+    from gan_ray.data.sources import check_available
+
+    _fake_mnist(tmp_path, "MNIST")
+    assert {p.name for p in (tmp_path / "MNIST" / "raw").iterdir()} == {
+        p.name for p in expected_files("mnist", tmp_path)
+    }
+    check_available(DataConfig(name="mnist", root=str(tmp_path)))
+    tvd.MNIST(str(tmp_path), train=False)
+
+
+def test_cifar10_without_its_class_names_file_is_refused_up_front(fake_cifar10, no_download):
+    """CIFAR-10's reader opens batches.meta as well as the batches: a root without it must fail the
+    up-front check, not every trial."""
+    from gan_ray.data.sources import check_available
+
+    root, _ = fake_cifar10
+    check_available(DataConfig(name="cifar10", root=str(root)))
+    (root / "cifar-10-batches-py" / "batches.meta").unlink()
+    with pytest.raises(FileNotFoundError, match=r"\(missing cifar-10-batches-py/batches\.meta\)"):
+        check_available(DataConfig(name="cifar10", root=str(root)))
+
+
+def test_an_mnist_sweep_on_a_fashion_mnist_root_fails_in_one_line_before_anything_starts(tmp_path):
+    """The case met on a cluster: ~/data holds Fashion-MNIST, the sweep asks for MNIST. The command
+    exits 2 with one line, before Ray, MLflow or Optuna is touched."""
+    import subprocess
+    import sys
+
+    _fake_mnist(tmp_path / "data", "FashionMNIST")
+    space = Path(__file__).resolve().parents[2] / "search_spaces" / "mnist.yaml"
+    work = tmp_path / "work"
+    work.mkdir()
+    cmd = [sys.executable, "-m", "gan_ray", "sweep", str(space), "--set", f"data.root={tmp_path / 'data'}"]
+    env = {k: v for k, v in os.environ.items() if k not in ("RAY_ADDRESS", "MLFLOW_TRACKING_URI")}
+    done = subprocess.run(cmd, cwd=work, env=env, capture_output=True, text=True, timeout=300)
+    assert done.returncode == 2, done.stderr
+    (line,) = done.stderr.strip().splitlines()
+    assert line.startswith("gan-ray: error: dataset 'mnist' not found under data.root"), line
+    assert "MNIST/raw/{train-images-idx3-ubyte" in line and "download=True" in line
+    assert list(work.iterdir()) == [], "nothing may be created: no mlflow.db, optuna.db or ray_results"
 
 
 def test_mnist_missing_test_files_is_an_error(tmp_path, no_download):

@@ -46,6 +46,20 @@ def test_global_max_workers_caps_each_node_type(tmp_path):
     assert autoscaler_max_resources(tmp_path / "absent.yaml") == {}
 
 
+def test_several_worker_types_share_the_global_max_workers(tmp_path):
+    # A spot and an on-demand type of 8 each under a cluster-wide 8: 8 GPU nodes at most, not 16. For
+    # each resource the richest types fill the budget first (GPU: the GPU nodes; CPU: the 16-CPU ones).
+    config = tmp_path / "bootstrap.yaml"
+    config.write_text(
+        "max_workers: 8\nhead_node_type: head\navailable_node_types:\n"
+        "  head: {resources: {CPU: 0, train_driver: 100}, max_workers: 0, node_config: {}}\n"
+        "  spot: {resources: {CPU: 4, GPU: 1}, min_workers: 0, max_workers: 8, node_config: {}}\n"
+        "  on_demand: {resources: {CPU: 4, GPU: 1}, min_workers: 0, max_workers: 8, node_config: {}}\n"
+        "  cpu: {resources: {CPU: 16}, min_workers: 0, max_workers: 2, node_config: {}}\n"
+    )
+    assert autoscaler_max_resources(config) == {"CPU": 2 * 16 + 6 * 4, "GPU": 8, "train_driver": 100}
+
+
 @pytest.mark.parametrize(("name", "expected"), [("mnist", 32), ("fashion_mnist", 32), ("cifar10", 8)])
 def test_gpu_sweeps_size_concurrency_for_the_autoscaled_cluster(name, expected):
     # At submission an autoscaling cluster often has no GPU yet; what it may grow to decides how many

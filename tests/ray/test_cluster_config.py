@@ -265,6 +265,29 @@ def test_every_node_points_ray_processes_at_mlflow_and_s3(cfg: dict[str, Any]) -
         )
 
 
+def _expanded_on_a_node(command: str, name: str, home: str = "/home/ubuntu") -> str:
+    """What ``name`` is once bash has run the ``export`` part of ``command`` on a node."""
+    exports = next(part for part in command.split(";") if part.split()[:1] == ["export"])
+    script = f'HOME={home}; {exports}; printf %s "${name}"'
+    return subprocess.run(["bash", "-c", script], capture_output=True, text=True, check=True).stdout
+
+
+@pytest.mark.skipif(shutil.which("bash") is None, reason="needs bash")
+def test_the_head_keeps_optuna_studies_beside_mlflows_database(cfg: dict[str, Any]) -> None:
+    # `ray job submit` runs each job in a fresh folder: a relative ./optuna.db would be a new, empty
+    # storage for every job, and `--resume` would find nothing. The head exports an absolute one.
+    from sqlalchemy.engine import make_url
+
+    head_start = _only(cfg["head_start_ray_commands"], "ray start")
+    storage = make_url(_expanded_on_a_node(head_start, "GAN_RAY_OPTUNA_STORAGE"))
+    assert storage.get_backend_name() == "sqlite" and storage.database.startswith("/home/ubuntu/"), storage
+    _, server = _mlflow_server(cfg)
+    mlflow_db = str(server["backend-store-uri"]).replace("$HOME", "/home/ubuntu")
+    assert Path(storage.database).parent == Path(make_url(mlflow_db).database).parent
+    # Workers run no sweep driver; a path there would name a file on their own disk.
+    assert "GAN_RAY_OPTUNA_STORAGE" not in _exports(_only(cfg["worker_start_ray_commands"], "ray start"))
+
+
 def test_setup_installs_the_project_and_ray_default(cfg: dict[str, Any], pyproject: dict[str, Any]) -> None:
     requirements, editables = _install(cfg)
     # ray[default]: its state API lets Train release the workers of trials that ASHA stops early.
@@ -297,3 +320,79 @@ def test_cluster_python_satisfies_requires_python(cfg: dict[str, Any], pyproject
     venv = _options(_after(_only(cfg["setup_commands"], " venv "), ["venv"]))
     requires = SpecifierSet(pyproject["project"]["requires-python"])
     assert requires.contains(Version(str(venv["python"])))
+
+
+# --- spot GPUs, and a fallback when EC2 has no capacity ---------------------------------------------
+
+
+def _market(node: dict[str, Any]) -> str:
+    return node["node_config"].get("InstanceMarketOptions", {}).get("MarketType", "on-demand")
+
+
+def test_spot_gpu_workers_on_two_instance_types_before_on_demand(cfg: dict[str, Any]) -> None:
+    gpus = _gpu_worker_types(cfg)
+    spot = {name: node for name, node in gpus.items() if _market(node) == "spot"}
+    on_demand = {name: node for name, node in gpus.items() if _market(node) == "on-demand"}
+    assert spot and on_demand, {name: _market(node) for name, node in gpus.items()}
+    assert len({node["node_config"]["InstanceType"] for node in spot.values()}) >= 2
+    # One size for all: which type is launched is decided by capacity and priority, never by fit, and
+    # a sweep's trials per GPU are the same on any of them.
+    assert len({json.dumps(node["resources"], sort_keys=True) for node in gpus.values()}) == 1
+    assert min(n["priority"] for n in spot.values()) > max(n["priority"] for n in on_demand.values())
+
+
+def _launch_order(cfg: dict[str, Any], scorer_path: str | None, refused: list[str]) -> str:
+    """The node type Ray's v1 autoscaler launches for one trial's GPU share, with the scorer that the
+    environment names (Ray's own when None) and EC2 having refused ``refused`` just now."""
+    import functools
+    import os
+    import time
+
+    from ray.autoscaler._private.node_provider_availability_tracker import (
+        NodeProviderAvailabilityTracker,
+    )
+    from ray.autoscaler._private.resource_demand_scheduler import ResourceDemandScheduler, get_nodes_for
+    from ray.autoscaler.node_launch_exception import NodeLaunchException
+
+    key = "RAY_AUTOSCALER_UTILIZATION_SCORER"
+    before = os.environ.pop(key, None)
+    if scorer_path:
+        os.environ[key] = scorer_path
+    try:  # the scheduler loads its scorer by name from the environment, as on the head
+        scheduler = ResourceDemandScheduler(
+            None, cfg["available_node_types"], cfg["max_workers"], cfg["head_node_type"], 1.0
+        )
+    finally:
+        os.environ.pop(key, None)
+        if before is not None:
+            os.environ[key] = before
+    tracker = NodeProviderAvailabilityTracker()
+    for node_type in refused:
+        error = NodeLaunchException("InsufficientInstanceCapacity", "no capacity", None)
+        tracker.update_node_availability(node_type, int(time.time()), error)
+    scorer = functools.partial(scheduler.utilization_scorer, node_availability_summary=tracker.summary())
+    demand = [{"CPU": 1.0, "GPU": 0.25}]
+    added, _ = get_nodes_for(scheduler.node_types, {}, cfg["head_node_type"], 1, demand, scorer)
+    (node_type,) = added
+    return node_type
+
+
+def test_the_head_autoscaler_falls_back_from_a_type_ec2_refused(
+    cfg: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ray's own scheduler and availability tracker, on cluster.yaml's node types, with the scorer
+    cluster.yaml names: spot by priority, the next type when EC2 refuses one, on-demand last."""
+    env = _exports(_only(cfg["head_start_ray_commands"], "ray start"))
+    assert env["RAY_enable_autoscaler_v2"] == "0", "the v2 autoscaler never calls a utilization scorer"
+    scorer = env["RAY_AUTOSCALER_UTILIZATION_SCORER"]
+    # The scorer reads the priorities from the launcher config that `ray up` leaves in the head's home.
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / "ray_bootstrap_config.yaml").write_text(yaml.safe_dump(cfg))
+    by_priority = sorted(_gpu_worker_types(cfg), key=lambda n: -cfg["available_node_types"][n]["priority"])
+    for i, expected in enumerate(by_priority):
+        assert _launch_order(cfg, scorer, refused=by_priority[:i]) == expected
+    # All refused: the autoscaler still asks (for the first by priority) rather than give up.
+    assert _launch_order(cfg, scorer, refused=by_priority) == by_priority[0]
+    # Ray's own scorer picks by node-type name and never moves off a refused type: why cluster.yaml sets one.
+    default = _launch_order(cfg, None, refused=[])
+    assert _launch_order(cfg, None, refused=[default]) == default
