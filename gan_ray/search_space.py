@@ -33,6 +33,7 @@ from gan_ray.config import (
     validate_config,
     yaml_error_line,
 )
+from gan_ray.data.catalog import RENAMED_METRICS
 from gan_ray.errors import ConfigError, SearchSpaceError
 from gan_ray.objective import Objective
 
@@ -437,11 +438,9 @@ def _read_objective(reader: _Reader, raw: Any, base: GanConfig) -> Objective:
     mode = raw.get("mode", default.mode)
     if not isinstance(metric, str) or mode not in ("min", "max"):
         raise reader.fail(("objective",), "expected {metric: NAME, mode: min|max}")
-    if metric == "fid" and not base.data.is_mixture:
-        # The name of earlier versions, which read as Inception-FID: say what it is now and go on.
-        log.warning(
-            "objective metric 'fid' is now named %r (the Fréchet distance's features)", default.metric
-        )
+    if metric in RENAMED_METRICS and not base.data.is_mixture:
+        # A name of earlier versions ('fid' read as Inception-FID): say what it is now and go on.
+        log.warning("objective metric %r is now named %r", metric, default.metric)
         metric = default.metric
     if metric not in reported:
         raise reader.fail(

@@ -12,6 +12,8 @@ MIXTURE_METRICS = ("mode_distance", "modes_covered", "high_quality_fraction", "r
 #: The Fréchet distance is named for the features it is computed on (``metrics.features``): the default
 #: classifier's make a different number from Inception-FID, and must not be read as one.
 FID_METRICS = {"classifier": "fid_classifier", "inception": "fid_inception"}
+#: Metric names of earlier versions -> today's: ``fid`` was the classifier's Fréchet distance.
+RENAMED_METRICS = {"fid": "fid_classifier"}
 #: The classes the feature classifier sees in the samples (the StackedMNIST protocol's mode count).
 CLASS_METRICS = ("classes_covered", "class_reverse_kl")
 #: What every eval report carries besides the quality metrics.

@@ -10,6 +10,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING
 
 from gan_ray.config import GanConfig, config_yaml
+from gan_ray.data.catalog import RENAMED_METRICS
 from gan_ray.objective import Mode, Objective
 from gan_ray.tracking.store import (
     TAG_DATASET,
@@ -193,6 +194,7 @@ def register_champion(
     current = champion_version(name, tracking_uri, alias)
     if current is not None:
         held_by = current.tags.get(TAG_METRIC_NAME)
+        held_by = RENAMED_METRICS.get(held_by, held_by)  # a version registered before the rename
         if held_by is not None and held_by != metric_name:
             raise ValueError(
                 f"registered model {name!r}: alias {alias!r} (version {current.version}) was ranked by "

@@ -224,6 +224,17 @@ def test_champion_moves_only_between_scores_measured_alike(store, digits):
     assert register(4.0, "classifier-aaaa") == (4, True)  # measured alike and better
     assert champion_version(name, store).tags["gan_ray.feature_extractor"] == "classifier-aaaa"
 
+    # A registry from before the metric was renamed ('fid', the same distance) keeps working.
+    scoring = scoring_tags("digits", 20000, "classifier-aaaa")
+    old = "digits-before-the-rename"
+    assert register_champion(model_uri, old, "fid", 5.0, "min", run_id, cfg, store, scoring=scoring) == (
+        1,
+        True,
+    )
+    assert register_champion(
+        model_uri, old, "fid_classifier", 4.0, "min", run_id, cfg, store, scoring=scoring
+    ) == (2, True)
+
 
 @pytest.mark.slow
 def test_champion_in_max_mode(store, ring8):
