@@ -63,7 +63,14 @@ PLAIN_GAN = {
 }
 
 
-def base_config(study: str, dataset: str, steps: int | None, seed: int, data_root: str | None = None):
+def base_config(
+    study: str,
+    dataset: str,
+    steps: int | None,
+    seed: int,
+    data_root: str | None = None,
+    base_overrides: dict | None = None,
+):
     import yaml
 
     from gan_ray.config import validate_config
@@ -71,7 +78,7 @@ def base_config(study: str, dataset: str, steps: int | None, seed: int, data_roo
     space = yaml.safe_load(SEARCH_SPACES[dataset].read_text())
     if data_root is not None:
         space["base"]["data"]["root"] = data_root
-    cfg = validate_config(space["base"])
+    cfg = validate_config(space["base"]).with_overrides(base_overrides or {})
     train = {"seed": seed, "eval_samples": 20_000 if cfg.data.is_mixture else 10_000}
     steps = steps or cfg.train.steps
     train.update(steps=steps, eval_every=steps)
@@ -219,13 +226,14 @@ def run(
     steps: int | None,
     data_root: str | None,
     grid_dir: str | None = None,
+    base_overrides: dict | None = None,
 ) -> dict:
     import torch
 
     torch.set_num_threads(1)
     from gan_ray.training.loop import build_training, run_loop
 
-    cfg = base_config(study, dataset, steps, seed, data_root).with_overrides(
+    cfg = base_config(study, dataset, steps, seed, data_root, base_overrides).with_overrides(
         overrides(study, variant, dataset)
     )
     start = time.perf_counter()
@@ -257,6 +265,8 @@ def run(
             "ema": cfg.train.ema_decay,
             "lr_schedule": cfg.optim.lr_schedule,
             "penalty": cfg.penalty.name,
+            "g_filters": cfg.model.g_filters,
+            "hidden_dim": cfg.model.hidden_dim,
         },
         **scores,
         "health": training.history[-1]["health"],

@@ -21,6 +21,8 @@ GAN and PacGAN4 rows. Each generated row is 3 seeds, mean ± std; a sample grid 
 
     python bench/quality.py --datasets fashion_mnist --data-root ../shared/data   # ~15 min on 2 CPUs
     python bench/quality.py --datasets ring8,grid25                              # ~25 min on 2 CPUs
+    python bench/quality.py --datasets fashion_mnist --data-root DIR --set model.g_filters=64 \
+        --set model.d_filters=64 --steps 19000    # full width, 20 epochs: on a CUDA GPU
 
 Stdout: one JSON object per run and per summary; stderr: the Markdown table. Training core only (no Ray,
 no MLflow), one thread per run, two runs at once.
@@ -51,14 +53,20 @@ PUBLISHED = {
 VARIANTS = ("baseline", "champion")
 
 
-def real_floor(dataset: str, data_root: str | None, seed: int, grid_dir: str | None = None) -> dict:
+def real_floor(
+    dataset: str,
+    data_root: str | None,
+    seed: int,
+    grid_dir: str | None = None,
+    base_overrides: dict | None = None,
+) -> dict:
     """The data's own score: what a perfect generator would get, with this many samples."""
     import torch
 
     from gan_ray.visualize import save_samples
 
     torch.set_num_threads(1)
-    cfg = ablation.base_config("quality", dataset, None, seed, data_root)
+    cfg = ablation.base_config("quality", dataset, None, seed, data_root, base_overrides)
     if cfg.data.is_mixture:
         from gan_ray.data.mixtures import MixtureSource
 
@@ -134,7 +142,20 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--data-root", default=None, help="the torchvision root of an image dataset")
     p.add_argument("--champion", type=Path, default=None, help="a run's config.yaml to use as the champion")
     p.add_argument("--grids", type=Path, default=Path(__file__).parent / "grids", help="sample grids go here")
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="change every row's base, as gan-ray's --set (e.g. model.g_filters=64 for the full-width DCGAN)",
+    )
     args = p.parse_args(argv)
+    try:
+        from gan_ray.config import parse_overrides
+
+        base_overrides = parse_overrides(args.set)
+    except ValueError as err:
+        p.error(str(err))
     datasets = [d for d in args.datasets.split(",") if d]
     bad = sorted(set(datasets) - set(ablation.SEARCH_SPACES))
     if bad or args.seeds < 1:
@@ -154,12 +175,12 @@ def main(argv: list[str] | None = None) -> int:
     with ProcessPoolExecutor(args.jobs) as pool:
         # the test split is one set: its floor is one row; a mixture's floor varies with the sampler's seed
         floors = [
-            pool.submit(real_floor, d, args.data_root, s, str(args.grids))
+            pool.submit(real_floor, d, args.data_root, s, str(args.grids), base_overrides)
             for d in datasets
             for s in range(args.seeds if d in PUBLISHED else 1)
         ]
         jobs = [
-            ("quality", d, v, s, args.steps, args.data_root, str(args.grids))
+            ("quality", d, v, s, args.steps, args.data_root, str(args.grids), base_overrides)
             for d in datasets
             for v in VARIANTS
             for s in range(args.seeds)

@@ -291,6 +291,7 @@ def test_quality_table_checks_its_arguments_first(tmp_path):
         (["--datasets", "fashion_mnist"], "--data-root"),
         (["--datasets", "ring9"], "ring9"),
         (["--datasets", "ring8,grid25", "--champion", str(tmp_path / "c.yaml")], "one dataset"),
+        (["--datasets", "ring8", "--set", "model.widthh=64"], "model.widthh"),
     ):
         out = subprocess.run(
             [sys.executable, str(QUALITY), *args], capture_output=True, text=True, timeout=60
@@ -307,8 +308,11 @@ def test_quality_table_takes_the_champion_from_a_runs_config(tmp_path):
     )
     lines, _ = run_quality(
         "--datasets", "ring8", "--seeds", "1", "--steps", "20", "--grids", str(tmp_path / "grids"),
-        "--champion", str(tmp_path / "config.yaml"),
+        "--champion", str(tmp_path / "config.yaml"), "--set", "model.hidden_dim=24",
     )  # fmt: skip
     (champion,) = [r for r in lines if r["measurement"] == "quality_run" and r["variant"] == "champion"]
     assert champion["base"]["loss"] == "least_squares" and champion["base"]["k"] == 2
     assert champion["base"]["lr_g"] == 3e-4 and champion["steps"] == 20  # the budget stays the table's
+    assert {r["base"]["hidden_dim"] for r in lines if r["measurement"] == "quality_run" and "base" in r} == {
+        24
+    }
