@@ -210,7 +210,7 @@ def image_scores(samples, cfg) -> dict:
     """The classifier-feature Fréchet distance of the samples (10,000) and the classes that classifier sees."""
     from gan_ray.metrics.frechet import FrechetEvaluator
 
-    frechet = FrechetEvaluator(cfg.data, kind="classifier")
+    frechet = FrechetEvaluator(cfg.data, kind=cfg.metrics.features, extractor_file=cfg.metrics.extractor)
     return {
         **frechet.scores(samples),
         "feature_extractor": frechet.identity,
@@ -318,10 +318,12 @@ def table(summaries: list[dict]) -> str:
     return "\n".join(rows)
 
 
-def _warm(dataset: str, args) -> None:
+def warm(dataset: str, data_root: str | None, base_overrides: dict | None = None) -> None:
+    """Train (or find) the feature extractor and cache the real statistics once, before the runs share them."""
     from gan_ray.metrics.frechet import FrechetEvaluator
 
-    FrechetEvaluator(base_config(args.study, dataset, None, 0, args.data_root).data, kind="classifier")
+    cfg = base_config("quality", dataset, None, 0, data_root, base_overrides)
+    FrechetEvaluator(cfg.data, kind=cfg.metrics.features, extractor_file=cfg.metrics.extractor)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -344,7 +346,7 @@ def main(argv: list[str] | None = None) -> int:
     if images and (args.study not in ("objectives", "quality") or args.data_root is None):
         p.error(f"{images}: the objectives and quality studies only, with --data-root")
     for d in images:  # train the classifier and cache the real statistics once, before the runs share them
-        _warm(d, args)
+        warm(d, args.data_root)
     jobs = [
         (args.study, d, v, s, args.steps, args.data_root)
         for d in datasets

@@ -170,7 +170,7 @@ def main(argv: list[str] | None = None) -> int:
             datasets[0]: champion_from_file(args.champion, datasets[0])
         }
     for d in images:  # the classifier and the real statistics, once, before the runs share them
-        ablation._warm(d, argparse.Namespace(study="quality", data_root=args.data_root))
+        ablation.warm(d, args.data_root, base_overrides)
     rows: dict[str, dict[str, list[dict]]] = {d: {} for d in datasets}
     with ProcessPoolExecutor(args.jobs) as pool:
         # the test split is one set: its floor is one row; a mixture's floor varies with the sampler's seed

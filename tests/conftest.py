@@ -40,6 +40,27 @@ def fashion_mnist_root() -> Path:
 
 
 @pytest.fixture(scope="session")
+def fashion_mnist_classifier(fashion_mnist_root, tmp_path_factory):
+    """(a feature classifier trained on 4,000 real Fashion-MNIST images, the file that holds it as a
+    sweep's pinned extractor): half a minute, where the cached extractor takes 60,000 images and minutes."""
+    from gan_ray.config import DataConfig
+    from gan_ray.data.images import load_labelled
+    from gan_ray.metrics.features import train_classifier
+    from gan_ray.metrics.features.classifier import describe
+
+    images, labels = load_labelled(DataConfig(name="fashion_mnist", root=str(fashion_mnist_root)), train=True)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        model = train_classifier(images[:4000], labels[:4000], min_steps=400, max_steps=400)
+    finally:
+        torch.set_num_threads(threads)
+    path = tmp_path_factory.mktemp("extractor") / "fashion_mnist_classifier.pt"
+    torch.save(describe(model, "fashion_mnist", seed=0), path)
+    return model, path
+
+
+@pytest.fixture(scope="session")
 def ray_session(tmp_path_factory):
     """A real local Ray on 2 CPUs with the ``train_driver`` resource sweeps schedule trial drivers on.
 

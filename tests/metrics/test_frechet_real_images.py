@@ -1,5 +1,5 @@
 """The Fréchet metric on real images: Fashion-MNIST read by torchvision's own reader, a classifier trained
-on 4,000 of its images (half a minute), and what the distance says about real, corrupted, class-collapsed
+on 4,000 of its images (half a minute, shared with the bench test through conftest), and what the distance says about real, corrupted, class-collapsed
 and noise sets of 2,000 images. The thresholds leave a wide margin below what the sets measure (the
 numbers in the comments, printed with ``-s``), so they test the metric's sense, not one classifier.
 
@@ -15,7 +15,7 @@ import torch.nn.functional as F
 
 from gan_ray.config import DataConfig
 from gan_ray.data.images import load_labelled
-from gan_ray.metrics.features import ClassifierFeatures, train_classifier
+from gan_ray.metrics.features import ClassifierFeatures
 from gan_ray.metrics.features.classifier import fingerprint
 from gan_ray.metrics.frechet import FrechetEvaluator, frechet_distance
 
@@ -42,9 +42,8 @@ def splits(spec):
 
 
 @pytest.fixture(scope="module")
-def classifier(splits) -> ClassifierFeatures:
-    train_images, train_labels, _, _ = splits
-    return train_classifier(train_images[:4000], train_labels[:4000], min_steps=400, max_steps=400)
+def classifier(fashion_mnist_classifier) -> ClassifierFeatures:
+    return fashion_mnist_classifier[0]
 
 
 @pytest.fixture(scope="module")
@@ -149,22 +148,16 @@ def test_distance_drops_as_a_collapsed_set_regains_classes(classifier, reference
     assert means[-1] < 0.01 * means[0]
 
 
-def test_the_evaluator_scores_real_images_through_the_torchvision_path(classifier, splits, spec, tmp_path):
+def test_the_evaluator_scores_real_images_through_the_torchvision_path(
+    fashion_mnist_classifier, splits, spec, tmp_path
+):
     """The run's evaluator on real data: real statistics of 2,000 training images read by torchvision,
     the classifier pinned from a file as a sweep hands it to its trials, and class coverage."""
-    state = {k: v.detach().clone() for k, v in classifier.state_dict().items()}
-    meta = {
-        "in_channels": 1,
-        "image_size": 28,
-        "num_features": classifier.num_features,
-        "cache_id": f"classifier-{fingerprint(state)}",
-        "test_accuracy": classifier.test_accuracy,
-    }
-    torch.save({"state_dict": state, "meta": meta}, tmp_path / "extractor.pt")
-    evaluator = FrechetEvaluator(
-        spec, cache_dir=tmp_path / "cache", num_real=N, extractor_file=tmp_path / "extractor.pt"
+    classifier, path = fashion_mnist_classifier
+    evaluator = FrechetEvaluator(spec, cache_dir=tmp_path / "cache", num_real=N, extractor_file=path)
+    assert (
+        evaluator.identity == f"classifier-{fingerprint(classifier.state_dict())}" and evaluator.num_real == N
     )
-    assert evaluator.identity == meta["cache_id"] and evaluator.num_real == N
     _, _, test_images, test_labels = splits
     real = evaluator.scores(test_images[:N])
     collapsed = evaluator.scores(test_images[test_labels == 7][:N])

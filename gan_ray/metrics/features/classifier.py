@@ -157,18 +157,13 @@ def usable(saved: dict[str, Any] | None) -> bool:
     return True
 
 
-def _train_and_describe(spec: DataSpec, device: torch.device, seed: int) -> dict[str, Any]:
-    images, labels = load_labelled(spec, train=True)
-    log.info(
-        "training the feature classifier for %s %s (once; then cached)", spec.name, tuple(images.shape[1:])
-    )
-    start = time.perf_counter()
-    model = train_classifier(images, labels, seed=seed, device=device)
-    seconds = time.perf_counter() - start
-    log.info("feature classifier: held-out accuracy %.3f in %.1f s", model.test_accuracy, seconds)
+def describe(
+    model: ClassifierFeatures, dataset: str, seed: int, seconds: float | None = None
+) -> dict[str, Any]:
+    """A trained classifier as the cache (and a sweep's extractor file) saves it: weights and meta."""
     state = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     meta = {
-        "dataset": spec.name,
+        "dataset": dataset,
         "in_channels": model.in_channels,
         "image_size": model.image_size,
         "num_features": model.num_features,
@@ -179,6 +174,18 @@ def _train_and_describe(spec: DataSpec, device: torch.device, seed: int) -> dict
         "cache_id": f"classifier-{fingerprint(state)}",
     }
     return {"state_dict": state, "meta": meta}
+
+
+def _train_and_describe(spec: DataSpec, device: torch.device, seed: int) -> dict[str, Any]:
+    images, labels = load_labelled(spec, train=True)
+    log.info(
+        "training the feature classifier for %s %s (once; then cached)", spec.name, tuple(images.shape[1:])
+    )
+    start = time.perf_counter()
+    model = train_classifier(images, labels, seed=seed, device=device)
+    seconds = time.perf_counter() - start
+    log.info("feature classifier: held-out accuracy %.3f in %.1f s", model.test_accuracy, seconds)
+    return describe(model, spec.name, seed, seconds)
 
 
 def load_classifier_file(path: Path, device: torch.device) -> ClassifierFeatures:
