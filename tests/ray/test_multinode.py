@@ -262,8 +262,8 @@ def cluster(tmp_path_factory):
 def _enough_workers(cluster: LoopbackCluster) -> None:
     """Add worker nodes until :data:`WORKER_NODES` live (an earlier test may have lost one)."""
     alive = [n for n in cluster.nodes if n.alive and n.name != "head"]
-    for i in range(WORKER_NODES - len(alive)):
-        cluster.add_node(f"worker{len(cluster.nodes) + i}", cpus=1)
+    for _ in range(WORKER_NODES - len(alive)):
+        cluster.add_node(f"worker{len(cluster.nodes) - 1}", cpus=1)  # the head is one of the nodes
 
 
 def _write_space(tmp_path: Path, name: str, steps: list[int], *, max_failures: int) -> Path:
