@@ -30,6 +30,12 @@ from gan_ray.training.loop import Training, build_training, default_evaluator, r
 
 #: Seconds rank 0 took to write an eval's run-state folder (before Ray persists it), in its report.
 TIME_CHECKPOINT = "time_checkpoint_s"
+#: How many times the run's workers started again from its checkpoint: after a lost worker or node
+#: (``scaling.max_failures``), or a resume of a run of the same name. In every report, 0 before any.
+RESTARTS = "restarts"
+#: Of a run of several workers: how many Ray nodes its ranks ran on, and their node ids by rank.
+WORKER_NODES = "worker_nodes"
+WORKER_NODE_IDS = "worker_node_ids"
 
 
 class Session(Protocol):
@@ -40,6 +46,8 @@ class Session(Protocol):
     name: str
 
     def device(self) -> torch.device: ...
+
+    def node_id(self) -> str: ...
 
     def wrap_model(self, module: torch.nn.Module) -> torch.nn.Module: ...
 
@@ -62,6 +70,11 @@ class TrainSession:
         import ray.train.torch
 
         return ray.train.torch.get_device()
+
+    def node_id(self) -> str:
+        import ray
+
+        return ray.get_runtime_context().get_node_id()
 
     def wrap_model(self, module: torch.nn.Module) -> torch.nn.Module:
         import ray.train.torch
@@ -94,6 +107,11 @@ class TuneSession:
     def device(self) -> torch.device:
         # Ray sets CUDA_VISIBLE_DEVICES to the trial's GPU (a share of one, with fractional GPUs).
         return torch.device("cuda", 0) if self.use_gpu and torch.cuda.is_available() else torch.device("cpu")
+
+    def node_id(self) -> str:
+        import ray
+
+        return ray.get_runtime_context().get_node_id()
 
     def wrap_model(self, module: torch.nn.Module) -> torch.nn.Module:
         return module
@@ -156,6 +174,29 @@ def replica_param_spread(training: Training) -> float:
     return float((hi - lo).max())
 
 
+def rank_node_ids(session: Session) -> list[str]:
+    """The Ray node id of every rank, by rank: where the worker group really runs (on a cluster, not
+    necessarily one rank per node). A collective: every rank must call it at the same point."""
+    import torch.distributed as dist
+
+    ids: list[str | None] = [None] * session.world_size
+    dist.all_gather_object(ids, session.node_id())
+    return [str(i) for i in ids]
+
+
+def _resume(training: Training, session: Session, device: torch.device) -> int:
+    """Load the session's checkpoint, if any, into ``training``; returns the restart count to report:
+    0 without one, else one more than the checkpoint's last eval reported."""
+    checkpoint = session.checkpoint()
+    if checkpoint is None:
+        return 0
+    with checkpoint.as_directory() as directory:
+        refuse_diverged(directory, session.name)
+        training.load_state_dict(load_checkpoint(directory, map_location=device))
+    history = training.history
+    return int(history[-1].get(RESTARTS, 0)) + 1 if history else 1
+
+
 def refuse_diverged(folder: str | Path, name: str) -> None:
     """Refuse to resume from a divergence record: it would continue a NaN model."""
     record = read_divergence(folder)
@@ -184,11 +225,9 @@ def run_worker(
     training = build_training(
         cfg, device=device, rank=rank, world_size=world_size, wrap_model=session.wrap_model
     )
-    checkpoint = session.checkpoint()
-    if checkpoint is not None:
-        with checkpoint.as_directory() as directory:
-            refuse_diverged(directory, session.name)
-            training.load_state_dict(load_checkpoint(directory, map_location=device))
+    restarts = _resume(training, session, device)
+    # Once per worker group: a rank's node does not change while it lives.
+    node_ids = rank_node_ids(session) if world_size > 1 else []
     _maybe_inject_faults(training, settings.crash_switches() if switches is None else switches)
     evaluator = None
     if rank == 0:
@@ -197,8 +236,11 @@ def run_worker(
     try:
         for report in run_loop(training, evaluator, objective=objective):
             metrics = report.metrics  # the history's own entry: what is added here is checkpointed too
+            metrics[RESTARTS] = restarts
             if world_size > 1:
                 metrics["replica_param_spread"] = replica_param_spread(training)
+                metrics[WORKER_NODES] = len(set(node_ids))
+                metrics[WORKER_NODE_IDS] = ",".join(node_ids)
             if rank != 0:
                 session.report(metrics, None, "")
                 continue

@@ -71,6 +71,7 @@ def test_same_name_resumes_and_continues_step_count(ray_session, tmp_path):
     second = fit(longer, storage_path=str(tmp_path))
     assert [h["step"] for h in second.history] == [100, 200, 300, 400]
     assert second.history[:2] == first.history
+    assert [h["restarts"] for h in second.history] == [0, 0, 1, 1]  # a resume starts from a checkpoint too
     # A resume applies a new learning rate (the optimiser's saved state would bring back the old one)...
     faster = validate_config(ring8("resume", steps=500)).with_overrides({"optim.lr_g": 4e-4})
     third = fit(faster, storage_path=str(tmp_path))
@@ -93,6 +94,9 @@ def test_worker_crash_is_replaced_and_resumes(ray_session, tmp_path, monkeypatch
     # Continuous step count: resumed from the step-200 checkpoint, lost only steps 201-250.
     assert [h["step"] for h in result.history] == [100, 200, 300, 400]
     assert result.metrics["step"] == 400 and "mode_distance" in result.metrics
+    # The worker group says it restarted, from the first eval after the crash on; one node throughout.
+    assert [h["restarts"] for h in result.history] == [0, 0, 1, 1]
+    assert {h["worker_nodes"] for h in result.history} == {1}
 
 
 def test_bad_config_fails_before_any_worker(tmp_path):

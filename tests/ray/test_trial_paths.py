@@ -50,6 +50,10 @@ def _steps(client, run_id: str, key: str) -> list[int]:
     return [m.step for m in client.get_metric_history(run_id, key)]
 
 
+def _values(client, run_id: str, key: str) -> list[float]:
+    return [m.value for m in sorted(client.get_metric_history(run_id, key), key=lambda m: m.step)]
+
+
 def test_a_crashed_single_worker_trial_resumes_from_its_latest_checkpoint(ray_session, tmp_path, monkeypatch):
     from mlflow import MlflowClient
 
@@ -60,6 +64,9 @@ def test_a_crashed_single_worker_trial_resumes_from_its_latest_checkpoint(ray_se
     assert marker.read_text() == "400", "the injected crash did not happen"
     assert [t.status for t in result.trials] == ["completed", "completed"]
     client = MlflowClient(tracking)
+    # The crashed trial says it restarted, from the eval after the crash on; the other never did.
+    restarts = sorted(_values(client, t.mlflow_run_id, "restarts") for t in result.trials)
+    assert restarts == [[0, 0, 0, 0], [0, 0, 1, 1]], restarts
     for t in result.trials:
         # Each eval once: the crashed trial went on from its step-300 checkpoint, not from step 0.
         assert _steps(client, t.mlflow_run_id, "loss_d") == [150, 300, 450, 600], t.trial_id
