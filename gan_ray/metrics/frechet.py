@@ -122,7 +122,6 @@ class FrechetEvaluator:
         # The features are computed here (not inside torchmetrics), so the classifier's head can label the
         # same forward pass's samples.
         self._metric = _fid_metric(_Identity(self.extractor.num_features)).to(self.device)
-        self._labels: list[Tensor] = []
         c, h, w = self.shape
         name = f"real-{spec.name}-{c}x{h}x{w}-n{num_real}-{self.extractor.cache_id}.pt"
         stats, _ = cached(
@@ -156,38 +155,44 @@ class FrechetEvaluator:
         return isinstance(getattr(self.extractor, "head", None), nn.Linear) and self.num_classes > 0
 
     @torch.no_grad()
-    def _update(self, images: Tensor, real: bool) -> None:
+    def _update(self, images: Tensor, real: bool) -> list[Tensor]:
+        """Feed the images' features to the metric; the classes the classifier predicts for fake ones."""
+        labels = []
         for start in range(0, images.shape[0], self.batch_size):
             batch = images[start : start + self.batch_size].to(self.device, torch.float32, non_blocking=True)
             features = self.extractor(batch)
             self._metric.update(features.double(), real=real)
             if not real and self.labels_classes:
-                self._labels.append(self.extractor.head(features).argmax(1).cpu())
+                labels.append(self.extractor.head(features).argmax(1).cpu())
+        return labels
 
     @torch.no_grad()
+    def _score(self, fake_images: Tensor) -> tuple[float, list[Tensor]]:
+        if tuple(fake_images.shape[1:]) != self.shape or fake_images.shape[0] < 2:
+            raise ValueError(
+                f"expected at least 2 generated images of shape {self.shape}, "
+                f"got a tensor of shape {tuple(fake_images.shape)}"
+            )
+        if not bool(torch.isfinite(fake_images).all()):
+            return math.inf, []  # a diverged generator's samples get no classes
+        self._metric.reset()  # fake statistics only: reset_real_features=False keeps the real ones
+        labels = self._update(fake_images.detach(), real=False)
+        return _compute(self._metric), labels
+
     def evaluate(self, fake_images: Tensor) -> float:
         """Fréchet distance of generated images (N, C, H, W) in [-1, 1] to the real ones.
 
         ``inf`` when any generated value is NaN/inf (a diverged generator), so a minimising search ranks
         the trial last instead of crashing.
         """
-        if tuple(fake_images.shape[1:]) != self.shape or fake_images.shape[0] < 2:
-            raise ValueError(
-                f"expected at least 2 generated images of shape {self.shape}, "
-                f"got a tensor of shape {tuple(fake_images.shape)}"
-            )
-        self._labels = []  # a diverged generator's samples get no classes, not the previous call's
-        if not bool(torch.isfinite(fake_images).all()):
-            return math.inf
-        self._metric.reset()  # fake statistics only: reset_real_features=False keeps the real ones
-        self._update(fake_images.detach(), real=False)
-        return _compute(self._metric)
+        return self._score(fake_images)[0]
 
     def scores(self, fake_images: Tensor) -> dict[str, float]:
         """The Fréchet distance under its name (``fid_classifier`` / ``fid_inception``) and, for the
         classifier, ``classes_covered`` and ``class_reverse_kl`` of the classes it predicts for the samples
         (:func:`gan_ray.metrics.classes.class_coverage`); no classes for non-finite samples."""
-        out = {self.metric_name: self.evaluate(fake_images)}
-        if self._labels:
-            out.update(class_coverage(torch.cat(self._labels), self.num_classes))
+        distance, labels = self._score(fake_images)
+        out = {self.metric_name: distance}
+        if labels:
+            out.update(class_coverage(torch.cat(labels), self.num_classes))
         return out
