@@ -91,11 +91,14 @@ def test_worker_crash_is_replaced_and_resumes(ray_session, tmp_path, monkeypatch
     cfg = validate_config({**ring8("crash", steps=400), "scaling": {"num_workers": 2, "max_failures": 2}})
     result = fit(cfg, storage_path=str(tmp_path / "storage"))
     assert marker.read_text() == "250", "the injected crash did not happen"
-    # Continuous step count: resumed from the step-200 checkpoint, lost only steps 201-250.
+    # Continuous step count: resumed from a checkpoint before the crash, no eval missing or repeated.
     assert [h["step"] for h in result.history] == [100, 200, 300, 400]
     assert result.metrics["step"] == 400 and "mode_distance" in result.metrics
-    # The worker group says it restarted, from the first eval after the crash on; one node throughout.
-    assert [h["restarts"] for h in result.history] == [0, 0, 1, 1]
+    # The worker group says it restarted, from the first eval after the checkpoint it resumed from on.
+    # Usually that is step 200's; but Ray Train's controller collects reports by polling the workers, and a
+    # group that dies within the poll interval of its step-200 report takes that checkpoint with it (seen
+    # in CI): the restart then resumes from step 100's and redoes steps 101-250.
+    assert [h["restarts"] for h in result.history] in ([0, 0, 1, 1], [0, 1, 1, 1])
     assert {h["worker_nodes"] for h in result.history} == {1}
 
 
