@@ -99,7 +99,9 @@ def sweep(
     the MLflow tracking store, the cluster. Diverged trials end as failed trials; the sweep goes on.
     With ``tracking=False`` nothing is recorded in MLflow (and nothing registered); the result and the
     printed summary still name the best trial. ``overrides`` replaces dotted keys of the space's base
-    config (what ``--set`` passes; a searched key is refused).
+    config (what ``--set`` passes; a searched key is refused). ``verbose``: 0 prints nothing, 1 (the
+    default) a progress table, a line per ended trial and the summary, 2 also Tune's tables and the Ray
+    workers' output (started here; a Ray already running keeps its own setting).
     """
     from gan_ray.ray.search import study_name_for
     from gan_ray.ray.tune import prepare_cluster, run_sweep
@@ -122,7 +124,8 @@ def sweep(
     study_url = study_storage or settings.study_storage()
     study_name = study_name_for(space.name, study_url, resume)
     storage_path = space.base.scaling.storage(storage_path)
-    capacity = prepare_cluster(space, storage_path)  # before a parent run exists for a sweep that cannot run
+    # Before a parent run exists for a sweep that cannot run. Below -v, workers' lines stay in Ray's logs.
+    capacity = prepare_cluster(space, storage_path, log_to_driver=verbose >= 2)
     space = _with_sweep_extractor(space, storage_path, study_name)
     recorder = None
     if tracking:

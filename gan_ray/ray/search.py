@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import time
+import warnings
 from typing import Any
 
 import optuna
@@ -61,8 +62,11 @@ def fail_trial(searcher: OptunaSearch, trial_id: str) -> None:
 def sampler_for(space: SearchSpace):
     if space.sampler == "random":
         return optuna.samplers.RandomSampler(seed=space.seed)
-    # Multivariate TPE models the interactions (lr_g with lr_d, the loss with its parameters).
-    return optuna.samplers.TPESampler(seed=space.seed, multivariate=True, group=True, n_startup_trials=5)
+    # Multivariate TPE models the interactions (lr_g with lr_d, the loss with its parameters); group
+    # splits the space by the conditions (an "experimental" argument since Optuna 2.8: a warning per sweep).
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.samplers.TPESampler(seed=space.seed, multivariate=True, group=True, n_startup_trials=5)
 
 
 def stratified_points(space: SearchSpace, seed_offset: int = 0) -> list[dict[str, Any]]:
