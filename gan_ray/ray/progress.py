@@ -85,6 +85,9 @@ class SweepProgress(Callback):
         )
         elapsed = time.monotonic() - self.start
         left = time_left(elapsed, done, total)
+        budget = self.space.budget.time_budget_s
+        if budget is not None:  # the sweep stops there whatever is left to do
+            left = max(budget - elapsed, 0.0) if left is None else min(left, max(budget - elapsed, 0.0))
         if not running and not waiting:
             eta = "finished"
         else:

@@ -79,3 +79,16 @@ def test_the_time_left_is_the_pace_so_far_over_the_steps_to_go():
     assert time_left(60.0, 1000, 4000) == pytest.approx(180.0)
     assert time_left(10.0, 0, 4000) is None
     assert (clock(7), clock(242), clock(3909)) == ("0:07", "4:02", "1:05:09")
+
+
+def test_the_time_left_never_passes_the_sweeps_time_budget():
+    from gan_ray.ray.progress import SweepProgress
+    from gan_ray.ray.tune import TrialLedger
+    from gan_ray.search_space import parse_search_space
+
+    space = parse_search_space(
+        TINY.replace("max_concurrent_trials: 2}", "max_concurrent_trials: 2, time_budget_s: 60}")
+    )
+    table = SweepProgress(space, TrialLedger(space), total_trials=10_000).table()
+    assert "about 1:00 left" in table or "about 0:59 left" in table, table
+    assert "0 running, 0 done, 10000 waiting (of 10000)" in table
