@@ -208,11 +208,12 @@ class TrialLedger(Callback):
     Status: ``diverged`` (its last report says so), ``stopped_early`` (ASHA stopped it before the
     last step), ``completed``, ``collapsed`` (either of those two, but its last eval's health was not
     ok: never the champion), or ``failed`` (it raised). A trial whose health turns bad, and one that
-    ends collapsed, is told in a warning line on the driver's console.
+    ends collapsed, is told in a warning line on the driver's console; with ``announce``, each PBT
+    exploit in a line too.
     """
 
-    def __init__(self, space: SearchSpace, recorder: SweepObserver | None = None):
-        self.space, self.recorder = space, recorder
+    def __init__(self, space: SearchSpace, recorder: SweepObserver | None = None, announce: bool = False):
+        self.space, self.recorder, self.announce = space, recorder, announce
         self.trials: dict[str, _Trial] = {}
 
     def summaries(self) -> list[TrialSummary]:
@@ -253,6 +254,13 @@ class TrialLedger(Callback):
         step = int(record.history[-1]["step"]) if record.history else 0
         clone = Clone(step, source_id, source_step, self.space.resolve(config))
         record.lineage.append(clone)
+        if self.announce:
+            moved = ", ".join(
+                f"{k} {v:.3g}" for k, v in clone.params.items() if _moved(record.params.get(k), v)
+            )
+            _warn(
+                f"gan_ray: {trial_name(trial_id)} at step {step} continues {clone}: {moved or 'same values'}"
+            )
         record.params = clone.params
         if record.observer is not None:
             record.observer.on_clone(clone, tuple(record.lineage))
@@ -341,6 +349,11 @@ class TrialLedger(Callback):
 
 def _warn(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
+
+
+def _moved(before: Any, after: Any) -> bool:
+    """A numeric hyperparameter that an exploit changed (the console names those)."""
+    return _number(after) and before != after
 
 
 def _number(value: Any) -> bool:
@@ -484,7 +497,7 @@ def run_sweep(
     storage_path = space.base.scaling.storage(storage_path)
     if capacity is None:
         capacity = prepare_cluster(space, storage_path)
-    ledger = TrialLedger(space, recorder)
+    ledger = TrialLedger(space, recorder, announce=verbose >= 1)
     concurrency = max_concurrent(space, capacity)
     search = _Search(space, study_name, study_url, resume, ledger, concurrency)
     callbacks: list[Callback] = [ledger]

@@ -7,6 +7,8 @@ beta1 and k, read back from its live optimisers and step, not the cloned checkpo
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 from pathlib import Path
 
@@ -98,15 +100,23 @@ def pbt(ray_session, tmp_path_factory, one_thread):
     tracking_uri = f"sqlite:///{root / 'mlflow.db'}"
     study_name = study_name_for(space.name, study_url, resume=False)
     recorder = Recorder(MlflowSweep(tracking_uri, space, study_name, register=False))
-    result = run_sweep(
-        space,
-        study_name=study_name,
-        study_url=study_url,
-        storage_path=str(root / "ray_results"),
-        recorder=recorder,
-        verbose=0,
-    )
-    return {"result": result, "events": recorder.events, "study_url": study_url, "tracking_uri": tracking_uri}
+    console = io.StringIO()
+    with contextlib.redirect_stderr(console):
+        result = run_sweep(
+            space,
+            study_name=study_name,
+            study_url=study_url,
+            storage_path=str(root / "ray_results"),
+            recorder=recorder,
+            verbose=1,
+        )
+    return {
+        "result": result,
+        "events": recorder.events,
+        "study_url": study_url,
+        "tracking_uri": tracking_uri,
+        "console": console.getvalue(),
+    }
 
 
 def test_every_exploit_sets_the_new_config_on_the_live_optimisers_and_step(pbt):
@@ -168,6 +178,16 @@ def test_the_lineage_is_recorded_on_each_child_run(pbt):
         lr_g = client.get_metric_history(run.info.run_id, "pbt.optim.lr_g")
         assert [m.value for m in lr_g] == pytest.approx([c.params["optim.lr_g"] for c in trial.lineage])
         assert [m.step for m in lr_g] == [c.source_step for c in trial.lineage]
+
+
+def test_the_console_tells_each_exploit_in_one_line(pbt):
+    lines = [line for line in pbt["console"].splitlines() if " continues trial-" in line]
+    clones = [(t, c) for t in pbt["result"].trials for c in t.lineage]
+    assert len(lines) == len(clones), pbt["console"]
+    trial, clone = clones[0]
+    assert any(
+        line.startswith(f"gan_ray: trial-{trial.trial_id} at step ") and str(clone) in line for line in lines
+    )
 
 
 def test_the_initial_population_is_drawn_from_the_space_into_the_study(pbt):
