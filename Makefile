@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install sweep train sample test test-fast lint format ui bench clean
+.PHONY: install sweep train sample test test-fast lint format ui screenshots bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -32,6 +32,10 @@ ui: $(STAMP)
 	@echo "MLflow UI: http://127.0.0.1:5000/#/experiments?workflowType=machine_learning"
 	$(VENV)/bin/mlflow ui --backend-store-uri sqlite:///$(CURDIR)/mlflow.db --host 127.0.0.1 --port 5000
 
+# Headless-Chromium screenshots of the UI on a tiny sweep (needs Debian's chromium): ui_screenshots/
+screenshots: $(STAMP)
+	PYTHON=$(PY) bench/ui_screenshots.sh ui_screenshots
+
 bench: $(STAMP)
 	$(PY) bench/throughput.py
 
@@ -52,4 +56,4 @@ format: $(STAMP)
 	$(VENV)/bin/ruff check --fix gan_ray tests bench
 
 clean:
-	rm -rf $(VENV) outputs ray_results mlflow.db mlruns mlartifacts optuna.db champion_ring8.png
+	rm -rf $(VENV) outputs ray_results mlflow.db mlruns mlartifacts optuna.db champion_ring8.png ui_screenshots

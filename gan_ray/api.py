@@ -99,7 +99,9 @@ def sweep(
     the MLflow tracking store, the cluster. Diverged trials end as failed trials; the sweep goes on.
     With ``tracking=False`` nothing is recorded in MLflow (and nothing registered); the result and the
     printed summary still name the best trial. ``overrides`` replaces dotted keys of the space's base
-    config (what ``--set`` passes; a searched key is refused).
+    config (what ``--set`` passes; a searched key is refused). ``verbose``: 0 prints nothing, 1 (the
+    default) a progress table, a line per ended trial and the summary, 2 also Tune's tables and the Ray
+    workers' output (started here; a Ray already running keeps its own setting).
 
     ``resume`` continues the latest study of this sweep in ``study_storage`` (default
     ``$GAN_RAY_OPTUNA_STORAGE`` or ``./optuna.db``); where it holds none,
@@ -132,7 +134,8 @@ def sweep(
         uri = resolve_tracking_uri(tracking_uri)
         check_tracking_server(uri)
     storage_path = space.base.scaling.storage(storage_path)
-    capacity = prepare_cluster(space, storage_path)  # before a parent run exists for a sweep that cannot run
+    # Before a parent run exists for a sweep that cannot run. Below -v, workers' lines stay in Ray's logs.
+    capacity = prepare_cluster(space, storage_path, log_to_driver=verbose >= 2)
     if resume:
         from gan_ray.ray.search import fail_running_trials
 

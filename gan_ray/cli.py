@@ -17,10 +17,19 @@ EXAMPLES = """examples:
   gan-ray train gan_ray/configs/ring8.yaml --workers 2
   gan-ray sweep search_spaces/ring8.yaml
   gan-ray sweep search_spaces/ring8.yaml --resume --num-samples 8
+  gan-ray sweep search_spaces/ring8_pbt.yaml -v
   gan-ray sweep search_spaces/fashion_mnist_laptop.yaml --set data.root=~/data
   gan-ray sample --model models:/gan_ray-ring8@champion -n 2500 --out ring8.png
   gan-ray report ring8
 """
+
+
+#: What every --tracking-uri falls back to (gan_ray.settings.tracking_uri); the registry follows
+#: $MLFLOW_REGISTRY_URI where it is set.
+TRACKING_HELP = (
+    "MLflow tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///./mlflow.db in the current folder; "
+    "the model registry: $MLFLOW_REGISTRY_URI, else the same store)"
+)
 
 
 def _overrides(args: argparse.Namespace) -> dict:
@@ -50,8 +59,33 @@ def _train(args: argparse.Namespace) -> int:
     return 0
 
 
+#: The libraries whose INFO lines flood a sweep's terminal (Ray's driver and Tune, MLflow, Optuna).
+LIBRARY_LOGGERS = ("ray", "mlflow", "optuna")
+
+
+def _console(args: argparse.Namespace) -> int:
+    """The sweep's verbosity (2 with -v), with the libraries' console handlers at ``--log-level``
+    (default WARNING; INFO with -v). Their INFO lines are one per checkpoint and per study load: only
+    noise between the progress tables."""
+    import logging
+
+    # Imported for their loggers' handlers, which they install on import (the sweep imports them anyway).
+    import mlflow  # noqa: F401
+    import optuna  # noqa: F401
+    import ray  # noqa: F401
+
+    level = args.log_level or ("INFO" if args.verbose else "WARNING")
+    for name in LIBRARY_LOGGERS:
+        for handler in logging.getLogger(name).handlers:
+            if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler):
+                handler.setLevel(level)
+    return 2 if args.verbose else 1
+
+
 def _sweep(args: argparse.Namespace) -> int:
     from gan_ray.api import sweep
+
+    verbose = _console(args)
 
     result = sweep(
         args.search_space,
@@ -63,6 +97,7 @@ def _sweep(args: argparse.Namespace) -> int:
         study_storage=args.study_storage,
         model_name=args.model_name,
         overrides=_overrides(args),
+        verbose=verbose,
     )
     if result.interrupted:
         return 130  # what a shell reports for Ctrl-C
@@ -129,9 +164,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--resume", action="store_true", help="local backend: continue from the output folder's checkpoint"
     )
-    p.add_argument(
-        "--tracking-uri", default=None, help="MLflow URI (default $MLFLOW_TRACKING_URI or ./mlflow.db)"
-    )
+    p.add_argument("--tracking-uri", default=None, help=TRACKING_HELP)
     p.add_argument("--no-tracking", action="store_true", help="do not record the run in MLflow")
     _add_set(p, "the config")
     p.set_defaults(func=_train)
@@ -147,9 +180,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="continue this sweep's latest study in the study storage (an error if it has none): run the "
         "trials its plan still misses, or --num-samples more; what an interrupted sweep left running is ended",
     )
-    p.add_argument(
-        "--tracking-uri", default=None, help="MLflow URI (default $MLFLOW_TRACKING_URI or ./mlflow.db)"
-    )
+    p.add_argument("--tracking-uri", default=None, help=TRACKING_HELP)
     p.add_argument(
         "--storage-path",
         default=None,
@@ -167,6 +198,19 @@ def build_parser() -> argparse.ArgumentParser:
         help="record nothing in MLflow (the summary still names the best)",
     )
     _add_set(p, "the search space's base config (not a searched one)")
+    p.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="also Ray's worker lines, Tune's tables and the libraries' INFO lines (default: a progress "
+        "table every 30 s and the summary; the rest stays in Ray's log files)",
+    )
+    p.add_argument(
+        "--log-level",
+        choices=("DEBUG", "INFO", "WARNING", "ERROR"),
+        default=None,
+        help="the level of Ray's, MLflow's and Optuna's log lines on the terminal (default WARNING, INFO with -v)",
+    )
     p.set_defaults(func=_sweep)
 
     p = sub.add_parser("sample", help="draw samples from a trained generator into a PNG")
@@ -178,9 +222,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-n", "--num-samples", type=int, default=64, help="how many samples (default 64)")
     p.add_argument("--out", default="samples.png", help="PNG to write (default samples.png)")
     p.add_argument("--seed", type=int, default=None, help="noise seed: the same seed gives the same samples")
-    p.add_argument(
-        "--tracking-uri", default=None, help="MLflow URI (default $MLFLOW_TRACKING_URI or ./mlflow.db)"
-    )
+    p.add_argument("--tracking-uri", default=None, help=TRACKING_HELP)
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
     p.set_defaults(func=_sample)
 
@@ -193,9 +235,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="EXPERIMENT_OR_STUDY",
         help="an MLflow experiment (its latest sweep) or an Optuna study",
     )
-    p.add_argument(
-        "--tracking-uri", default=None, help="MLflow URI (default $MLFLOW_TRACKING_URI or ./mlflow.db)"
-    )
+    p.add_argument("--tracking-uri", default=None, help=TRACKING_HELP)
     p.add_argument(
         "--study-storage",
         default=None,

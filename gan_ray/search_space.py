@@ -96,6 +96,38 @@ class Budget:
     workers_per_trial: int = 1
     cpus_per_worker: float = 1.0
     gpus_per_worker: float = 0.0  # a fraction packs several trials on one GPU
+    # Wall-clock seconds for the whole sweep (None: none): Tune starts no trial after it and stops the
+    # running ones, which end as stopped early (their best checkpoints still count).
+    time_budget_s: float | None = None
+
+
+#: What population-based training may change mid-run: a trial that clones another continues that
+#: trial's checkpoint, so only what the live optimisers and the step take on restore (gan_ray.training's
+#: ``Training.load_state_dict`` and ``build_training``) may differ from the checkpoint's config.
+PBT_MUTABLE = (
+    "optim.lr_g",
+    "optim.lr_d",
+    "optim.beta1",
+    "optim.beta2",
+    "train.d_steps_per_g_step",
+    "penalty.weight",
+)
+
+PBT_KEYS = ("type", "perturbation_interval", "mutate", "quantile_fraction", "resample_probability")
+
+
+@dataclass(frozen=True)
+class Pbt:
+    """Population-based training (Jaderberg et al. 2017): every ``perturbation_interval`` evals a trial
+    in the worst ``quantile_fraction`` of the population continues from a trial of the best fraction's
+    checkpoint, with each ``mutate`` key resampled from its distribution (probability
+    ``resample_probability``) or else moved: a number times 0.8 or 1.2 (kept in its range), a choice or
+    a small int range to a neighbouring value."""
+
+    perturbation_interval: int = 2  # evals
+    mutate: tuple[str, ...] = ()
+    quantile_fraction: float = 0.25
+    resample_probability: float = 0.25
 
 
 @dataclass(frozen=True)
@@ -107,7 +139,9 @@ class SearchSpace:
     budget: Budget
     sampler: Literal["tpe", "random"] = "tpe"
     seed: int = 0
-    scheduler: Literal["asha", "none"] = "asha"
+    scheduler: Literal["asha", "pbt", "none"] = "asha"
+    # The population-based training settings (scheduler "pbt" only).
+    pbt: Pbt | None = None
     grace_period: int = 1  # evals before ASHA may stop a trial
     reduction_factor: int = 3
     source: Path | None = None
@@ -401,6 +435,8 @@ def parse_search_space(text: str, source: str = "<string>", base_dir: Path | Non
         **_read_scheduler(reader, data.get("scheduler") or {}),
     )
     _check_branches(reader, space)
+    if space.pbt is not None:
+        _check_pbt(reader, space)
     return space
 
 
@@ -469,6 +505,7 @@ def _read_budget(reader: _Reader, b: Any) -> Budget:
         workers_per_trial=number("workers_per_trial", 1, int),
         cpus_per_worker=number("cpus_per_worker", 1.0, float),
         gpus_per_worker=number("gpus_per_worker", 0.0, float, allow_zero=True),
+        time_budget_s=None if b.get("time_budget_s") is None else number("time_budget_s", None, float),
     )
     if budget.gpus_per_worker > 1:
         raise reader.fail(
@@ -531,13 +568,69 @@ def _read_scheduler(reader: _Reader, sched: Any) -> dict[str, Any]:
     if not isinstance(sched, dict):
         raise reader.fail(("scheduler",), "expected a mapping like {type: asha, grace_period: 2}")
     sched_type = sched.get("type", "asha")
-    if sched_type not in ("asha", "none"):
-        raise reader.fail(("scheduler", "type"), f"expected 'asha' or 'none', got {sched_type!r}")
+    if sched_type not in ("asha", "pbt", "none"):
+        raise reader.fail(("scheduler", "type"), f"expected 'asha', 'pbt' or 'none', got {sched_type!r}")
+    if sched_type == "pbt":
+        return {"scheduler": sched_type, "pbt": _read_pbt(reader, sched)}
     grace = _positive(reader, ("scheduler", "grace_period"), sched.get("grace_period", 1), int)
     factor = _positive(reader, ("scheduler", "reduction_factor"), sched.get("reduction_factor", 3), int)
     if factor < 2:
         raise reader.fail(("scheduler", "reduction_factor"), f"must be >= 2, got {factor}")
     return {"scheduler": sched_type, "grace_period": grace, "reduction_factor": factor}
+
+
+def _read_pbt(reader: _Reader, sched: dict[str, Any]) -> Pbt:
+    unknown = sorted(set(sched) - set(PBT_KEYS))
+    if unknown:
+        raise reader.fail(("scheduler", unknown[0]), f"not a PBT setting; expected some of {list(PBT_KEYS)}")
+    mutate = sched.get("mutate")
+    if not isinstance(mutate, list) or not mutate or not all(isinstance(k, str) for k in mutate):
+        raise reader.fail(
+            ("scheduler", "mutate"), "expected a list of searched keys, e.g. [optim.lr_g, optim.lr_d]"
+        )
+    fraction = sched.get("quantile_fraction", 0.25)
+    if not isinstance(fraction, (int, float)) or not 0 < fraction <= 0.5:
+        raise reader.fail(
+            ("scheduler", "quantile_fraction"), f"expected a number in (0, 0.5], got {fraction!r}"
+        )
+    resample = sched.get("resample_probability", 0.25)
+    if not isinstance(resample, (int, float)) or not 0 <= resample <= 1:
+        raise reader.fail(
+            ("scheduler", "resample_probability"), f"expected a number in [0, 1], got {resample!r}"
+        )
+    interval = _positive(
+        reader, ("scheduler", "perturbation_interval"), sched.get("perturbation_interval", 2), int
+    )
+    return Pbt(interval, tuple(mutate), float(fraction), float(resample))
+
+
+def _check_pbt(reader: _Reader, space: SearchSpace) -> None:
+    """A PBT space mutates only searched keys that a restored run takes on (:data:`PBT_MUTABLE`)."""
+    assert space.pbt is not None
+    path = ("scheduler", "mutate")
+    params = {p.key: p for p in space.params}
+    for key in space.pbt.mutate:
+        if key not in PBT_MUTABLE:
+            raise reader.fail(
+                path,
+                f"{key!r} cannot change mid-run: a PBT trial continues another trial's checkpoint, so it may "
+                f"mutate only {list(PBT_MUTABLE)} (search the rest in the initial population)",
+            )
+        p = params.get(key)
+        if p is None or p.kind not in DISTRIBUTIONS or p.when:
+            raise reader.fail(
+                path, f"{key!r} must be a searched parameter without 'when' (it gives the mutation its range)"
+            )
+    if space.budget.workers_per_trial != 1:
+        raise reader.fail(("budget", "workers_per_trial"), "PBT runs trials of one worker each")
+    if space.stratify:
+        raise reader.fail(("search", "stratify"), "PBT draws its own population; drop stratify")
+    every, steps = space.base.train.eval_every, space.base.train.steps
+    if space.pbt.perturbation_interval * every >= steps:
+        raise reader.fail(
+            ("scheduler", "perturbation_interval"),
+            f"{space.pbt.perturbation_interval} evals of {every} steps leave no perturbation in {steps} steps",
+        )
 
 
 def load_search_space(path: str | Path) -> SearchSpace:

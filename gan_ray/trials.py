@@ -20,6 +20,20 @@ def trial_name(trial_id: str) -> str:
     return f"trial-{trial_id}"
 
 
+@dataclass(frozen=True)
+class Clone:
+    """One exploit of population-based training: at its step ``step`` the trial was replaced by trial
+    ``source``'s checkpoint of step ``source_step``, and went on with ``params`` (its new searched values)."""
+
+    step: int
+    source: str
+    source_step: int
+    params: dict[str, Any]
+
+    def __str__(self) -> str:
+        return f"{trial_name(self.source)}@{self.source_step}"
+
+
 @dataclass
 class TrialSummary:
     trial_id: str
@@ -37,6 +51,8 @@ class TrialSummary:
     # Its best checkpoint scored again on ``final_samples`` samples (the sweep's best few only).
     final_objective: float | None = None
     final_samples: int | None = None
+    # Population-based training: the checkpoints it continued from, oldest first (params: its last ones).
+    lineage: tuple[Clone, ...] = ()
 
     @property
     def champion_score(self) -> float | None:
@@ -152,10 +168,16 @@ def expected_best_of_k(values: list[float], objective: Objective) -> list[float]
     ]
 
 
-class SweepObserver(Protocol):
-    """A sweep's recorder: one :class:`RunObserver` per trial, and the sweep's end."""
+class TrialObserver(RunObserver, Protocol):
+    """A trial's recorder: a run's, and told of every population-based-training exploit."""
 
-    def trial(self, trial_id: str, config: GanConfig, params: dict[str, Any]) -> RunObserver: ...
+    def on_clone(self, clone: Clone, lineage: tuple[Clone, ...]) -> None: ...
+
+
+class SweepObserver(Protocol):
+    """A sweep's recorder: one :class:`TrialObserver` per trial, and the sweep's end."""
+
+    def trial(self, trial_id: str, config: GanConfig, params: dict[str, Any]) -> TrialObserver: ...
 
     def finish(self, result: SweepResult, status: str, best_folder: Path | None) -> None: ...
 
@@ -190,6 +212,18 @@ def registration(result: SweepResult) -> str:
     )
 
 
+def _best_lines(b: TrialSummary, objective: Objective) -> list[str]:
+    metric = objective.metric
+    lines = [f"best trial {b.trial_id}: {metric} = {b.best_objective:.4g} ({objective.mode})"]
+    if b.final_objective is not None:
+        lines.append(f"  on {b.final_samples} samples: {metric} = {b.final_objective:.4g}")
+    lines += [f"  {key}: {value}" for key, value in b.params.items()]
+    if b.lineage:
+        lines.append(f"  continued from (PBT): {' > '.join(str(c) for c in b.lineage)}")
+    lines.append(f"  checkpoint: {b.best_checkpoint}")
+    return lines
+
+
 def format_summary(result: SweepResult) -> str:
     counts = status_counts(result)
     lines = [f"sweep {result.name}: study {result.study_name}, {len(result.trials)} trials {counts}"]
@@ -205,13 +239,8 @@ def format_summary(result: SweepResult) -> str:
         lines.append("no usable trial (completed or stopped early, with a finite objective)")
         return "\n".join(lines)
     b = result.best
-    metric, mode = result.objective.metric, result.objective.mode
-    lines.append(f"best trial {b.trial_id}: {metric} = {b.best_objective:.4g} ({mode})")
-    if b.final_objective is not None:
-        lines.append(f"  on {b.final_samples} samples: {metric} = {b.final_objective:.4g}")
-    for key, value in b.params.items():
-        lines.append(f"  {key}: {value}")
-    lines.append(f"  checkpoint: {b.best_checkpoint}")
+    metric = result.objective.metric
+    lines += _best_lines(b, result.objective)
     if result.parent_run_id:
         lines.append(f"  mlflow: {result.tracking_uri} run {b.mlflow_run_id} (parent {result.parent_run_id})")
     if result.stratify:

@@ -250,3 +250,48 @@ def test_an_image_objective_is_named_for_its_features(caplog):
         "data: {name: digits}", "data: {name: digits}\n  metrics: {features: inception}"
     )
     assert parse_search_space(inception).objective.metric == "fid_inception"
+
+
+PBT = GOOD + (
+    "budget: {num_samples: 4}\n"
+    "scheduler: {type: pbt, perturbation_interval: 1, mutate: [optim.lr_g, train.d_steps_per_g_step],\n"
+    "            quantile_fraction: 0.5, resample_probability: 0.1}\n"
+)
+
+
+def test_a_pbt_scheduler_mutates_searched_keys_a_running_trial_takes_on():
+    space = parse_search_space(PBT)
+    assert space.scheduler == "pbt" and space.pbt is not None
+    assert space.pbt.mutate == ("optim.lr_g", "train.d_steps_per_g_step")
+    assert (space.pbt.perturbation_interval, space.pbt.quantile_fraction) == (1, 0.5)
+    assert space.pbt.resample_probability == 0.1
+
+
+@pytest.mark.parametrize(
+    "change, message",
+    [
+        # The loss, the model, the noise: a trial that clones a checkpoint cannot switch them.
+        (("optim.lr_g, train", "loss.name, train"), "'loss.name' cannot change mid-run"),
+        (("optim.lr_g, train", "model.hidden_dim, train"), "'model.hidden_dim' cannot change mid-run"),
+        (("optim.lr_g, train", "noise.distribution, train"), "'noise.distribution' cannot change mid-run"),
+        (("[optim.lr_g, train.d_steps_per_g_step]", "[optim.lr_d]"), "must be a searched parameter"),
+        (("mutate: [optim.lr_g, train.d_steps_per_g_step]", "mutate: []"), "expected a list"),
+        (("quantile_fraction: 0.5", "quantile_fraction: 0.7"), "(0, 0.5]"),
+        (("perturbation_interval: 1", "perturbation_interval: 2"), "leave no perturbation"),
+        (("quantile_fraction: 0.5", "grace_period: 2"), "not a PBT setting"),
+        (("budget: {num_samples: 4}", "budget: {num_samples: 4, workers_per_trial: 2}"), "one worker"),
+    ],
+)
+def test_a_pbt_space_that_mutates_what_cannot_change_is_refused_in_one_line(change, message):
+    with pytest.raises(SearchSpaceError) as err:
+        parse_search_space(PBT.replace(*change), source="pbt.yaml")
+    text = str(err.value)
+    assert message in text and "\n" not in text and text.startswith("pbt.yaml:"), text
+
+
+def test_a_time_budget_is_read_in_seconds():
+    space = parse_search_space(GOOD + "budget: {num_samples: 4, time_budget_s: 90}\n")
+    assert space.budget.time_budget_s == 90.0
+    assert parse_search_space(GOOD).budget.time_budget_s is None
+    with pytest.raises(SearchSpaceError, match="time_budget_s"):
+        parse_search_space(GOOD + "budget: {time_budget_s: -1}\n")

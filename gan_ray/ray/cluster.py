@@ -21,19 +21,30 @@ DRIVER_RESOURCE = "train_driver"
 DRIVER_SHARE = 0.01
 
 
-def connect() -> None:
+def connect(log_to_driver: bool = True) -> None:
     """Connect to the cluster at ``$RAY_ADDRESS``, or start a local Ray offering the trial-driver resource.
 
-    Once per process; a Ray already initialised (by a test, a notebook) is used as it is.
+    Once per process; a Ray already initialised (by a test, a notebook) is used as it is. Without
+    ``log_to_driver`` the workers' output stays in Ray's log files (:func:`logs_dir`).
     """
     import ray
 
     if ray.is_initialized():
         return
     if settings.ray_address():
-        ray.init()  # reads $RAY_ADDRESS itself; a submitted job must not pass num_cpus
+        ray.init(log_to_driver=log_to_driver)  # reads $RAY_ADDRESS; a submitted job must not pass num_cpus
     else:
-        ray.init(resources={DRIVER_RESOURCE: 100})
+        ray.init(resources={DRIVER_RESOURCE: 100}, log_to_driver=log_to_driver)
+
+
+def logs_dir() -> str | None:
+    """Where Ray writes this node's logs (the workers' output among them), or None if it cannot say."""
+    try:
+        from ray._private.worker import _global_node  # no public API names the session's folder
+
+        return _global_node.get_logs_dir_path() if _global_node is not None else None
+    except Exception:  # noqa: BLE001 - a private API: without it, the line that names the folder goes
+        return None
 
 
 def require_driver_resource() -> None:

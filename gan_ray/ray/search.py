@@ -10,6 +10,7 @@ import contextlib
 import math
 import sqlite3
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -142,8 +143,11 @@ def finished_trials(study_name: str, storage_url: str) -> int:
 def sampler_for(space: SearchSpace):
     if space.sampler == "random":
         return optuna.samplers.RandomSampler(seed=space.seed)
-    # Multivariate TPE models the interactions (lr_g with lr_d, the loss with its parameters).
-    return optuna.samplers.TPESampler(seed=space.seed, multivariate=True, group=True, n_startup_trials=5)
+    # Multivariate TPE models the interactions (lr_g with lr_d, the loss with its parameters); group
+    # splits the space by the conditions (an "experimental" argument since Optuna 2.8: a warning per sweep).
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+        return optuna.samplers.TPESampler(seed=space.seed, multivariate=True, group=True, n_startup_trials=5)
 
 
 def stratified_points(space: SearchSpace, seed_offset: int = 0) -> list[dict[str, Any]]:

@@ -12,9 +12,12 @@ tracking is on) hears of every trial through it, but the sweep needs none.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import os
 import sys
 import time
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -30,10 +33,12 @@ from gan_ray.ray.cluster import (
     check_storage,
     cluster_capacity,
     connect,
+    logs_dir,
     require_driver_resource,
     run_needs,
 )
-from gan_ray.ray.search import fail_trial, first_points, make_searcher
+from gan_ray.ray.progress import SweepProgress
+from gan_ray.ray.search import fail_trial, first_points, make_searcher, trials_in_study
 from gan_ray.ray.storage import local_file
 from gan_ray.ray.study import read_study
 from gan_ray.ray.train import checkpoint_exists, checkpoint_folder, make_trainer
@@ -43,6 +48,7 @@ from gan_ray.training.evaluation import evaluate_checkpoint
 from gan_ray.training.health import health_warning, turned_bad
 from gan_ray.training.observers import (
     CHECKPOINT_PATH,
+    FINISHED,
     USABLE,
     EvalRecord,
     RunObserver,
@@ -52,6 +58,7 @@ from gan_ray.training.observers import (
     last_health,
 )
 from gan_ray.trials import (
+    Clone,
     StudyRecord,
     SweepObserver,
     SweepResult,
@@ -60,6 +67,12 @@ from gan_ray.trials import (
     format_summary,
     trial_name,
 )
+
+#: Tune's switch between its output engines.
+NEW_OUTPUT = "RAY_AIR_NEW_OUTPUT"
+
+#: Seconds between two progress tables on the console.
+PROGRESS_EVERY_S = 30.0
 
 #: What ASHA and Optuna rank trials by: each trial's best objective so far, the number its champion
 #: candidate (its best checkpoint) is chosen by, also for trials ASHA stopped early.
@@ -158,6 +171,8 @@ class _Trial:
         self.status: RunStatus = "running"
         self.error: str | None = None
         self.run_id: str | None = getattr(observer, "run_id", None)
+        self.initial_params = params
+        self.lineage: list[Clone] = []
 
     def summary(self, space: SearchSpace) -> TrialSummary:
         scored = [h for h in self.history if not h.get("diverged")]
@@ -180,6 +195,7 @@ class _Trial:
             feature_extractor=next(
                 (h["feature_extractor"] for h in reversed(self.history) if "feature_extractor" in h), None
             ),
+            lineage=tuple(self.lineage),
         )
 
 
@@ -189,11 +205,12 @@ class TrialLedger(Callback):
     Status: ``diverged`` (its last report says so), ``stopped_early`` (ASHA stopped it before the
     last step), ``completed``, ``collapsed`` (either of those two, but its last eval's health was not
     ok: never the champion), or ``failed`` (it raised). A trial whose health turns bad, and one that
-    ends collapsed, is told in a warning line on the driver's console.
+    ends collapsed, is told in a warning line on the driver's console; with ``announce``, each PBT
+    exploit in a line too.
     """
 
-    def __init__(self, space: SearchSpace, recorder: SweepObserver | None = None):
-        self.space, self.recorder = space, recorder
+    def __init__(self, space: SearchSpace, recorder: SweepObserver | None = None, announce: bool = False):
+        self.space, self.recorder, self.announce = space, recorder, announce
         self.trials: dict[str, _Trial] = {}
 
     def summaries(self) -> list[TrialSummary]:
@@ -221,6 +238,29 @@ class TrialLedger(Callback):
             record.pending = metrics  # a Tune checkpoint: its path is known once Tune has saved it
             return
         self._tell_eval(record, metrics)
+
+    def on_exploit(self, trial_id: str, source_id: str, source_step: int, config: dict[str, Any]) -> None:
+        """Population-based training replaced this trial by ``source_id``'s checkpoint and ``config``."""
+        record = self.trials.get(trial_id)
+        if record is None:
+            return
+        if record.pending is not None:
+            # The eval that ranked it low: its checkpoint is never saved (PBT pauses the trial first).
+            metrics, record.pending = record.pending, None
+            self._tell_eval(record, metrics)
+        step = int(record.history[-1]["step"]) if record.history else 0
+        clone = Clone(step, source_id, source_step, self.space.resolve(config))
+        record.lineage.append(clone)
+        if self.announce:
+            moved = ", ".join(
+                f"{k} {v:.3g}" for k, v in clone.params.items() if _moved(record.params.get(k), v)
+            )
+            _warn(
+                f"gan_ray: {trial_name(trial_id)} at step {step} continues {clone}: {moved or 'same values'}"
+            )
+        record.params = clone.params
+        if record.observer is not None:
+            record.observer.on_clone(clone, tuple(record.lineage))
 
     def on_checkpoint(self, iteration: int, trials: list, trial, checkpoint, **info) -> None:
         record = self.trials.get(trial.trial_id)
@@ -284,6 +324,14 @@ class TrialLedger(Callback):
             self._end(record)
         return [r.trial_id for r in unfinished]
 
+    def end_out_of_time(self) -> None:
+        """End every trial still running when the sweep's time budget ran out as stopped early (or
+        collapsed): a scheduler's stop, not an interruption; its best checkpoint may be the champion."""
+        for record in self.trials.values():
+            if record.status == "running":
+                record.status = final_status("stopped_early", record.history)
+                self._end(record)
+
     def _end(self, record: _Trial) -> None:
         if record.observer is None:
             return
@@ -300,6 +348,11 @@ def _warn(line: str) -> None:
     print(line, file=sys.stderr, flush=True)
 
 
+def _moved(before: Any, after: Any) -> bool:
+    """A numeric hyperparameter that an exploit changed (the console names those)."""
+    return _number(after) and before != after
+
+
 def _number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
@@ -310,15 +363,87 @@ def _trial_name(trial) -> str:
 
 def _own_process_checkpoints(space: SearchSpace) -> dict[str, Any]:
     """What Ray Train's run config gives a Train trial, for a trial Tune itself keeps: restarts from the
-    latest checkpoint after a crash, and the best checkpoint by the objective kept beside the latest."""
+    latest checkpoint after a crash, and the best checkpoint by the objective kept beside the latest.
+    Under PBT every checkpoint is kept: another trial may clone one after its owner has moved on."""
     from ray import tune
 
+    keep = None if space.scheduler == "pbt" else 1
     return {
         "failure_config": tune.FailureConfig(max_failures=space.base.scaling.max_failures),
         "checkpoint_config": tune.CheckpointConfig(
-            num_to_keep=1, checkpoint_score_attribute="objective", checkpoint_score_order=space.objective.mode
+            num_to_keep=keep,
+            checkpoint_score_attribute="objective",
+            checkpoint_score_order=space.objective.mode,
         ),
     }
+
+
+class _Search:
+    """Who proposes a sweep's trials and who stops or replaces them: OptunaSearch with ASHA (or none), or
+    PBT over a population drawn into the study beforehand (Tune allows no search algorithm beside PBT)."""
+
+    def __init__(
+        self,
+        space: SearchSpace,
+        study_name: str,
+        study_url: str,
+        resume: bool,
+        ledger: TrialLedger,
+        concurrency: int,
+    ):
+        self.space, self.study_name, self.study_url = space, study_name, study_url
+        self.members: list[dict[str, Any]] = []
+        self.offset = 0
+        if space.scheduler == "pbt":
+            from ray.tune.search import BasicVariantGenerator
+
+            from gan_ray.ray.pbt import draw_population, make_pbt
+
+            self.offset = trials_in_study(study_name, study_url) if resume else 0
+            self.members = draw_population(space, study_name, study_url, seed_offset=self.offset)
+            self.searcher = BasicVariantGenerator(
+                points_to_evaluate=[dict(m) for m in self.members], max_concurrent=concurrency
+            )
+            # Tune sets a point's keys only where the space has them; a key a member leaves out (a
+            # parameter whose condition does not hold) stays None there, which resolve() skips.
+            self.param_space = {key: None for m in self.members for key in m}
+            self.scheduler = make_pbt(space, ledger.on_exploit)
+            self.num_samples = len(self.members)
+            self.max_concurrent = None  # the generator limits it: Tune's own limit takes only a Searcher
+            # PBT ranks by the latest objective itself; the sweep's ranking is the ledger's.
+            self.metric = self.mode = None
+            return
+        points = first_points(space, study_name, study_url, resume)
+        self.param_space: dict[str, Any] = {}
+        self.searcher = make_searcher(space, study_name, study_url, points, RANKED_BY)
+        self.scheduler = _scheduler(space)
+        self.num_samples = len(points) if space.stratify else space.budget.num_samples
+        self.metric, self.mode = RANKED_BY, space.objective.mode
+        self.max_concurrent = concurrency
+
+    def fail(self, trial_id: str) -> None:
+        if self.space.scheduler != "pbt":
+            fail_trial(self.searcher, trial_id)
+
+    def finish(self, ledger: TrialLedger) -> None:
+        """PBT: tell the study each member's best objective (the study holds the initial population)."""
+        if self.space.scheduler != "pbt":
+            return
+        try:
+            self._tell_population(ledger)
+        except Exception as err:  # the study is the report's; the trials and the champion stand without it
+            _warn(f"gan_ray: warning: study {self.study_name} was not told the population's values: {err}")
+
+    def _tell_population(self, ledger: TrialLedger) -> None:
+        from gan_ray.ray.pbt import tell_population
+
+        by_start = {tuple(sorted(r.initial_params.items())): r for r in ledger.trials.values()}
+        values = []
+        for member in self.members:
+            record = by_start.get(tuple(sorted(self.space.resolve(member).items())))
+            summary = record.summary(self.space) if record is not None else None
+            values.append(summary.best_objective if summary and summary.status in FINISHED else None)
+        tell_population(self.study_name, self.study_url, self.members, values, self.offset)
 
 
 def _scheduler(space: SearchSpace):
@@ -335,9 +460,10 @@ def _scheduler(space: SearchSpace):
     )
 
 
-def prepare_cluster(space: SearchSpace, storage_path: str) -> dict[str, float]:
-    """Connect to Ray and check that it can run this sweep at all; returns the capacity to size it by."""
-    connect()
+def prepare_cluster(space: SearchSpace, storage_path: str, log_to_driver: bool = True) -> dict[str, float]:
+    """Connect to Ray and check that it can run this sweep at all; returns the capacity to size it by.
+    ``log_to_driver``: the workers' output on this console too, not only in Ray's log files."""
+    connect(log_to_driver)
     require_driver_resource()
     capacity = cluster_capacity()
     check_fits(space.base.scaling, capacity, f"search space {space.name!r}")
@@ -359,21 +485,108 @@ def run_sweep(
 ) -> SweepResult:
     """Run the sweep ``space`` in the Optuna study ``study_name``; returns every trial and the best.
 
-    Diverged trials end as failed Optuna trials; the sweep goes on. ``recorder`` hears of every trial
+    Diverged trials end as failed Optuna trials; the sweep goes on. ``verbose``: 0 prints nothing, 1 a
+    progress table every :data:`PROGRESS_EVERY_S` seconds, a line per ended trial and the summary, 2 also
+    Tune's own tables. ``recorder`` hears of every trial
     and, whatever happens, of the end (with the best trial's checkpoint as a local folder).
     ``capacity`` is what :func:`prepare_cluster` returned, when the caller checked the cluster already.
     ``earlier``: usable trials of the study's earlier sweeps, champion candidates beside this one's own.
     """
-    from ray import tune
 
     storage_path = space.base.scaling.storage(storage_path)
     if capacity is None:
         capacity = prepare_cluster(space, storage_path)
-    points = first_points(space, study_name, study_url, resume)
-    ledger = TrialLedger(space, recorder)
+    ledger = TrialLedger(space, recorder, announce=verbose >= 1)
     concurrency = max_concurrent(space, capacity)
+    search = _Search(space, study_name, study_url, resume, ledger, concurrency)
+    callbacks: list[Callback] = [ledger]
     if verbose:
-        print(f"gan_ray: {concurrency_note(space, capacity, concurrency)}", file=sys.stderr, flush=True)
+        note = concurrency_note(space, capacity, concurrency)
+        callbacks.append(_progress(space, ledger, search.num_samples, note, verbose))
+    tuner = _tuner(space, search, callbacks, study_name, storage_path, verbose)
+    result = SweepResult(space.name, study_name, space.objective, stratify=space.stratify)
+    # An earlier trial whose checkpoint is gone (a cleaned-up storage) can be neither scored nor registered.
+    result.earlier = [t for t in earlier or [] if t.best_checkpoint and checkpoint_exists(t.best_checkpoint)]
+    status = "FAILED"
+    started = time.monotonic()
+    try:
+        with _tune_output(verbose >= 2):
+            result.experiment_path = tuner.fit().experiment_path
+        status = "FINISHED"
+    except KeyboardInterrupt:  # a second Ctrl-C, or one outside Tune's handler: no more work
+        status = "KILLED"
+        raise
+    finally:
+        fit_returned = status == "FINISHED"
+        status = _end_trials(
+            ledger, search, status, out_of_time=fit_returned and _out_of_time(space, started)
+        )
+        result.interrupted = status == "KILLED"
+        result.trials = ledger.summaries()
+        search.finish(ledger)
+        # After Ctrl-C too: the finished trials' best is kept, so a resumed sweep has it to beat.
+        if fit_returned:
+            rescore_best(result.trials + result.earlier, space, verbose)
+        result.best = best_trial(result.trials + result.earlier, space.objective)
+        if recorder is not None:
+            result.study = _study_record(space, study_name, study_url)
+            _finish(recorder, result, status, register=fit_returned)
+    if verbose:
+        print(format_summary(result), file=sys.stderr, flush=True)
+    return result
+
+
+def _end_trials(ledger: TrialLedger, search: _Search, status: str, out_of_time: bool) -> str:
+    """End the trials Tune left running; returns the sweep's status (KILLED where that was Ctrl-C)."""
+    if out_of_time:
+        ledger.end_out_of_time()
+    killed = ledger.end_unfinished()
+    for trial_id in killed:
+        search.fail(trial_id)
+    if killed and status == "FINISHED":  # Tune's answer to Ctrl-C: fit returns, trials unfinished
+        return "KILLED"
+    return status
+
+
+def _out_of_time(space: SearchSpace, started: float) -> bool:
+    budget = space.budget.time_budget_s
+    return budget is not None and time.monotonic() - started >= budget
+
+
+@contextlib.contextmanager
+def _tune_output(on: bool) -> Iterator[None]:
+    """Tune's console output, or none: its new output engine prints a header box and a TensorBoard hint
+    even when silent, its legacy reporter nothing at verbosity 0 (it reads the switch at each fit)."""
+    if on:
+        yield
+        return
+    before = os.environ.get(NEW_OUTPUT)
+    os.environ[NEW_OUTPUT] = "0"
+    try:
+        yield
+    finally:
+        if before is None:
+            os.environ.pop(NEW_OUTPUT, None)
+        else:
+            os.environ[NEW_OUTPUT] = before
+
+
+def _progress(space: SearchSpace, ledger: TrialLedger, trials: int, note: str, verbose: int) -> SweepProgress:
+    """The console's progress table, after a line on how many trials run at once and where the rest is."""
+    print(f"gan_ray: {note}", file=sys.stderr, flush=True)
+    folder = logs_dir()
+    if verbose < 2 and folder:
+        print(f"gan_ray: Ray's worker logs: {folder} (-v shows them here)", file=sys.stderr, flush=True)
+    return SweepProgress(space, ledger, trials, every_s=PROGRESS_EVERY_S)
+
+
+def _tuner(
+    space: SearchSpace, search: _Search, callbacks: list, study_name: str, storage_path: str, verbose: int
+):
+    from ray import tune
+
+    # Short trials checkpoint every few seconds by design; Tune's warning about it says nothing to act on.
+    os.environ.setdefault("TUNE_WARN_EXCESSIVE_EXPERIMENT_CHECKPOINT_SYNC_THRESHOLD_S", "0")
     own_process = in_trial_process(space)
     trainable = tune.with_resources(
         tune.with_parameters(
@@ -387,16 +600,17 @@ def run_sweep(
         # driver holds a sliver of the driver resource and its workers the rest.
         run_needs(space.base.scaling) if own_process else {DRIVER_RESOURCE: DRIVER_SHARE},
     )
-    searcher = make_searcher(space, study_name, study_url, points, RANKED_BY)
-    tuner = tune.Tuner(
+    return tune.Tuner(
         trainable,
+        param_space=search.param_space,
         tune_config=tune.TuneConfig(
-            search_alg=searcher,
-            scheduler=_scheduler(space),
-            num_samples=len(points) if space.stratify else space.budget.num_samples,
-            max_concurrent_trials=concurrency,
-            metric=RANKED_BY,
-            mode=space.objective.mode,
+            search_alg=search.searcher,
+            scheduler=search.scheduler,
+            num_samples=search.num_samples,
+            time_budget_s=space.budget.time_budget_s,
+            max_concurrent_trials=search.max_concurrent,
+            metric=search.metric,
+            mode=search.mode,
             reuse_actors=own_process,  # the next trial starts in a warm process: no spawn, no imports
             trial_name_creator=_trial_name,
             trial_dirname_creator=_trial_name,
@@ -404,40 +618,12 @@ def run_sweep(
         run_config=tune.RunConfig(
             name=f"{study_name}-tune-{time.strftime('%H%M%S')}",
             storage_path=storage_path,
-            callbacks=[ledger],
-            verbose=verbose,
+            callbacks=callbacks,
+            # Tune's own tables (every trial's config and result) only when asked for (-v): ours are shorter.
+            verbose=1 if verbose >= 2 else 0,
             **(_own_process_checkpoints(space) if own_process else {}),
         ),
     )
-    result = SweepResult(space.name, study_name, space.objective, stratify=space.stratify)
-    # An earlier trial whose checkpoint is gone (a cleaned-up storage) can be neither scored nor registered.
-    result.earlier = [t for t in earlier or [] if t.best_checkpoint and checkpoint_exists(t.best_checkpoint)]
-    status = "FAILED"
-    try:
-        result.experiment_path = tuner.fit().experiment_path
-        status = "FINISHED"
-    except KeyboardInterrupt:  # a second Ctrl-C, or one outside Tune's handler: no more work
-        status = "KILLED"
-        raise
-    finally:
-        fit_returned = status == "FINISHED"
-        killed = ledger.end_unfinished()
-        for trial_id in killed:
-            fail_trial(searcher, trial_id)
-        if killed and status == "FINISHED":  # Tune's answer to Ctrl-C: fit returns, trials unfinished
-            status = "KILLED"
-        result.interrupted = status == "KILLED"
-        result.trials = ledger.summaries()
-        # After Ctrl-C too: the finished trials' best is kept, so a resumed sweep has it to beat.
-        if fit_returned:
-            rescore_best(result.trials + result.earlier, space, verbose)
-        result.best = best_trial(result.trials + result.earlier, space.objective)
-        if recorder is not None:
-            result.study = _study_record(space, study_name, study_url)
-            _finish(recorder, result, status, register=fit_returned)
-    if verbose:
-        print(format_summary(result), file=sys.stderr, flush=True)
-    return result
 
 
 def rescore_best(trials: list[TrialSummary], space: SearchSpace, verbose: int = 0) -> None:

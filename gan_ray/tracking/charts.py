@@ -15,6 +15,7 @@ from matplotlib import colormaps
 from matplotlib.cm import ScalarMappable
 from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
+from matplotlib.ticker import MaxNLocator
 
 from gan_ray.trials import StudyRecord, expected_best_of_k
 
@@ -44,6 +45,10 @@ def importance_chart(record: StudyRecord, path: Path) -> Path:
 
 def history_chart(record: StudyRecord, path: Path) -> Path:
     """Each completed trial's value by trial number, and the best so far."""
+    return _save(history_figure(record), path)
+
+
+def history_figure(record: StudyRecord) -> Figure:
     points = record.best_so_far()
     fig = Figure(figsize=(7, 4))
     ax = fig.subplots()
@@ -59,8 +64,9 @@ def history_chart(record: StudyRecord, path: Path) -> Path:
     ax.set_xlabel("trial number" + (f" ({failed} not completed, not shown)" if failed else ""))
     ax.set_ylabel(f"{record.objective.metric} ({record.objective.mode})")
     ax.set_title(f"{record.name}: optimisation history")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))  # a few trials read "trial 0.5" otherwise
     ax.legend()
-    return _save(fig, path)
+    return fig
 
 
 def best_of_k_chart(record: StudyRecord, path: Path) -> Path:
@@ -71,6 +77,7 @@ def best_of_k_chart(record: StudyRecord, path: Path) -> Path:
         curve = expected_best_of_k(values, record.objective)
         ax.plot(range(1, len(curve) + 1), curve, marker="o", markersize=3, label=str(value))
     ax.set_xlabel(f"number of trials (budget per {record.stratify})")
+    ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     ax.set_ylabel(f"expected best {record.objective.metric}")
     ax.set_title(f"{record.name}: best {record.objective.metric} for a budget of k random trials")
     ax.legend(title=record.stratify, fontsize=8)

@@ -10,6 +10,7 @@ failures at the end never hide a training error.
 
 from __future__ import annotations
 
+import json
 import logging
 import tempfile
 import warnings
@@ -35,6 +36,9 @@ from gan_ray.tracking.store import (
     TAG_MODEL_URI,
     TAG_NOTE,
     TAG_PARENT_RUN,
+    TAG_PBT_CLONED_FROM,
+    TAG_PBT_LINEAGE,
+    TAG_PBT_PARAMS,
     TAG_STATUS,
     check_tracking_server,
     clip,
@@ -53,12 +57,19 @@ from gan_ray.training.observers import (
     RunStatus,
     last_health,
 )
+from gan_ray.trials import Clone
 from gan_ray.visualize import save_loss_curves
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
 _log = logging.getLogger(__name__)
+
+#: A PBT trial's exploits so far, as a metric at the step of each: the runs table's column and a chart.
+PBT_EXPLOITS = "pbt_exploits"
+#: The prefix of the metrics holding a PBT trial's hyperparameters from each exploit on (params cannot
+#: change once logged, so they keep the values the trial started with).
+PBT_PARAM_PREFIX = "pbt."
 
 #: The key of the sample grids logged with ``log_image``: MLflow keeps them under ``images/``.
 SAMPLES_KEY = "samples"
@@ -177,6 +188,23 @@ class MlflowRun:
             with Image.open(image) as grid:
                 grid.load()
                 self.client.log_image(self.run_id, grid, key=SAMPLES_KEY, step=record.step)
+
+    def on_clone(self, clone: Clone, lineage: tuple[Clone, ...]) -> None:
+        """A PBT exploit: which trial's checkpoint (and step) this run continues from, as tags; how many
+        exploits so far, and the numeric hyperparameters it goes on with, as metrics at the cloned step."""
+        assert self.run_id is not None, "start() first"
+        self.client.set_tag(self.run_id, TAG_PBT_CLONED_FROM, str(clone))
+        self.client.set_tag(self.run_id, TAG_PBT_LINEAGE, clip(" > ".join(str(c) for c in lineage)))
+        # All of them, the categorical ones too: a clone takes over its source's loss, noise and penalty.
+        self.client.set_tag(self.run_id, TAG_PBT_PARAMS, clip(json.dumps(clone.params)))
+        if "loss.name" in clone.params:
+            self.client.set_tag(self.run_id, TAG_LOSS, str(clone.params["loss.name"]))
+        numbers = {
+            PBT_PARAM_PREFIX + k: float(v)
+            for k, v in clone.params.items()
+            if isinstance(v, (int, float)) and not isinstance(v, bool)
+        }
+        log_metrics(self.client, self.run_id, clone.source_step, {PBT_EXPLOITS: len(lineage), **numbers})
 
     def _best_so_far(self, step: int, metrics: Mapping[str, float]) -> dict[str, float]:
         """``best_<metric>`` and ``best_<metric>_step`` where this eval reached the best value so far (the

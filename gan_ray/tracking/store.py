@@ -48,6 +48,10 @@ TAG_FEATURE_EXTRACTOR = "gan_ray.feature_extractor"  # which extractor scored an
 TAG_SEARCHED = "gan_ray.searched_params"
 TAG_VERSION = "gan_ray.version"
 TAG_GIT_COMMIT = "gan_ray.git_commit"
+# Population-based training: the checkpoint a trial last continued from, and all of them in order.
+TAG_PBT_CLONED_FROM = "gan_ray.pbt.cloned_from"
+TAG_PBT_LINEAGE = "gan_ray.pbt.lineage"
+TAG_PBT_PARAMS = "gan_ray.pbt.params"  # the searched values it trains with since its latest clone (JSON)
 TAG_MLFLOW_GIT_COMMIT = "mlflow.source.git.commit"  # MLflow's own tag: the run page shows it
 
 

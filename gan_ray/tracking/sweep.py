@@ -54,8 +54,20 @@ from gan_ray.trials import SweepResult, TrialSummary, registration, status_count
 def sweep_params(space: SearchSpace, study_name: str) -> dict[str, str]:
     """The sweep's settings as flat strings: the parent run's params."""
     stratify = {"sweep.stratify": space.stratify} if space.stratify else {}
+    pbt = space.pbt
+    population = (
+        {
+            "sweep.pbt.mutate": ",".join(pbt.mutate),
+            "sweep.pbt.perturbation_interval_evals": str(pbt.perturbation_interval),
+            "sweep.pbt.quantile_fraction": str(pbt.quantile_fraction),
+            "sweep.pbt.resample_probability": str(pbt.resample_probability),
+        }
+        if pbt is not None
+        else {}
+    )
     return {
         **stratify,
+        **population,
         "sweep.name": space.name,
         "sweep.study": study_name,
         "sweep.metric": space.objective.metric,

@@ -309,3 +309,25 @@ def test_loaded_generator_samples_and_saves(tmp_path):
     assert generator.sample(3, seed=0).shape == (3, 2)
     path = generator.save(generator.sample(10, seed=0), tmp_path / "scatter.png")
     assert path.read_bytes().startswith(PNG_MAGIC)
+
+
+def test_the_registry_is_the_one_mlflow_registry_uri_names(store, tmp_path_factory, monkeypatch):
+    """Versions live in ``$MLFLOW_REGISTRY_URI`` where it is set, apart from the runs' tracking store."""
+    import shutil
+
+    from mlflow import MlflowClient
+
+    from gan_ray.tracking.registry import champion_version
+
+    registry_db = tmp_path_factory.mktemp("registry") / "registry.db"
+    shutil.copy(tmp_path_factory.getbasetemp() / "mlflow-template.db", registry_db)
+    registry = f"sqlite:///{registry_db}"
+    apart = MlflowClient(tracking_uri=store, registry_uri=registry)
+    apart.create_registered_model("t_apart")
+    version = apart.create_model_version("t_apart", source="file:///nowhere/generator")
+    apart.set_registered_model_alias("t_apart", "champion", version.version)
+
+    assert champion_version("t_apart", store) is None  # not in the tracking store's own registry
+    monkeypatch.setenv("MLFLOW_REGISTRY_URI", registry)
+    found = champion_version("t_apart", store)
+    assert found is not None and found.version == version.version

@@ -200,3 +200,15 @@ def test_report_help_imports_nothing_heavy():
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert "EXPERIMENT_OR_STUDY" in done.stdout and "gan-ray report ring8" in done.stdout
     assert done.stdout.strip().endswith("heavy: []"), done.stdout
+
+
+def test_the_history_counts_trials_in_whole_numbers():
+    """Seen in the UI: four trials drew an axis of "trial 0.5, 1.5"."""
+    from gan_ray.objective import Objective
+    from gan_ray.tracking.charts import history_figure
+    from gan_ray.trials import StudyRecord, StudyTrial
+
+    trials = tuple(StudyTrial(i, "COMPLETE", 1.0 - 0.1 * i, {"optim.lr_g": 1e-3}) for i in range(4))
+    record = StudyRecord("s", Objective("mode_distance", "min"), trials, ("optim.lr_g",))
+    ticks = history_figure(record).axes[0].get_xticks()
+    assert len(ticks) and all(float(t).is_integer() for t in ticks), ticks
