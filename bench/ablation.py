@@ -274,15 +274,17 @@ def run(
     }
 
 
-def summarise(study: str, runs: list[dict]) -> dict:
-    def stat(key: str) -> tuple[float, float]:
-        values = [r[key] for r in runs]
-        return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+def mean_std(runs: list[dict], key: str) -> tuple[float, float]:
+    """Mean and sample standard deviation of ``key`` over the seeds' ``runs`` (0 for one seed)."""
+    values = [r[key] for r in runs]
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
 
+
+def summarise(study: str, runs: list[dict]) -> dict:
     out = {"measurement": study, "dataset": runs[0]["dataset"], "variant": runs[0]["variant"]}
     out["seeds"] = len(runs)
     for key in MIXTURE_SCORES if "modes_covered" in runs[0] else IMAGE_SCORES:
-        out[key], out[key + "_std"] = stat(key)
+        out[key], out[key + "_std"] = mean_std(runs, key)
     out["unhealthy"] = sum(r.get("health", "ok") != "ok" for r in runs)
     return out
 

@@ -33,7 +33,6 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
-import statistics
 import sys
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -94,14 +93,9 @@ def champion_from_file(path: Path, dataset: str) -> dict:
     return {key: flat[key] for key in searched if key in flat}
 
 
-def _mean_std(runs: list[dict], key: str) -> tuple[float, float]:
-    values = [r[key] for r in runs]
-    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
-
-
 def table(dataset: str, rows: dict[str, list[dict]]) -> str:
     def cell(runs: list[dict], key: str, scale: float = 1.0, digits: int = 3) -> str:
-        mean, std = _mean_std(runs, key)
+        mean, std = ablation.mean_std(runs, key)
         return f"{scale * mean:.{digits}f} ± {scale * std:.{digits}f}"
 
     def seeds(runs: list[dict], key: str) -> str:
@@ -193,7 +187,7 @@ def main(argv: list[str] | None = None) -> int:
         for name, runs in rows[d].items():
             keys = ablation.MIXTURE_SCORES if d in PUBLISHED else ablation.IMAGE_SCORES
             summary = {"measurement": "quality", "dataset": d, "variant": name, "seeds": len(runs)}
-            summary.update({k: _mean_std(runs, k)[0] for k in keys})
+            summary.update({k: ablation.mean_std(runs, k)[0] for k in keys})
             print(json.dumps(summary), flush=True)
         print(table(d, rows[d]) + "\n", file=sys.stderr)
     return 0

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-import torch.nn.functional as F
+from distortions import blur
 
 from gan_ray.config import DataConfig
 from gan_ray.data.images import load_images, load_labelled
@@ -61,13 +61,6 @@ def halves() -> tuple[torch.Tensor, torch.Tensor]:
 @torch.no_grad()
 def _features(evaluator: FrechetEvaluator, images: torch.Tensor) -> torch.Tensor:
     return evaluator.extractor(images)
-
-
-def _blur(images: torch.Tensor, times: int) -> torch.Tensor:
-    kernel = torch.tensor([[1.0, 2.0, 1.0], [2.0, 4.0, 2.0], [1.0, 2.0, 1.0]]).div(16).view(1, 1, 3, 3)
-    for _ in range(times):
-        images = F.conv2d(F.pad(images, (1, 1, 1, 1), mode="replicate"), kernel)
-    return images
 
 
 # --- the classifier -----------------------------------------------------------------------------------
@@ -202,7 +195,7 @@ def test_distance_grows_with_corruption(evaluator, halves):
         )
         for s in (0.25, 0.5, 1.0)
     ]
-    blurred = [frechet_distance(fa, _features(evaluator, _blur(real_b, t))) for t in (1, 2, 3)]
+    blurred = [frechet_distance(fa, _features(evaluator, blur(real_b, t))) for t in (1, 2, 3)]
     for distances in (noisy, blurred):
         assert d_halves < distances[0] < distances[1] < distances[2]
 

@@ -11,7 +11,7 @@ import math
 
 import pytest
 import torch
-import torch.nn.functional as F
+from distortions import blur
 
 from gan_ray.config import DataConfig
 from gan_ray.data.images import load_labelled
@@ -58,13 +58,6 @@ def _distance(classifier, reference, images) -> float:
         return frechet_distance(reference, classifier(images))
 
 
-def _blur(images: torch.Tensor, times: int) -> torch.Tensor:
-    kernel = torch.tensor([[1.0, 2.0, 1.0], [2.0, 4.0, 2.0], [1.0, 2.0, 1.0]]).div(16).view(1, 1, 3, 3)
-    for _ in range(times):
-        images = F.conv2d(F.pad(images, (1, 1, 1, 1), mode="replicate"), kernel)
-    return images
-
-
 def test_torchvision_reads_the_real_splits(splits):
     train_images, train_labels, test_images, test_labels = splits
     assert train_images.shape == (60_000, 1, 28, 28) and test_images.shape == (10_000, 1, 28, 28)
@@ -93,7 +86,7 @@ def test_real_is_far_below_light_corruption_which_is_far_below_noise(classifier,
     test_images = splits[2][:N]
     gen = torch.Generator().manual_seed(0)
     real = _distance(classifier, reference, test_images)
-    blurred = _distance(classifier, reference, _blur(test_images, 1))
+    blurred = _distance(classifier, reference, blur(test_images, 1))
     noisy = _distance(
         classifier,
         reference,
@@ -120,7 +113,7 @@ def test_distance_grows_with_corruption_strength(classifier, reference, splits, 
             for s in (0.1, 0.2, 0.4, 0.8)
         ]
     else:
-        sets = [_blur(test_images, t) for t in (1, 2, 3, 4)]
+        sets = [blur(test_images, t) for t in (1, 2, 3, 4)]
     distances = [_distance(classifier, reference, images) for images in sets]
     real = _distance(classifier, reference, test_images)
     print(corruption, [round(d, 1) for d in distances])

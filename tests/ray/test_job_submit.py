@@ -23,8 +23,6 @@ import json
 import os
 import secrets
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -35,6 +33,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+from process_tree import free_ports, stop_sessions
 
 pytestmark = pytest.mark.slow
 
@@ -64,71 +63,6 @@ class Cluster:
     token: str
     temp_dir: Path
     session_id: int
-
-
-def _free_ports(n: int) -> list[int]:
-    """``n`` distinct ports free right now (all held open together, so no duplicates)."""
-    socks = []
-    try:
-        for _ in range(n):
-            s = socket.socket()
-            s.bind(("127.0.0.1", 0))
-            socks.append(s)
-        return [s.getsockname()[1] for s in socks]
-    finally:
-        for s in socks:
-            s.close()
-
-
-def _processes() -> dict[int, tuple[int, int, str]]:
-    """pid -> (ppid, session id, state) of every process, from /proc."""
-    table = {}
-    for entry in os.listdir("/proc"):
-        if not entry.isdigit():
-            continue
-        pid = int(entry)
-        try:
-            with open(f"/proc/{pid}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
-            table[pid] = (int(fields[1]), int(fields[3]), fields[0])
-        except (OSError, IndexError, ValueError):
-            continue  # gone meanwhile
-    return table
-
-
-def _session_tree(session_id: int) -> set[int]:
-    """Live processes of session ``session_id`` and all their descendants (whatever their session)."""
-    table = _processes()
-    pids = {pid for pid, (_, sid, state) in table.items() if sid == session_id and state != "Z"}
-    while True:
-        more = {pid for pid, (ppid, _, state) in table.items() if ppid in pids and state != "Z"} - pids
-        if not more:
-            return pids
-        pids |= more
-
-
-def _stop_session(session_id: int, grace_s: float = 5.0) -> None:
-    """SIGTERM the cluster's processes, then SIGKILL whatever is left after ``grace_s``.
-
-    GCS and raylet take ~10 s to exit on SIGTERM; the cluster is thrown away, so not waiting for
-    them (what ``ray stop --force`` does) loses nothing.
-    """
-    pids: set[int] = set()
-    for sig, wait_s in ((signal.SIGTERM, grace_s), (signal.SIGKILL, 5.0)):
-        pids |= _session_tree(session_id)  # again before SIGKILL: anything spawned meanwhile
-        for pid in pids:
-            try:
-                os.kill(pid, sig)
-            except ProcessLookupError:
-                pass
-        deadline = time.monotonic() + wait_s
-        while pids and time.monotonic() < deadline:
-            time.sleep(0.2)
-            table = _processes()
-            pids = {pid for pid in pids if pid in table and table[pid][2] != "Z"}
-        if not pids and not _session_tree(session_id):
-            return
-    raise RuntimeError(f"Ray processes {sorted(pids | _session_tree(session_id))} survived SIGKILL")
 
 
 def _ray(cluster: Cluster, *args: str, timeout: float = 60) -> subprocess.CompletedProcess:
@@ -179,7 +113,7 @@ def ray_cluster(tmp_path):
         metrics,
         node_manager,
         object_manager,
-    ) = _free_ports(9)
+    ) = free_ports(9)
     # Every port explicit: the defaults (e.g. 52365 for the dashboard agent) may be taken by another Ray.
     cmd = [
         str(BIN / "ray"),
@@ -217,7 +151,7 @@ def ray_cluster(tmp_path):
         if start.poll() is None:
             start.kill()
             start.wait()
-        _stop_session(start.pid)
+        stop_sessions([start.pid])
         shutil.rmtree(temp_dir, ignore_errors=True)
 
 
