@@ -127,6 +127,11 @@ class TrackingWriter:
         for thread in self._threads:
             thread.start()
 
+    def __reduce__(self):
+        # Tune pickles its callbacks (and so a sweep's recorder) with the experiment's state: a copy
+        # is a fresh writer to the same store, not the queue and threads of this one.
+        return _fresh_writer, (self.tracking_uri, len(self._queues), self.retry_s, self.max_pending)
+
     def lost(self) -> dict[str, dict[str, int]]:
         """Records given up so far: run id -> kind -> count."""
         with self._lock:
@@ -262,6 +267,10 @@ class TrackingWriter:
             _log.info("tracking: the lost-records tag of run %s not written yet: %s", run_id, err)
             return
         self._tagged[run_id] = counts
+
+
+def _fresh_writer(tracking_uri: str, threads: int, retry_s: float, max_pending: int) -> TrackingWriter:
+    return TrackingWriter(tracking_uri, threads=threads, retry_s=retry_s, max_pending=max_pending)
 
 
 def _fits(merged: list[_Op], op: _Op) -> bool:
