@@ -167,11 +167,23 @@ def make_tuner(ledger, trials: int, every_s: float, reports: int, storage: Path,
     return tuner
 
 
+def records(uri: str, run_ids: list[str]) -> tuple[int, int, int]:
+    """What the server holds once the sweep has ended: runs FINISHED, metric points, sample images."""
+    from gan_ray.tracking.run import logged_sample_steps
+    from gan_ray.tracking.store import make_client
+
+    client = make_client(uri)
+    finished = points = images = 0
+    for run_id in run_ids:
+        finished += client.get_run(run_id).info.status == "FINISHED"
+        points += len(client.get_metric_history(run_id, REPORTED_AT))
+        images += len(set(logged_sample_steps(client, run_id)))
+    return finished, points, images
+
+
 def run_once(uri: str, trials: int, every_s: float, reports: int, poll_s: float, root: Path) -> dict:
     from gan_ray.objective import Objective
     from gan_ray.search_space import parse_search_space
-    from gan_ray.tracking.run import logged_sample_steps
-    from gan_ray.tracking.store import make_client
     from gan_ray.tracking.sweep import MlflowSweep
     from gan_ray.trials import SweepResult
 
@@ -200,14 +212,9 @@ def run_once(uri: str, trials: int, every_s: float, reports: int, poll_s: float,
     seen = receive.recv()
     poller.join()
 
-    client = make_client(uri)
-    finished = points = images = 0
-    for record in ledger.trials.values():
-        run = client.get_run(record.run_id)
-        finished += run.info.status == "FINISHED"
-        points += len(client.get_metric_history(record.run_id, REPORTED_AT))
-        images += len(set(logged_sample_steps(client, record.run_id)))
-    lost = sum(sum(c.values()) for c in recorder.writer.lost().values())
+    finished, points, images = records(uri, [r.run_id for r in ledger.trials.values()])
+    writer = getattr(recorder, "writer", None)  # None: the code before the writer (a baseline run)
+    lost = sum(sum(c.values()) for c in writer.lost().values()) if writer else 0
     costs = [c * 1000 for c in ledger.cost.values()]
     lag, lag_ledger = lags(seen, [(ledger.trials[t].run_id, at, got) for t, at, got in ledger.reported])
     trial_errors = sum(1 for r in grid if r.error is not None)
