@@ -119,6 +119,7 @@ class TrackingWriter:
         self._lost: dict[str, collections.Counter] = {}  # run -> kind -> records given up
         self._tagged: dict[str, dict[str, int]] = {}  # run -> the counts its lost tag says
         self.written = 0  # records written, for a bench to read
+        self._unreachable = False  # the latest write failed for good with a transient error
         self.client = BufferedClient(self, make_client(tracking_uri))
         self._threads = [
             threading.Thread(target=self._work, args=(i,), name=f"gan_ray-tracking-{i}", daemon=True)
@@ -233,13 +234,19 @@ class TrackingWriter:
     def _attempt(self, op: _Op, write: Callable[[], Any], count: bool = True) -> bool:
         deadline = op.queued + self.retry_s
         try:
+            if self._unreachable and time.monotonic() >= deadline:
+                # One try would cost MLflow's own HTTP retries (minutes) per write: a backlog of them
+                # would hold the sweep's end for hours. The first write that gets through clears it.
+                raise ConnectionError("the tracking store is still unreachable, past the retry window")
             retrying(write, deadline, f"{op.kind} of run {op.run_id}")
         except Exception as err:
+            self._unreachable = is_transient(err)
             if count:
                 self._count_lost(op, f"{type(err).__name__}: {err}")
             else:
                 _log.warning("tracking: %s of run %s given up: %s", op.kind, op.run_id, err)
             return False
+        self._unreachable = False
         with self._lock:
             self.written += op.records
         return True

@@ -111,3 +111,24 @@ def test_records_given_up_past_the_retry_window_are_tagged_on_the_run_and_said(s
     assert lost["images"] == 3 and lost["metrics"] >= 3 * len(METRICS)
     assert [m.step for m in client.get_metric_history(run.run_id, "mode_distance")] == [10]
     assert logged.info.status == "FINISHED"  # the end, queued once the server was back, arrived
+
+
+def test_a_full_buffer_gives_up_new_records_with_a_tag_but_never_a_runs_end(server, tmp_path):
+    sweep, run = _trial(server, retry_s=300, study="t_outage-full")
+    sweep.writer.flush()
+    sweep.writer.max_pending = 6
+    server.kill()
+    # The writer retries the first write while the server is away: the rest wait, up to the bound.
+    history = [_eval(run, step, tmp_path) for step in range(10, 130, 10)]
+    lost = sweep.writer.lost()[run.run_id]
+    assert lost["images"] >= 6 and lost["metrics"] >= 6 * len(METRICS)
+    server.start()
+    _finish(sweep, run, history)  # the end goes past the bound
+
+    client = make_client(server.uri)
+    logged = client.get_run(run.run_id)
+    assert logged.info.status == "FINISHED"
+    kept = [m.step for m in client.get_metric_history(run.run_id, "mode_distance")]
+    assert kept == list(range(10, 10 * len(kept) + 1, 10)) and 3 <= len(kept) <= 6  # the first, in order
+    tagged = json.loads(logged.data.tags[TAG_LOST])
+    assert tagged["images"] + len(set(logged_sample_steps(client, run.run_id))) == 12
