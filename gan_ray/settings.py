@@ -13,6 +13,8 @@ from pathlib import Path
 VARIABLES: dict[str, str] = {
     "MLFLOW_TRACKING_URI": "MLflow tracking store (default: sqlite:///./mlflow.db)",
     "MLFLOW_REGISTRY_URI": "MLflow model registry (default: the tracking store)",
+    "GAN_RAY_TRACKING_RETRY_S": "seconds a sweep retries a tracking write before giving it up (default 600)",
+    "GAN_RAY_TRACKING_MAX_PENDING": "tracking writes a sweep's driver buffers at most (default 200000)",
     "GAN_RAY_STORAGE": "Ray Train checkpoints (default: ./ray_results; s3://... on a cluster)",
     "GAN_RAY_OPTUNA_STORAGE": "Optuna study storage (default: sqlite:///./optuna.db; an absolute path on a cluster)",
     "GAN_RAY_SHARED_FS": "set to 1 when GAN_RAY_STORAGE is a filesystem mounted on every node",
@@ -45,6 +47,16 @@ def tracking_uri() -> str:
 def registry_uri() -> str | None:
     """``$MLFLOW_REGISTRY_URI``; None: the registry lives in the tracking store."""
     return _get("MLFLOW_REGISTRY_URI")
+
+
+def tracking_retry_s() -> float:
+    """``$GAN_RAY_TRACKING_RETRY_S``, else 600: a tracking server restart (minutes) loses nothing."""
+    return float(_get("GAN_RAY_TRACKING_RETRY_S") or 600.0)
+
+
+def tracking_max_pending() -> int:
+    """``$GAN_RAY_TRACKING_MAX_PENDING``, else 200,000 writes (an eval's metrics or image is one)."""
+    return int(_get("GAN_RAY_TRACKING_MAX_PENDING") or 200_000)
 
 
 def storage_path() -> str:

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
@@ -97,3 +99,35 @@ def store(tmp_path_factory) -> str:
     db = tmp_path_factory.mktemp("mlflow") / "mlflow.db"
     shutil.copy(template, db)
     return f"sqlite:///{db}"
+
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+
+
+def bench_module(name: str):
+    """A module of ``bench/`` (not a package: the bench scripts import each other by file name)."""
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+@pytest.fixture(scope="session")
+def servers():
+    """The bench's real PostgreSQL and ``mlflow server`` starters (``bench/servers.py``)."""
+    return bench_module("servers")
+
+
+@pytest.fixture(scope="module")
+def postgres_uri(servers):
+    """A fresh PostgreSQL database (SQLAlchemy URI) on a loopback port: ``initdb`` into a temporary
+    folder, ``pg_ctl`` start (as the ``postgres`` user when root), stopped after the module."""
+    if servers.postgres_bin("initdb") is None:
+        pytest.skip("PostgreSQL's initdb not found (Debian: apt-get install postgresql; .ci/run does)")
+    pytest.importorskip("psycopg", reason="psycopg missing: pip install -e '.[postgres]'")
+    postgres = servers.Postgres()
+    yield postgres.uri
+    postgres.stop()

@@ -2,8 +2,9 @@
 cluster's storage on a schedule, and put back on a head that starts without them (a replaced node).
 
 ``python -m gan_ray.ray.head_backup backup|restore FOLDER DESTINATION``: FOLDER holds the SQLite files
-(``*.db``), DESTINATION is ``s3://bucket/prefix`` (or any folder). cluster.yaml runs ``restore`` before
-the MLflow server starts and ``backup`` from cron.
+(``*.db``) and, where MLflow's store is PostgreSQL, the file ``tracking_db`` with its URI (dumped with
+``pg_dump`` as ``mlflow.pgdump``); DESTINATION is ``s3://bucket/prefix`` (or any folder). cluster.yaml
+runs ``restore`` before the MLflow server starts and ``backup`` from cron.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import sqlite3
+import subprocess
 import sys
 import tempfile
 from pathlib import Path
@@ -18,6 +20,19 @@ from pathlib import Path
 from gan_ray.ray.storage import exists, get_file, put_file
 
 DATABASES = ("mlflow.db", "optuna.db")
+#: The file in the head's folder naming MLflow's store where it is not SQLite (cluster/tracking_db.sh).
+TRACKING_DB_FILE = "tracking_db"
+PG_DUMP = "mlflow.pgdump"
+
+
+def postgres_uri(folder: str | Path) -> str | None:
+    """The PostgreSQL URI in ``folder``'s ``tracking_db`` file, as libpq takes it (no ``+driver``)."""
+    path = Path(folder).expanduser() / TRACKING_DB_FILE
+    uri = path.read_text().strip() if path.is_file() else ""
+    scheme, sep, rest = uri.partition("://")
+    if not sep or not scheme.startswith("postgres"):
+        return None
+    return "postgresql://" + rest
 
 
 def backup(folder: str | Path, destination: str) -> list[str]:
@@ -36,7 +51,36 @@ def backup(folder: str | Path, destination: str) -> list[str]:
             ):
                 source.backup(target)
             done.append(put_file(snapshot, destination, db.name))
+        uri = postgres_uri(folder)
+        if uri is not None:
+            dump = Path(tmp) / PG_DUMP
+            # The custom format: compressed, and pg_restore can put it into an empty database.
+            _pg("pg_dump", "--format=custom", "--no-owner", f"--file={dump}", f"--dbname={uri}")
+            done.append(put_file(dump, destination, PG_DUMP))
     return done
+
+
+def _pg(*command: str) -> str:
+    return subprocess.run(command, check=True, capture_output=True, text=True, timeout=3600).stdout
+
+
+def restore_postgres(uri: str, destination: str) -> bool:
+    """Put the latest dump back into the database at ``uri`` when it has no tables yet (a new head's
+    fresh PostgreSQL); a database with tables is never touched. Returns whether it restored."""
+    tables = _pg(
+        "psql",
+        f"--dbname={uri}",
+        "-tAc",
+        "select count(*) from information_schema.tables where table_schema='public'",
+    )
+    remote = destination.rstrip("/") + "/" + PG_DUMP
+    if int(tables.strip() or 0) or not exists(remote):
+        return False
+    with tempfile.TemporaryDirectory(prefix="gan_ray_restore_") as tmp:
+        dump = Path(tmp) / PG_DUMP
+        get_file(remote, dump)
+        _pg("pg_restore", "--no-owner", "--exit-on-error", f"--dbname={uri}", str(dump))
+    return True
 
 
 def restore(folder: str | Path, destination: str, names: tuple[str, ...] = DATABASES) -> list[Path]:
@@ -56,6 +100,9 @@ def restore(folder: str | Path, destination: str, names: tuple[str, ...] = DATAB
         get_file(remote, partial)
         partial.rename(local)  # never a half-copied database where the server looks
         written.append(local)
+    uri = postgres_uri(folder)
+    if uri is not None and restore_postgres(uri, destination):
+        written.append(folder / PG_DUMP)
     return written
 
 

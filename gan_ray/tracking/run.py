@@ -63,6 +63,8 @@ from gan_ray.visualize import save_loss_curves
 if TYPE_CHECKING:
     from mlflow import MlflowClient
 
+    from gan_ray.tracking.writer import TrackingWriter
+
 _log = logging.getLogger(__name__)
 
 #: A PBT trial's exploits so far, as a metric at the step of each: the runs table's column and a chart.
@@ -95,8 +97,12 @@ class MlflowRun:
     ``log_checkpoint`` logs the checkpoint file itself (when at most ``checkpoint_max_mb``). A sweep's
     trials turn both off: their checkpoints stay in Ray's storage and the champion alone becomes a model.
 
-    Picklable once started (the client is rebuilt where it lands): a Ray Train callback carries it
-    to the Train controller.
+    ``writer``: log through a :class:`~gan_ray.tracking.writer.TrackingWriter` (a sweep's trials): every
+    call returns at once, the writes are retried and batched in the background, and a logging failure
+    is a tagged loss rather than an error here.
+
+    Picklable once started (the client is rebuilt where it lands, without the writer): a Ray Train
+    callback carries it to the Train controller.
     """
 
     def __init__(
@@ -111,6 +117,7 @@ class MlflowRun:
         log_model: bool = True,
         log_checkpoint: bool = True,
         checkpoint_max_mb: float = 32.0,
+        writer: TrackingWriter | None = None,
     ):
         self.tracking_uri = resolve_tracking_uri(tracking_uri)
         self.experiment = experiment
@@ -128,12 +135,15 @@ class MlflowRun:
         self._health: str | None = None  # the health tag as last set (tagged again only when it changes)
         self._best: float | None = None  # the objective's best value logged so far
         self._client: MlflowClient | None = None
+        self._writer = writer
 
     def __getstate__(self) -> dict[str, Any]:
-        return {**self.__dict__, "_client": None}
+        return {**self.__dict__, "_client": None, "_writer": None}
 
     @property
     def client(self) -> MlflowClient:
+        if self._writer is not None:
+            return self._writer.client  # type: ignore[return-value]
         if self._client is None:
             self._client = make_client(self.tracking_uri)
         return self._client

@@ -52,6 +52,8 @@ TAG_GIT_COMMIT = "gan_ray.git_commit"
 TAG_PBT_CLONED_FROM = "gan_ray.pbt.cloned_from"
 TAG_PBT_LINEAGE = "gan_ray.pbt.lineage"
 TAG_PBT_PARAMS = "gan_ray.pbt.params"  # the searched values it trains with since its latest clone (JSON)
+# Records the tracking writer gave up on (the store was away past its retry window): kind -> count, JSON.
+TAG_LOST = "gan_ray.tracking_lost"
 TAG_MLFLOW_GIT_COMMIT = "mlflow.source.git.commit"  # MLflow's own tag: the run page shows it
 
 

@@ -47,6 +47,7 @@ from gan_ray.tracking.store import (
     make_client,
     resolve_tracking_uri,
 )
+from gan_ray.tracking.writer import TrackingWriter
 from gan_ray.training.observers import USABLE
 from gan_ray.trials import SweepResult, TrialSummary, registration, status_counts, trial_name
 
@@ -127,6 +128,8 @@ class MlflowSweep:
             self.client.log_artifact(self.parent_run_id, str(space.source))
         self.client.log_text(self.parent_run_id, config_yaml(space.base), "base_config.yaml")
         self.runs: dict[str, MlflowRun] = {}
+        # The trials' records are written in the background: Tune calls the ledger in its scheduling loop.
+        self.writer = TrackingWriter(self.tracking_uri)
 
     def earlier_trials(self) -> list[TrialSummary]:
         """The usable trials of the study's earlier sweeps that never reached a sweep's end, where the
@@ -175,13 +178,18 @@ class MlflowSweep:
             objective=self.space.objective,
             log_model=False,
             log_checkpoint=False,
+            writer=self.writer,
         )
         self.runs[trial_id] = run
         return run
 
     def finish(self, result: SweepResult, status: str, best_folder: Path | None) -> None:
-        """Record the sweep's outcome on the parent run, register the best generator, end the parent run."""
+        """Record the sweep's outcome on the parent run, register the best generator, end the parent run.
+
+        The trials' queued records are written first (or given up and tagged), so their runs are
+        complete and ended before the parent run ends and the champion is chosen from them."""
         result.tracking_uri, result.parent_run_id = self.tracking_uri, self.parent_run_id
+        self.writer.close()
         try:
             rows = result.rows()
             if rows:

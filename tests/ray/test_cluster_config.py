@@ -239,7 +239,13 @@ def _mlflow_server(cfg: dict[str, Any]) -> tuple[str, dict[str, str | bool]]:
 
 def test_head_starts_an_mlflow_server_in_the_background(cfg: dict[str, Any]) -> None:
     command, server = _mlflow_server(cfg)
-    assert str(server["backend-store-uri"]).startswith("sqlite:///"), "runs and the registry live on the head"
+    # The store tracking_db.sh set up (PostgreSQL on the head, or a managed database), read where it wrote it.
+    assert server["backend-store-uri"] == "$(cat $HOME/mlflow/tracking_db)"
+    setup = cfg["head_setup_commands"]
+    assert setup.index(_only(setup, "tracking_db.sh")) < setup.index(_only(setup, "head_backup restore"))
+    # Sized for the autoscaler's ceiling: the default pool (5 + 10 per worker) ran out at 256 clients.
+    assert int(str(server["workers"])) >= 4
+    assert "MLFLOW_SQLALCHEMYSTORE_POOL_SIZE=10 MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW=20" in command
     assert urlparse(str(server["artifacts-destination"])).scheme == "s3"
     assert server["host"] == "0.0.0.0", "workers reach it over the private network"
     assert "nohup" in command and command.rstrip(" )").endswith("&"), "ray start must not wait for it"
@@ -282,8 +288,8 @@ def test_the_head_keeps_optuna_studies_beside_mlflows_database(cfg: dict[str, An
     storage = make_url(_expanded_on_a_node(head_start, "GAN_RAY_OPTUNA_STORAGE"))
     assert storage.get_backend_name() == "sqlite" and storage.database.startswith("/home/ubuntu/"), storage
     _, server = _mlflow_server(cfg)
-    mlflow_db = str(server["backend-store-uri"]).replace("$HOME", "/home/ubuntu")
-    assert Path(storage.database).parent == Path(make_url(mlflow_db).database).parent
+    uri_file = str(server["backend-store-uri"]).removeprefix("$(cat ").removesuffix(")")
+    assert Path(storage.database).parent == Path(uri_file.replace("$HOME", "/home/ubuntu")).parent
     # Workers run no sweep driver; a path there would name a file on their own disk.
     assert "GAN_RAY_OPTUNA_STORAGE" not in _exports(_only(cfg["worker_start_ray_commands"], "ray start"))
 

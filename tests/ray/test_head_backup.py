@@ -86,7 +86,7 @@ def test_cluster_yaml_restores_before_mlflow_starts_and_backs_up_from_cron(tmp_p
     assert fields == ["*/15", "*", "*", "*", "*"], fields
     # The folder it backs up is the one MLflow's server and the Optuna storage use.
     mlflow_start = next(c for c in raw["head_start_ray_commands"] if "mlflow server" in c)
-    assert "sqlite:///$HOME/mlflow/mlflow.db" in mlflow_start
+    assert "$HOME/mlflow/tracking_db" in mlflow_start
     assert "$HOME/mlflow " in command and "~/mlflow " in restore_line
 
     home, bucket = tmp_path / "home", tmp_path / "bucket"
@@ -103,3 +103,28 @@ def test_cluster_yaml_restores_before_mlflow_starts_and_backs_up_from_cron(tmp_p
     shutil.rmtree(home / "mlflow")
     run(restore_line)
     assert {p.name for p in (home / "mlflow").iterdir()} >= {"mlflow.db", "optuna.db"}
+
+
+def test_a_postgresql_tracking_store_is_dumped_and_put_back_into_a_fresh_database(tmp_path, postgres_uri):
+    """cluster/tracking_db.sh names the store in ~/mlflow/tracking_db: backup dumps it with pg_dump,
+    restore puts the dump into the new head's empty database, and never into one that has tables."""
+    import psycopg
+
+    head, bucket = tmp_path / "mlflow", tmp_path / "bucket"
+    head.mkdir()
+    (head / "tracking_db").write_text(postgres_uri.replace("postgresql://", "postgresql+psycopg://") + "\n")
+    with psycopg.connect(postgres_uri, autocommit=True) as db:
+        db.execute("CREATE TABLE runs (run_id TEXT PRIMARY KEY, status TEXT)")
+        db.execute("INSERT INTO runs VALUES ('a', 'FINISHED'), ('b', 'KILLED')")
+    backup(head, str(bucket))
+    assert (bucket / "mlflow.pgdump").is_file()
+    assert restore(head, str(bucket)) == []  # the database has its tables: left alone
+
+    with psycopg.connect(postgres_uri, autocommit=True) as db:
+        db.execute("DROP TABLE runs")  # a replaced head: PostgreSQL fresh, the database empty
+    assert restore(head, str(bucket)) == [head / "mlflow.pgdump"]
+    with psycopg.connect(postgres_uri) as db:
+        assert db.execute("SELECT run_id, status FROM runs ORDER BY run_id").fetchall() == [
+            ("a", "FINISHED"),
+            ("b", "KILLED"),
+        ]

@@ -42,6 +42,7 @@ def test_a_resumed_sweep_ends_what_a_dead_driver_left_running_and_links_to_it(st
         done.on_eval(EvalRecord(step, {"step": step, "mode_distance": value, "checkpoint_path": path}))
     done.end(RunOutcome("completed", [{"step": 20, "mode_distance": 0.5}], None))
     running = _start_trial(first, "a0002", 2e-3)
+    first.writer.flush()  # what the driver had queued by the time it was killed
     # ... and the driver is killed: nothing else is written.
 
     other = MlflowSweep(store, space, "t_interrupted-20261201-000000", register=False)  # another study
