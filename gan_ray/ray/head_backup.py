@@ -20,7 +20,7 @@ from pathlib import Path
 from gan_ray.ray.storage import exists, get_file, put_file
 
 DATABASES = ("mlflow.db", "optuna.db")
-#: The file in the head's folder naming MLflow's store where it is not SQLite (cluster/tracking_db.sh).
+#: The file in the head's folder naming MLflow's store where it is not SQLite (gan_ray/ray/tracking_db.sh).
 TRACKING_DB_FILE = "tracking_db"
 PG_DUMP = "mlflow.pgdump"
 

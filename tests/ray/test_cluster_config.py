@@ -243,6 +243,9 @@ def test_head_starts_an_mlflow_server_in_the_background(cfg: dict[str, Any]) -> 
     assert server["backend-store-uri"] == "$(cat $HOME/mlflow/tracking_db)"
     setup = cfg["head_setup_commands"]
     assert setup.index(_only(setup, "tracking_db.sh")) < setup.index(_only(setup, "head_backup restore"))
+    # The script it runs is the repository's, mounted at ~/gan_ray (a moved script fails on the head only).
+    script = next(w for w in _only(setup, "tracking_db.sh").split() if w.endswith("tracking_db.sh"))
+    assert script.startswith("~/gan_ray/") and (ROOT / script.removeprefix("~/gan_ray/")).is_file()
     # Sized for the autoscaler's ceiling: the default pool (5 + 10 per worker) ran out at 256 clients.
     assert int(str(server["workers"])) >= 4
     assert "MLFLOW_SQLALCHEMYSTORE_POOL_SIZE=10 MLFLOW_SQLALCHEMYSTORE_MAX_OVERFLOW=20" in command

@@ -106,7 +106,7 @@ def test_cluster_yaml_restores_before_mlflow_starts_and_backs_up_from_cron(tmp_p
 
 
 def test_a_postgresql_tracking_store_is_dumped_and_put_back_into_a_fresh_database(tmp_path, postgres_uri):
-    """cluster/tracking_db.sh names the store in ~/mlflow/tracking_db: backup dumps it with pg_dump,
+    """gan_ray/ray/tracking_db.sh names the store in ~/mlflow/tracking_db: backup dumps it with pg_dump,
     restore puts the dump into the new head's empty database, and never into one that has tables."""
     import psycopg
 
