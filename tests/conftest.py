@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import importlib.util
 import os
 import shutil
-import sys
 import tempfile
 from pathlib import Path
 
 import pytest
 import torch
+from bench_scripts import bench_module
 
 # Feature-extractor caches of this session stay out of the user's ~/.cache (set before any Ray
 # worker starts, so workers inherit it).
@@ -99,20 +98,6 @@ def store(tmp_path_factory) -> str:
     db = tmp_path_factory.mktemp("mlflow") / "mlflow.db"
     shutil.copy(template, db)
     return f"sqlite:///{db}"
-
-
-BENCH = Path(__file__).resolve().parents[1] / "bench"
-
-
-def bench_module(name: str):
-    """A module of ``bench/`` (not a package: the bench scripts import each other by file name)."""
-    if name in sys.modules:
-        return sys.modules[name]
-    spec = importlib.util.spec_from_file_location(name, BENCH / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture(scope="session")

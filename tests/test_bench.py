@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import math
 import os
@@ -13,6 +12,7 @@ from pathlib import Path
 
 import pytest
 import torch
+from bench_scripts import bench_module
 
 pytestmark = pytest.mark.slow
 
@@ -62,10 +62,7 @@ def test_quick_ring8_prints_throughput_lines():
 
 def test_quick_ray_train_overhead_line(ray_session):
     # In this process, on the session's Ray: a cluster start-up fewer than running the script.
-    spec = importlib.util.spec_from_file_location("bench_throughput", BENCH)
-    bench = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = bench  # dataclasses look their module up there
-    spec.loader.exec_module(bench)
+    bench = bench_module("throughput")
     line = bench.ray_overhead(argparse.Namespace(quick=True))
     json.dumps(line)
     assert line["measurement"] == "ray_train_overhead"
