@@ -37,9 +37,9 @@ from reference_loop import ReferenceLoop, make_loader  # noqa: E402
 from gan_ray.config import GanConfig, load_config, validate_config  # noqa: E402
 from gan_ray.data.images import TensorSource  # noqa: E402
 from gan_ray.data.mixtures import MixtureSource  # noqa: E402
-from gan_ray.models import build_models  # noqa: E402
 from gan_ray.training.cuda_graphs import WARMUP_ITERATIONS, GraphedStep, graph_blocker  # noqa: E402
 from gan_ray.training.loop import Training, build_training, default_evaluator, run_loop  # noqa: E402
+from gan_ray.training.networks import build_models  # noqa: E402
 
 RING8_CONFIG = Path(__file__).resolve().parents[1] / "gan_ray" / "configs" / "ring8.yaml"
 
@@ -58,7 +58,7 @@ MODELS = {
     # 28x28, 1 channel (MNIST's shape); data.root is never read, the images are synthetic.
     "dcgan28": ModelSpec(
         "dcgan28",
-        {"data": {"name": "mnist", "root": "unused"}, "model": {"family": "dcgan"}, "noise": {"dim": 100}},
+        {"data": {"name": "mnist", "root": "unused"}, "model": {"name": "dcgan"}, "noise": {"dim": 100}},
         {"cpu": (64,), "cpu_quick": (16,), "cuda": (64, 256), "cuda_quick": (64,)},
     ),
     # The pytorch/examples DCGAN: 64x64, 3 channels, nz 100, ngf = ndf = 64.
@@ -66,7 +66,7 @@ MODELS = {
         "dcgan64",
         {
             "data": {"name": "cifar10", "root": "unused", "image_size": 64},
-            "model": {"family": "dcgan", "g_filters": 64, "d_filters": 64},
+            "model": {"name": "dcgan", "params": {"g_filters": 64, "d_filters": 64}},
             "noise": {"dim": 100},
         },
         {"cpu": (64,), "cpu_quick": (16,), "cuda": (64, 256), "cuda_quick": (64,)},

@@ -30,7 +30,7 @@ if [ -z "${STORE:-}" ]; then
 name: ui_demo
 base:
   data: {name: ring8}
-  model: {family: mlp, hidden_dim: 64, hidden_layers: 2}
+  model: {name: mlp, params: {hidden_dim: 64, hidden_layers: 2}}
   noise: {dim: 8}
   train: {steps: 900, eval_every: 300, batch_size: 128}
 parameters:

@@ -13,6 +13,7 @@ from gan_ray import settings
 from gan_ray.config import GanConfig, load_config
 from gan_ray.data.sources import check_available
 from gan_ray.search_space import SearchSpace, load_search_space
+from gan_ray.training.preflight import check_components
 
 if TYPE_CHECKING:
     from gan_ray.ray.train import RayTrainResult
@@ -63,6 +64,7 @@ def train(
     if overrides:
         cfg = cfg.with_overrides(overrides)
     check_available(cfg.data)
+    check_components(cfg)
     if (workers is not None or gpu) and backend == "auto":
         backend = "ray"
     observer = None
@@ -122,6 +124,7 @@ def sweep(
             raise ValueError(f"num_samples must be >= 1, got {num_samples}")
         space = dataclasses.replace(space, budget=dataclasses.replace(space.budget, num_samples=num_samples))
     check_available(space.base.data)
+    check_components(space.base)
     # Before MLflow or Ray: a resume with nothing to resume must change nothing anywhere.
     study_url = study_storage or settings.study_storage()
     study_name = study_name_for(space.name, study_url, resume)

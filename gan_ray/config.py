@@ -15,12 +15,13 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from gan_ray import settings
-from gan_ray.data.catalog import DATASETS, DatasetInfo, dataset_info
+from gan_ray.data.catalog import DatasetInfo, check_feature_name, dataset_info
 from gan_ray.errors import ConfigError
 from gan_ray.losses import LOSSES, get_loss, loss_param_names
-from gan_ray.noise import NOISE
+from gan_ray.models.spec import AUTO, MODELS, ModelSpec
+from gan_ray.noise import get_noise
 from gan_ray.objective import Objective
-from gan_ray.penalties import PENALTY_NAMES, Penalty, default_weight
+from gan_ray.penalties import PENALTIES, Penalty, default_weight
 
 
 class YamlLoader(yaml.SafeLoader):
@@ -55,13 +56,6 @@ def yaml_error_line(err: yaml.YAMLError, source: str | Path) -> str:
     return f"{where}: not valid YAML: {problem}" + (f" ({context})" if context else "")
 
 
-def _one_of(value: str, names, what: str) -> str:
-    """``value`` if it names one of ``names``, else a ValueError listing them (a field validator's body)."""
-    if value not in names:
-        raise ValueError(f"unknown {what} {value!r}; expected one of {list(names)}")
-    return value
-
-
 class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
@@ -78,7 +72,8 @@ class DataConfig(_Strict):
     @field_validator("name")
     @classmethod
     def _known_dataset(cls, v: str) -> str:
-        return _one_of(v, sorted(DATASETS), "dataset")
+        dataset_info(v)  # a built-in, or a plug-in that imports and says how to read it
+        return v
 
     @property
     def info(self) -> DatasetInfo:
@@ -90,19 +85,42 @@ class DataConfig(_Strict):
         return self.info.is_mixture
 
 
-class ModelConfig(_Strict):
-    """Architecture: ``mlp`` (Goodfellow et al. 2014) for 2-D data, ``dcgan`` for images; ``auto`` picks by dataset."""
+#: Keys of the model section before models were specs: ``family`` became ``name``; the rest are
+#: parameters of the built-in builders (gan_ray.models.spec), moved into ``params`` on load.
+LEGACY_MODEL_KEYS = ("family", "hidden_dim", "hidden_layers", "d_dropout", "g_filters", "d_filters")
+#: D's anti-collapse options: keys of the model section (the loop reads them), passed to builders that take them.
+D_OPTIONS = ("d_pac", "d_minibatch_std")
 
-    family: Literal["auto", "mlp", "dcgan"] = "auto"
-    hidden_dim: int = Field(128, gt=0, description="MLP width")
-    hidden_layers: int = Field(3, gt=0, description="MLP hidden layers in G and in D")
-    d_dropout: float = Field(0.0, ge=0.0, lt=1.0, description="dropout in the MLP discriminator")
-    g_filters: int = Field(64, gt=0, description="DCGAN ngf")
-    d_filters: int = Field(64, gt=0, description="DCGAN ndf")
+
+class ModelConfig(_Strict):
+    """G and D: ``name`` picks a model spec (``mlp``, ``dcgan``, ``auto`` for the dataset's kind, or a
+    plug-in ``package.module:builder``), ``params`` are its builder's keyword arguments (the built-ins':
+    ``hidden_dim``, ``hidden_layers``, ``d_dropout`` for mlp; ``g_filters``, ``d_filters`` for dcgan).
+    ``d_pac`` and ``d_minibatch_std`` are D's anti-collapse options, which the loop reads too."""
+
+    name: str = "auto"
+    params: dict[str, Any] = Field(default_factory=dict)
     d_pac: int = Field(1, ge=1, le=16, description="PacGAN: D judges packs of this many samples (1: off)")
     d_minibatch_std: int = Field(
         0, ge=0, description="group size of D's minibatch-std feature (Karras et al. 2018; 0: off)"
     )
+
+    @field_validator("name")
+    @classmethod
+    def _known_model(cls, v: str) -> str:
+        if v != "auto":
+            MODELS.resolve(v)  # imports a plug-in and checks its builder's signature
+        return v
+
+    @field_validator("params")
+    @classmethod
+    def _d_options_apart(cls, v: dict[str, Any]) -> dict[str, Any]:
+        both = sorted(set(v) & set(D_OPTIONS))
+        if both:
+            raise ValueError(
+                f"set {', '.join(f'model.{k}' for k in both)}, not model.params.{both[0]}: the loop reads it too"
+            )
+        return v
 
     @field_validator("d_minibatch_std")
     @classmethod
@@ -110,6 +128,42 @@ class ModelConfig(_Strict):
         if v == 1:
             raise ValueError("a minibatch-std group needs at least 2 samples (0 turns it off)")
         return v
+
+
+def _legacy_model(data: Any) -> Any:
+    """An old config's model section (``family``, ``hidden_dim``, ``g_filters``...) as a spec: the family
+    becomes ``name``, the keys its builder takes go to ``params`` (a key written at the top wins over
+    ``params``: it is what a search space of old keys sets), the others are dropped, as they were ignored."""
+    if not isinstance(data, dict) or not isinstance(data.get("model"), dict):
+        return data
+    model = dict(data["model"])
+    legacy = {k: model.pop(k) for k in LEGACY_MODEL_KEYS if k in model}
+    if not legacy:
+        return data
+    family = legacy.pop("family", None)
+    if family is not None and "name" not in model:
+        model["name"] = family
+    name = _resolved_model_name(model.get("name", "auto"), data)
+    try:
+        takes = MODELS.resolve(name).param_names() if name is not None else None
+    except ValueError:
+        takes = None  # an unknown name: its own validator says so
+    params = dict(model.get("params") or {})
+    params.update({k: v for k, v in legacy.items() if takes is None or k in takes})
+    model["params"] = params
+    return {**data, "model": model}
+
+
+def _resolved_model_name(name: Any, data: dict[str, Any]) -> str | None:
+    """``name``, or for ``auto`` the built-in for the dataset's kind (None where the dataset is unknown)."""
+    if name != "auto":
+        return name if isinstance(name, str) else None
+    data_section = data.get("data") if isinstance(data.get("data"), dict) else {}
+    try:
+        info = dataset_info(data_section.get("name", DataConfig.model_fields["name"].default))
+    except ValueError:
+        return None
+    return AUTO["vector" if info.is_mixture else "image"]
 
 
 class NoiseConfig(_Strict):
@@ -121,7 +175,8 @@ class NoiseConfig(_Strict):
     @field_validator("distribution")
     @classmethod
     def _known_noise(cls, v: str) -> str:
-        return _one_of(v, sorted(NOISE), "noise distribution")
+        get_noise(v)
+        return v
 
 
 class LossConfig(_Strict):
@@ -160,7 +215,9 @@ class PenaltyConfig(_Strict):
     @field_validator("name")
     @classmethod
     def _known_penalty(cls, v: str) -> str:
-        return _one_of(v, PENALTY_NAMES, "penalty")
+        if v != "none":
+            PENALTIES.resolve(v)
+        return v
 
 
 class OptimConfig(_Strict):
@@ -220,12 +277,17 @@ class MetricsConfig(_Strict):
 
     ``classifier`` is a small CNN trained once per dataset on its real images (no download; not
     Inception-FID). ``inception`` is torchmetrics' Inception-v3, where torch-fidelity's weights file is
-    present. ``extractor`` is a saved extractor file (path or URI) that a sweep hands to all its trials,
+    present. A plug-in extractor by ``package.module:builder`` reports ``fid_<builder>``. ``extractor`` is a saved extractor file (path or URI) that a sweep hands to all its trials,
     so every trial is scored by the same one; None: this node's cache.
     """
 
-    features: Literal["classifier", "inception"] = "classifier"
+    features: str = "classifier"
     extractor: str | None = None
+
+    @field_validator("features")
+    @classmethod
+    def _known_features(cls, v: str) -> str:
+        return check_feature_name(v)
 
 
 class ScalingConfig(_Strict):
@@ -273,18 +335,23 @@ class GanConfig(_Strict):
     metrics: MetricsConfig = Field(default_factory=MetricsConfig)
     scaling: ScalingConfig = Field(default_factory=ScalingConfig)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy_keys(cls, data: Any) -> Any:
+        return _legacy_model(data)
+
     @model_validator(mode="after")
     def _consistent(self) -> GanConfig:
         info = dataset_info(self.data.name)
-        wanted = "mlp" if info.is_mixture else "dcgan"
-        if self.model.family not in ("auto", wanted):
-            kind = "2-D mixtures" if self.model.family == "mlp" else "images"
-            raise ValueError(
-                f"model.family {self.model.family!r} is for {kind}; dataset {self.data.name!r} needs {wanted!r}"
-            )
+        self._model_fits(info)
         if info.needs_root and self.data.root is None:
             raise ValueError(
                 f"data.root is required for dataset {self.data.name!r} (a torchvision root folder)"
+            )
+        if not info.is_mixture and self.metrics.features == "classifier" and not info.num_classes:
+            raise ValueError(
+                f"metrics.features 'classifier' trains on the labels of {self.data.name!r}, which has none; "
+                "set metrics.features to a pretrained extractor (inception, or a plug-in)"
             )
         self._one_penalty()
         if self.model.d_pac > self.train.batch_size:
@@ -293,6 +360,29 @@ class GanConfig(_Strict):
                 f"(train.batch_size {self.train.batch_size})"
             )
         return self
+
+    def _model_fits(self, info: DatasetInfo) -> None:
+        """The model is for this dataset's kind of sample, and its builder takes every parameter given."""
+        spec, name = self.model_spec, self.model_name
+        kind = "vector" if info.is_mixture else "image"
+        if spec.data not in ("any", kind):
+            wanted = AUTO[kind]
+            raise ValueError(
+                f"model.name {name!r} is for {spec.data}s; dataset {self.data.name!r} has {kind}s "
+                f"(use {wanted!r}, or 'auto')"
+            )
+        problems = spec.check_params(self.model.params)
+        if problems:
+            raise ValueError(f"model {name!r}: " + "; ".join(f"model.params.{p}" for p in problems))
+        takes = spec.param_names()
+        extra = {"d_pac": self.model.d_pac != 1, "d_minibatch_std": self.model.d_minibatch_std != 0}
+        if takes is not None:
+            unknown = sorted(set(self.model.params) - set(takes))
+            unknown += [k for k, on in extra.items() if on and k not in takes]
+            if unknown:
+                raise ValueError(
+                    f"model {name!r} takes no parameter(s) {unknown}; its parameters are {list(takes)}"
+                )
 
     def _one_penalty(self) -> None:
         built_in = get_loss(self.loss.name, **self.loss.params).built_in_penalty
@@ -327,16 +417,33 @@ class GanConfig(_Strict):
         return self.data.info.reported_metrics(self.metrics.features)
 
     @property
-    def model_family(self) -> str:
-        if self.model.family != "auto":
-            return self.model.family
-        return "mlp" if self.data.is_mixture else "dcgan"
+    def model_name(self) -> str:
+        """``model.name`` with ``auto`` resolved: ``mlp`` for the 2-D mixtures, ``dcgan`` for images."""
+        if self.model.name != "auto":
+            return self.model.name
+        return AUTO["vector" if self.data.is_mixture else "image"]
+
+    @property
+    def model_spec(self) -> ModelSpec:
+        """The model's builder and traits (channels_last, bf16, CUDA-graph safety)."""
+        return MODELS.resolve(self.model_name)
+
+    @property
+    def model_params(self) -> dict[str, Any]:
+        """The builder's keyword arguments: ``model.params`` and D's options where the builder takes them."""
+        takes = self.model_spec.param_names()
+        params = dict(self.model.params)
+        for key in D_OPTIONS:
+            if takes is None or key in takes:
+                params[key] = getattr(self.model, key)
+        return params
 
     @property
     def noise_dim(self) -> int:
+        """``noise.dim``, else the model's own default (8 for mlp, 100 for dcgan)."""
         if self.noise.dim is not None:
             return self.noise.dim
-        return 100 if self.model_family == "dcgan" else 8
+        return self.model_spec.default_noise_dim
 
     @property
     def d_steps_per_g_step(self) -> int:
@@ -353,7 +460,12 @@ class GanConfig(_Strict):
             out[f"loss.params.{key}"] = value
         out = {k: v for k, v in out.items() if not k.startswith("penalty.")}
         out.update(self._penalty_flat())
-        out["model.family"] = self.model_family
+        out = {k: v for k, v in out.items() if not k.startswith("model.params.")}
+        defaults = self.model_spec.param_defaults()
+        for key, value in {**defaults, **self.model.params}.items():
+            if key not in D_OPTIONS:
+                out[f"model.params.{key}"] = value
+        out["model.name"] = self.model_name
         out["noise.dim"] = self.noise_dim
         out["train.d_steps_per_g_step"] = self.d_steps_per_g_step
         return out
@@ -414,7 +526,7 @@ def parse_overrides(items: list[str] | tuple[str, ...]) -> dict[str, Any]:
         key = key.strip()
         if not sep or not key:
             raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. data.root=~/data")
-        if key not in keys:
+        if not is_known_key(key, keys):
             close = sorted(k for k in keys if k.split(".")[0] == key.split(".")[0])
             hint = f"; keys of {key.split('.')[0]!r}: {close}" if close else ""
             raise ConfigError(f"--set {item!r}: unknown config key {key!r}{hint}")
@@ -426,11 +538,24 @@ def parse_overrides(items: list[str] | tuple[str, ...]) -> dict[str, Any]:
 
 
 def known_keys() -> set[str]:
-    """Every dotted key a config (or a search space) may set. Loss parameters are ``loss.params.NAME``."""
+    """Every dotted key a config (or a search space) may set. Loss and model parameters are
+    ``loss.params.NAME`` and ``model.params.NAME`` (see :func:`is_known_key` for a plug-in's), and the
+    model section's keys of earlier versions (``model.hidden_dim``...) still count."""
     keys = {k for k in _flatten(GanConfig().model_dump(mode="json")) if not k.startswith("loss.params")}
     keys |= {"noise.dim", "data.root", "data.image_size", "scaling.storage_path", "penalty.weight"}
     keys |= {f"loss.params.{p}" for name in LOSSES for p in loss_param_names(name)}
+    keys |= {
+        f"model.params.{p}" for name in MODELS for p in MODELS[name].param_names() or () if p not in D_OPTIONS
+    }
+    keys |= {f"model.{k}" for k in LEGACY_MODEL_KEYS}
     return keys
+
+
+def is_known_key(key: str, keys: set[str] | None = None) -> bool:
+    """Whether a config may set ``key``: one of :func:`known_keys`, or a parameter of a plug-in loss or
+    model (``loss.params.X`` / ``model.params.X``: the config's validation checks it against the plug-in)."""
+    keys = known_keys() if keys is None else keys
+    return key in keys or (key.startswith(("loss.params.", "model.params.")) and key.count(".") == 2)
 
 
 def _section_keys(loc: tuple[Any, ...]) -> list[str] | None:

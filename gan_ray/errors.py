@@ -21,6 +21,11 @@ class StudyNotFoundError(ConfigError):
     """``--resume`` with no study of the sweep in the study storage: resuming must never start over."""
 
 
+class PluginError(ConfigError):
+    """A component named in a config that cannot be used: an unknown name, an import path that does not
+    import, a missing attribute, a builder of the wrong signature, a model that breaks its contract."""
+
+
 class DatasetNotFoundError(FileNotFoundError):
     """A dataset's files are not where the config points (and no download was asked for)."""
 

@@ -14,6 +14,9 @@ from typing import ClassVar
 import torch.nn.functional as F
 from torch import Tensor
 
+from gan_ray.errors import PluginError
+from gan_ray.registry import Registry
+
 
 def _check_logits(*logits: Tensor) -> None:
     for x in logits:
@@ -60,6 +63,11 @@ class GanLoss:
 
     def params(self) -> dict[str, float]:
         return dataclasses.asdict(self)
+
+    @property
+    def config_name(self) -> str:
+        """The name a config chose this loss by: the built-in's, or a plug-in's import path / entry point."""
+        return self.__dict__.get("_config_name", self.name)
 
 
 def _bce_d_loss(real_logits: Tensor, fake_logits: Tensor) -> Tensor:
@@ -250,31 +258,52 @@ def _check_pairs(real_logits: Tensor, fake_logits: Tensor) -> None:
         )
 
 
-LOSSES: dict[str, type[GanLoss]] = {
-    cls.name: cls
-    for cls in (Minimax, NonSaturating, LeastSquares, Wasserstein, WassersteinGP, Hinge, RelativisticPairing)
-}
+def _as_loss_class(name: str, obj: object) -> type[GanLoss]:
+    """A plug-in loss must be a :class:`GanLoss` subclass (a frozen dataclass whose fields are its params)."""
+    if not (isinstance(obj, type) and issubclass(obj, GanLoss)):
+        raise PluginError(
+            f"loss {name!r} is {obj!r}, not a subclass of gan_ray.losses.GanLoss (a frozen dataclass with "
+            "d_loss(real_logits, fake_logits) and g_loss(real_logits, fake_logits))"
+        )
+    if not dataclasses.is_dataclass(obj):
+        raise PluginError(f"loss {name!r}: {obj.__name__} must be a @dataclasses.dataclass(frozen=True)")
+    return obj
+
+
+#: The losses by name: the built-ins here; plug-ins by import path or the ``gan_ray.losses`` entry points.
+LOSSES: Registry[type[GanLoss]] = Registry(
+    "loss",
+    "gan_ray.losses",
+    {
+        cls.name: cls
+        for cls in (
+            Minimax,
+            NonSaturating,
+            LeastSquares,
+            Wasserstein,
+            WassersteinGP,
+            Hinge,
+            RelativisticPairing,
+        )
+    },
+    convert=_as_loss_class,
+)
 
 
 def loss_param_names(name: str) -> tuple[str, ...]:
     """The parameters a loss takes (e.g. ``('clip',)`` for wasserstein)."""
-    return tuple(f.name for f in dataclasses.fields(_loss_class(name)))
-
-
-def _loss_class(name: str) -> type[GanLoss]:
-    try:
-        return LOSSES[name]
-    except KeyError:
-        raise ValueError(f"unknown loss {name!r}; expected one of {sorted(LOSSES)}") from None
+    return tuple(f.name for f in dataclasses.fields(LOSSES.resolve(name)))
 
 
 def get_loss(name: str, **params: float) -> GanLoss:
     """The loss called ``name`` with its parameters, e.g. ``get_loss("wasserstein", clip=0.01)``."""
-    cls = _loss_class(name)
+    cls = LOSSES.resolve(name)
     allowed = loss_param_names(name)
     unknown = sorted(set(params) - set(allowed))
     if unknown:
         raise ValueError(
             f"loss {name!r} takes no parameter(s) {unknown}; its parameters are {list(allowed) or 'none'}"
         )
-    return cls(**params)
+    loss = cls(**params)
+    object.__setattr__(loss, "_config_name", name)  # frozen: set as the dataclass machinery would
+    return loss

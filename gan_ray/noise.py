@@ -11,6 +11,9 @@ from collections.abc import Callable
 import torch
 from torch import Tensor
 
+from gan_ray.errors import PluginError
+from gan_ray.registry import Registry
+
 NoiseSampler = Callable[..., Tensor]
 
 
@@ -59,18 +62,43 @@ def bernoulli(
     return torch.randint(0, 2, (n, dim), device=device, generator=generator).mul_(2).sub_(1).float()
 
 
-NOISE: dict[str, NoiseSampler] = {
-    "normal": normal,
-    "uniform": uniform,
-    "truncated_normal": truncated_normal,
-    "hypersphere": hypersphere,
-    "bernoulli": bernoulli,
-}
+def _as_sampler(name: str, obj: object) -> NoiseSampler:
+    if not callable(obj):
+        raise PluginError(
+            f"noise distribution {name!r} is {obj!r}, not a function "
+            "sampler(n, dim, device=None, generator=None) -> Tensor (n, dim)"
+        )
+    return obj  # type: ignore[return-value]
+
+
+#: The noise distributions by name: the built-ins here; plug-ins by import path or ``gan_ray.noise`` entry points.
+NOISE: Registry[NoiseSampler] = Registry(
+    "noise distribution",
+    "gan_ray.noise",
+    {f.__name__: f for f in (normal, uniform, truncated_normal, hypersphere, bernoulli)},
+    convert=_as_sampler,
+)
 
 
 def get_noise(name: str) -> NoiseSampler:
-    """The sampler called ``name``: one of :data:`NOISE`."""
+    """The sampler called ``name``: a built-in of :data:`NOISE`, or a plug-in."""
+    return NOISE.resolve(name)
+
+
+def check_sampler(name: str, dim: int) -> None:
+    """Draw 4 samples of ``dim`` once, on the CPU: a plug-in that breaks the sampler contract fails here,
+    in one line, before any model trains."""
     try:
-        return NOISE[name]
-    except KeyError:
-        raise ValueError(f"unknown noise distribution {name!r}; expected one of {sorted(NOISE)}") from None
+        z = get_noise(name)(4, dim, device="cpu", generator=torch.Generator().manual_seed(0))
+    except PluginError:
+        raise
+    except Exception as err:
+        raise PluginError(
+            f"noise distribution {name!r}: sampler(4, {dim}, device='cpu', generator=...) raised "
+            f"{type(err).__name__}: {err}"
+        ) from None
+    if not isinstance(z, Tensor) or tuple(z.shape) != (4, dim) or not z.is_floating_point():
+        got = tuple(z.shape) if isinstance(z, Tensor) else type(z).__name__
+        raise PluginError(
+            f"noise distribution {name!r}: sampler(4, {dim}) returned {got}; expected a float tensor (4, {dim})"
+        )

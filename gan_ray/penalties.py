@@ -23,6 +23,9 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
+from gan_ray.errors import PluginError
+from gan_ray.registry import Registry
+
 Discriminator = Callable[[Tensor], Tensor]
 
 
@@ -79,16 +82,45 @@ def _r1_r2(d: Discriminator, real: Tensor, fake: Tensor, pack: int) -> Tensor:
     return _r1(d, real, fake, pack) + _r2(d, real, fake, pack)
 
 
-#: name -> (the term whose ``weight`` multiple is added to D's loss, the weight where a config sets none).
+PenaltyTerm = Callable[[Discriminator, Tensor, Tensor, int], Tensor]
+
+
+@dataclass(frozen=True)
+class PenaltySpec:
+    """A penalty's unweighted term ``term(d, real, fake, pack)`` and its weight where a config sets none."""
+
+    term: PenaltyTerm
+    default_weight: float = 1.0
+
+
+def _as_spec(name: str, obj: object) -> PenaltySpec:
+    """A plug-in penalty: a :class:`PenaltySpec`, or a function ``term(d, real, fake, pack)`` (its
+    ``default_weight`` attribute, if any, is the weight where a config sets none; else 1)."""
+    if isinstance(obj, PenaltySpec):
+        return obj
+    if not callable(obj):
+        raise PluginError(
+            f"penalty {name!r} is {obj!r}, not a function term(discriminator, real, fake, pack) -> Tensor"
+        )
+    return PenaltySpec(obj, float(getattr(obj, "default_weight", 1.0)))  # type: ignore[arg-type]
+
+
+#: name -> the term whose ``weight`` multiple is added to D's loss, and the weight where a config sets none.
 #: gp's 10 is Gulrajani et al.'s lambda; the zero-centred ones take R3GAN's gamma for low-dimensional data.
-PENALTIES: dict[str, tuple[Callable[[Discriminator, Tensor, Tensor, int], Tensor], float]] = {
-    "gp": (_gp, 10.0),
-    "r1": (_r1, 1.0),
-    "r2": (_r2, 1.0),
-    "r1_r2": (_r1_r2, 1.0),
-}
-#: Every name ``penalty.name`` takes: ``none`` plus the registry.
-PENALTY_NAMES = ("none", *PENALTIES)
+#: Plug-ins by import path or ``gan_ray.penalties`` entry points.
+PENALTIES: Registry[PenaltySpec] = Registry(
+    "penalty",
+    "gan_ray.penalties",
+    {
+        "gp": PenaltySpec(_gp, 10.0),
+        "r1": PenaltySpec(_r1, 1.0),
+        "r2": PenaltySpec(_r2, 1.0),
+        "r1_r2": PenaltySpec(_r1_r2, 1.0),
+    },
+    convert=_as_spec,
+)
+#: The built-in names ``penalty.name`` takes: ``none`` plus the registry's (plug-ins besides).
+PENALTY_NAMES = ("none", *PENALTIES.builtins)
 
 
 @dataclass(frozen=True)
@@ -99,14 +131,13 @@ class Penalty:
     weight: float
 
     def __post_init__(self) -> None:
-        if self.name not in PENALTIES:
-            raise ValueError(f"unknown penalty {self.name!r}; expected one of {list(PENALTY_NAMES)}")
+        PENALTIES.resolve(self.name)  # one line naming the built-ins where the name is unknown
         if not self.weight >= 0:
             raise ValueError(f"penalty {self.name!r}: weight must be >= 0, got {self.weight!r}")
 
     def term(self, discriminator: Discriminator, real: Tensor, fake: Tensor, pack: int = 1) -> Tensor:
         """The unweighted term."""
-        return PENALTIES[self.name][0](discriminator, real, fake, pack)
+        return PENALTIES.resolve(self.name).term(discriminator, real, fake, pack)
 
     def __call__(self, discriminator: Discriminator, real: Tensor, fake: Tensor, pack: int = 1) -> Tensor:
         return self.weight * self.term(discriminator, real, fake, pack)
@@ -114,6 +145,4 @@ class Penalty:
 
 def default_weight(name: str) -> float:
     """The weight of penalty ``name`` where a config gives none."""
-    if name not in PENALTIES:
-        raise ValueError(f"unknown penalty {name!r}; expected one of {list(PENALTY_NAMES)}")
-    return PENALTIES[name][1]
+    return PENALTIES.resolve(name).default_weight

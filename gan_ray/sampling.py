@@ -16,12 +16,12 @@ import torch
 from torch import Tensor
 
 from gan_ray.config import GanConfig, read_yaml, validate_config
-from gan_ray.models import generator_from_state
 from gan_ray.noise import get_noise
 from gan_ray.tracking.model import CONFIG_FILE, EXTRA_FILES_DIR, STATE_FILE, download_model
 from gan_ray.tracking.store import check_tracking_server, resolve_tracking_uri
 from gan_ray.training.checkpoint import CHECKPOINT_FILE, generator_weights, load_checkpoint
 from gan_ray.training.loop import resolve_device
+from gan_ray.training.networks import generator_from_state
 from gan_ray.visualize import save_samples
 
 PT2_FILE = "data/model.pt2"  # where mlflow.pytorch puts the exported program

@@ -9,7 +9,7 @@ the scheduler. Every error points at the file, the line and the key.
       train.d_steps_per_g_step: {int: [1, 5]}
       loss.name: {choice: [non_saturating, wasserstein]}
       loss.params.clip: {log_uniform: [0.001, 0.1], when: {loss.name: wasserstein}}
-      model.hidden_dim: 128          # a fixed value
+      model.params.hidden_dim: 128   # a fixed value
 """
 
 from __future__ import annotations

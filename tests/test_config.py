@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from gan_ray.config import ConfigError, GanConfig, known_keys, load_config, validate_config
+from gan_ray.config import LEGACY_MODEL_KEYS, ConfigError, GanConfig, known_keys, load_config, validate_config
 from gan_ray.losses import LOSSES
 from gan_ray.noise import NOISE
 
@@ -30,7 +30,7 @@ def test_defaults_validate():
     cfg = validate_config({})
     assert cfg == GanConfig()
     assert validate_config(None) == cfg
-    assert cfg.data.name == "ring8" and cfg.model_family == "mlp"
+    assert cfg.data.name == "ring8" and cfg.model_name == "mlp"
     assert cfg.loss.name == "non_saturating"
     assert cfg.d_steps_per_g_step == 1
     assert cfg.noise_dim > 0
@@ -146,7 +146,8 @@ def test_unknown_dataset_name():
         ({"optim": {"lr_d": -2e-4}}, "optim.lr_d", "-0.0002", "greater than 0"),
         ({"train": {"batch_size": 0}}, "train.batch_size", "0", "greater than 0"),
         ({"optim": {"beta1": 1.0}}, "optim.beta1", "1.0", "less than 1"),
-        ({"model": {"d_dropout": 1.0}}, "model.d_dropout", "1.0", "less than 1"),
+        ({"model": {"d_dropout": 1.0}}, "model.params.d_dropout", "1.0", "less than 1"),
+        ({"model": {"params": {"hidden_dim": 0}}}, "model.params.hidden_dim", "0", "greater than 0"),
         ({"noise": {"dim": 0}}, "noise.dim", "0", "greater than 0"),
         ({"train": {"device": "gpu"}}, "train.device", "'gpu'", "cuda"),
         ({"data": {"name": "mnist", "root": "/x", "image_size": 48}}, "data.image_size", "48", "64"),
@@ -191,12 +192,12 @@ def test_loss_param_values_are_checked():
 
 def test_mlp_family_with_image_dataset():
     msg = _error({"data": {"name": "digits"}, "model": {"family": "mlp"}})
-    assert "model.family" in msg and "'mlp'" in msg and "'digits'" in msg and "dcgan" in msg
+    assert "model.name" in msg and "'mlp'" in msg and "'digits'" in msg and "dcgan" in msg
 
 
 def test_dcgan_family_with_mixture_dataset():
     msg = _error({"data": {"name": "ring8"}, "model": {"family": "dcgan"}})
-    assert "model.family" in msg and "'dcgan'" in msg and "'ring8'" in msg and "mlp" in msg
+    assert "model.name" in msg and "'dcgan'" in msg and "'ring8'" in msg and "mlp" in msg
 
 
 @pytest.mark.parametrize("name", ["mnist", "fashion_mnist", "cifar10"])
@@ -204,12 +205,12 @@ def test_torchvision_dataset_needs_root(name):
     msg = _error({"data": {"name": name}})
     assert "data.root" in msg and repr(name) in msg
     cfg = validate_config({"data": {"name": name, "root": "/data/torchvision"}})
-    assert cfg.data.root == "/data/torchvision" and cfg.model_family == "dcgan"
+    assert cfg.data.root == "/data/torchvision" and cfg.model_name == "dcgan"
 
 
 def test_digits_needs_no_root():
     cfg = validate_config({"data": {"name": "digits"}})
-    assert cfg.data.root is None and cfg.model_family == "dcgan" and cfg.noise_dim == 100
+    assert cfg.data.root is None and cfg.model_name == "dcgan" and cfg.noise_dim == 100
 
 
 def test_yaml_that_does_not_parse(tmp_path):
@@ -287,7 +288,7 @@ def test_flat_has_dotted_leaves_and_resolved_auto_values():
     assert flat["optim.lr_g"] == 5e-4
     assert flat["data.name"] == "grid25"
     assert flat["train.d_steps_per_g_step"] == 1
-    assert flat["model.family"] == "mlp"  # "auto" resolved
+    assert flat["model.name"] == "mlp"  # "auto" resolved
     assert flat["noise.dim"] == cfg.noise_dim and flat["noise.dim"] is not None
     assert not any(isinstance(v, dict) for v in flat.values())
     # Every flat key is a key a sweep may set.
@@ -307,6 +308,8 @@ def test_known_keys():
         "noise.distribution",
         "data.root",
         "model.hidden_dim",
+        "model.params.hidden_dim",
+        "model.params.g_filters",
         "scaling.num_workers",
         "penalty.name",
         "penalty.weight",
@@ -330,6 +333,9 @@ def test_every_known_key_is_accepted_by_with_overrides():
             cfg = base.with_overrides({"loss.name": loss_name, key: value})
             assert cfg.flat()[key] == value
             continue
+        if key.startswith("model.") and key.split(".")[1] in ("params", *LEGACY_MODEL_KEYS):
+            _check_model_key(base, key)
+            continue
         *path, leaf = key.split(".")
         node = base.model_dump()
         for part in path:
@@ -340,6 +346,18 @@ def test_every_known_key_is_accepted_by_with_overrides():
             obj = getattr(obj, part)
         assert getattr(obj, leaf) == value, key
     assert set(known_keys()) >= set(base.flat())
+
+
+def _check_model_key(base: GanConfig, key: str) -> None:
+    """A model parameter (``model.params.X``, or an old config's ``model.X``) reaches the builder's params."""
+    leaf = key.rpartition(".")[2]
+    if leaf == "family":
+        assert base.with_overrides({key: "mlp"}).flat()["model.name"] == "mlp"
+        return
+    images = {"data.name": "digits"} if leaf in ("g_filters", "d_filters") else {}
+    value = 0.25 if leaf == "d_dropout" else 24
+    cfg = base.with_overrides({**images, key: value})
+    assert cfg.model_params[leaf] == value and cfg.flat()[f"model.params.{leaf}"] == value, key
 
 
 def test_yaml_round_trip(tmp_path):

@@ -81,7 +81,7 @@ def test_conditional_parameters_follow_their_loss():
         assert ("loss.params.gp_weight" in params) == (loss == "wgan_gp")
         cfg = space.trial_config(space.resolve(params))
         assert cfg.loss.name == loss
-        assert cfg.model.hidden_dim == 64  # the fixed value reaches the config
+        assert cfg.model.params["hidden_dim"] == 64  # the fixed value reaches the config
         assert cfg.optim.lr_g == params["optim.lr_g"]
         assert set(cfg.loss.resolved_params()) == {
             k.removeprefix("loss.params.") for k in params if "params" in k

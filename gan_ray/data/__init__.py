@@ -11,6 +11,7 @@ from gan_ray.data.catalog import (
     TORCHVISION_DATASETS,
     DatasetInfo,
     dataset_info,
+    frechet_metric,
 )
 
 __all__ = [
@@ -20,4 +21,5 @@ __all__ = [
     "TORCHVISION_DATASETS",
     "DatasetInfo",
     "dataset_info",
+    "frechet_metric",
 ]

@@ -3,15 +3,22 @@ what a sweep on it optimises. Imports nothing heavy, so config validation and th
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Literal, Protocol
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from importlib import metadata
+from typing import Any, Literal, Protocol
 
+from gan_ray.errors import PluginError
 from gan_ray.objective import Objective
+from gan_ray.registry import Registry, is_import_path
 
 MIXTURE_METRICS = ("mode_distance", "modes_covered", "high_quality_fraction", "reverse_kl")
 #: The Fréchet distance is named for the features it is computed on (``metrics.features``): the default
 #: classifier's make a different number from Inception-FID, and must not be read as one.
 FID_METRICS = {"classifier": "fid_classifier", "inception": "fid_inception"}
+#: The feature extractors' entry-point group (their registry lives in gan_ray.metrics.features).
+FEATURES_GROUP = "gan_ray.features"
 #: Metric names of earlier versions -> today's: ``fid`` was the classifier's Fréchet distance.
 RENAMED_METRICS = {"fid": "fid_classifier"}
 #: The classes the feature classifier sees in the samples (the StackedMNIST protocol's mode count).
@@ -32,6 +39,12 @@ class DatasetInfo:
     num_classes: int = 0
     #: number of Gaussian modes (mixtures only)
     num_modes: int = 0
+    #: A plug-in image set's reader: ``load(spec, train) -> (images (N, C, H, W) float in [-1, 1], int64
+    #: labels (N,))``. None for the built-ins, which gan_ray.data.images reads itself.
+    load: Callable[[Any, bool], Any] | None = field(default=None, repr=False, compare=False)
+    #: A plug-in mixture's mode centres ((x, y), ...) and their standard deviation.
+    modes: tuple[tuple[float, ...], ...] = ()
+    mode_std: float = 0.0
 
     @property
     def is_mixture(self) -> bool:
@@ -47,9 +60,7 @@ class DatasetInfo:
         metrics, or the Fréchet distance on ``features`` (and, for the classifier, the classes it sees)."""
         if self.is_mixture:
             return MIXTURE_METRICS
-        if features not in FID_METRICS:
-            raise ValueError(f"unknown feature extractor {features!r}; expected one of {sorted(FID_METRICS)}")
-        return (FID_METRICS[features],) + (CLASS_METRICS if features == "classifier" else ())
+        return (frechet_metric(features),) + (CLASS_METRICS if features == "classifier" else ())
 
     def reported_metrics(self, features: str = "classifier") -> tuple[str, ...]:
         """The metrics every eval report on this dataset carries (what a sweep may optimise)."""
@@ -68,28 +79,69 @@ class DatasetInfo:
         return (self.channels, size, size)
 
 
-DATASETS: dict[str, DatasetInfo] = {
-    d.name: d
-    for d in (
-        DatasetInfo("ring8", "mixture", channels=2, num_modes=8),
-        DatasetInfo("grid25", "mixture", channels=2, num_modes=25),
-        DatasetInfo("digits", "image", channels=1, native_size=8, num_classes=10),
-        DatasetInfo("mnist", "image", 1, 28, "MNIST", num_classes=10),
-        DatasetInfo("fashion_mnist", "image", 1, 28, "FashionMNIST", num_classes=10),
-        DatasetInfo("cifar10", "image", 3, 32, "CIFAR10", num_classes=10),
-    )
-}
-MIXTURE_DATASETS = tuple(name for name, d in DATASETS.items() if d.is_mixture)
-IMAGE_DATASETS = tuple(name for name, d in DATASETS.items() if not d.is_mixture)
-TORCHVISION_DATASETS = tuple(name for name, d in DATASETS.items() if d.needs_root)
+def _as_dataset(name: str, obj: object) -> DatasetInfo:
+    """A plug-in dataset is a :class:`DatasetInfo` that says how to read it (``load`` or ``modes``)."""
+    if not isinstance(obj, DatasetInfo):
+        raise PluginError(
+            f"dataset {name!r} is {obj!r}; expected a gan_ray.data.DatasetInfo(name=..., kind='image', "
+            "channels=..., native_size=..., num_classes=..., load=fn)"
+        )
+    if obj.is_mixture and not obj.modes:
+        raise PluginError(f"dataset {name!r}: a mixture plug-in needs its modes ((x, y), ...) and mode_std")
+    if not obj.is_mixture and (obj.load is None or not obj.native_size):
+        raise PluginError(
+            f"dataset {name!r}: an image plug-in needs native_size and load(spec, train) -> (images, labels)"
+        )
+    return obj
+
+
+#: The datasets by name: the built-ins here; plug-ins by import path or ``gan_ray.datasets`` entry points.
+DATASETS: Registry[DatasetInfo] = Registry(
+    "dataset",
+    "gan_ray.datasets",
+    {
+        d.name: d
+        for d in (
+            DatasetInfo("ring8", "mixture", channels=2, num_modes=8),
+            DatasetInfo("grid25", "mixture", channels=2, num_modes=25),
+            DatasetInfo("digits", "image", channels=1, native_size=8, num_classes=10),
+            DatasetInfo("mnist", "image", 1, 28, "MNIST", num_classes=10),
+            DatasetInfo("fashion_mnist", "image", 1, 28, "FashionMNIST", num_classes=10),
+            DatasetInfo("cifar10", "image", 3, 32, "CIFAR10", num_classes=10),
+        )
+    },
+    convert=_as_dataset,
+)
+MIXTURE_DATASETS = tuple(name for name in DATASETS if DATASETS[name].is_mixture)
+IMAGE_DATASETS = tuple(name for name in DATASETS if not DATASETS[name].is_mixture)
+TORCHVISION_DATASETS = tuple(name for name in DATASETS if DATASETS[name].needs_root)
 
 
 def dataset_info(name: str) -> DatasetInfo:
-    """The catalog entry of ``name``, or a ValueError listing the known datasets."""
-    try:
-        return DATASETS[name]
-    except KeyError:
-        raise ValueError(f"unknown dataset {name!r}; expected one of {sorted(DATASETS)}") from None
+    """The catalog entry of ``name`` (a built-in or a plug-in), or a one-line error listing the built-ins."""
+    return DATASETS.resolve(name)
+
+
+def frechet_metric(features: str) -> str:
+    """The name of the Fréchet distance on ``features``: ``fid_classifier``, ``fid_inception``, or for a
+    plug-in extractor ``fid_<its attribute or entry-point name>`` (never read as Inception-FID)."""
+    if features in FID_METRICS:
+        return FID_METRICS[features]
+    short = features.rpartition(":")[2].rpartition(".")[2] if is_import_path(features) else features
+    return "fid_" + re.sub(r"\W+", "_", short).lower()
+
+
+def check_feature_name(features: str) -> str:
+    """``features`` if it can name a feature extractor (a built-in, an import path, an installed entry
+    point); the import itself waits for the metrics floor, which builds the extractor."""
+    if features in FID_METRICS or is_import_path(features):
+        return features
+    if any(ep.name == features for ep in metadata.entry_points(group=FEATURES_GROUP)):
+        return features
+    raise PluginError(
+        f"unknown feature extractor {features!r}; built-ins are {list(FID_METRICS)}; plug one in by import "
+        f"path 'package.module:attr' or an entry point in group {FEATURES_GROUP!r}"
+    )
 
 
 class DataSpec(Protocol):

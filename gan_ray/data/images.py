@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-from gan_ray.data.catalog import IMAGE_DATASETS, DataSpec, dataset_info
+from gan_ray.data.catalog import DataSpec, dataset_info
 from gan_ray.errors import DatasetNotFoundError
 
 
@@ -130,13 +130,29 @@ def load_labelled(spec: DataSpec, train: bool = True) -> tuple[Tensor, Tensor]:
 
     Digits has a single split, so ``train`` is ignored for it.
     """
-    if spec.name not in IMAGE_DATASETS:
-        raise ValueError(f"{spec.name!r} is not an image dataset; expected one of {list(IMAGE_DATASETS)}")
-    if spec.name == "digits":
+    info = dataset_info(spec.name)
+    if info.is_mixture:
+        raise ValueError(f"{spec.name!r} is not an image dataset")
+    if info.load is not None:  # a plug-in reads itself
+        images, labels = _plugin_images(spec, info.load, train)
+    elif spec.name == "digits":
         images, labels = load_digits()
     else:
         images, labels = load_torchvision(spec.name, spec.root or "", download=spec.download, train=train)
     return resize(images, spec.image_size), labels
+
+
+def _plugin_images(spec: DataSpec, load, train: bool) -> tuple[Tensor, Tensor]:
+    """A plug-in's (images, labels), checked: float (N, C, H, W) in [-1, 1] of its declared shape."""
+    info = dataset_info(spec.name)
+    images, labels = load(spec, train)
+    want = (info.channels, info.native_size, info.native_size)
+    if not isinstance(images, Tensor) or images.dim() != 4 or tuple(images.shape[1:]) != want:
+        got = tuple(images.shape) if isinstance(images, Tensor) else type(images).__name__
+        raise ValueError(f"dataset {spec.name!r}: load() returned images {got}; expected (N, *{want})")
+    if labels is None:
+        labels = torch.zeros(images.shape[0], dtype=torch.long)
+    return images.float(), torch.as_tensor(labels).long()
 
 
 def load_images(spec: DataSpec, train: bool = True) -> Tensor:

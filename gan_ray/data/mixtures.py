@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from gan_ray.data.catalog import MIXTURE_DATASETS
+from gan_ray.data.catalog import dataset_info
 
 
 @dataclass(frozen=True)
@@ -27,7 +27,10 @@ def mixture(name: str) -> Mixture:
     if name == "grid25":
         axis = torch.tensor([-4.0, -2.0, 0.0, 2.0, 4.0])
         return Mixture(torch.cartesian_prod(axis, axis), 0.05)
-    raise ValueError(f"unknown mixture {name!r}; expected one of {list(MIXTURE_DATASETS)}")
+    info = dataset_info(name)  # a plug-in mixture carries its modes
+    if not info.is_mixture:
+        raise ValueError(f"dataset {name!r} is not a mixture of Gaussians")
+    return Mixture(torch.tensor(info.modes, dtype=torch.float32), info.mode_std)
 
 
 class MixtureSource:

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor, nn
 
-from gan_ray.data.catalog import FID_METRICS, DataSpec, dataset_info
+from gan_ray.data.catalog import DataSpec, dataset_info, frechet_metric
 from gan_ray.data.images import load_images
 from gan_ray.metrics.classes import class_coverage
 from gan_ray.metrics.features import default_cache_dir, get_feature_extractor
@@ -114,7 +114,7 @@ class FrechetEvaluator:
         self.batch_size = batch_size
         info = dataset_info(spec.name)
         self.shape = info.sample_shape(spec.image_size)
-        self.metric_name = FID_METRICS[kind]
+        self.metric_name = frechet_metric(kind)
         self.num_classes = info.num_classes
         cache = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
         self.extractor = get_feature_extractor(spec, kind, cache, self.device, extractor_seed, extractor_file)
@@ -123,7 +123,7 @@ class FrechetEvaluator:
         # same forward pass's samples.
         self._metric = _fid_metric(_Identity(self.extractor.num_features)).to(self.device)
         c, h, w = self.shape
-        name = f"real-{spec.name}-{c}x{h}x{w}-n{num_real}-{self.extractor.cache_id}.pt"
+        name = f"real-{info.name}-{c}x{h}x{w}-n{num_real}-{self.extractor.cache_id}.pt"
         stats, _ = cached(
             cache,
             name,

@@ -25,12 +25,13 @@ from torch import nn
 
 from gan_ray.config import GanConfig, config_yaml, validate_config
 from gan_ray.data.sources import data_shape
-from gan_ray.models import generator_from_state, unwrap
+from gan_ray.models import unwrap
 from gan_ray.noise import get_noise
 from gan_ray.tracking.params import run_params
 from gan_ray.tracking.registry import GENERATOR_NAME, resolve_model_uri
 from gan_ray.tracking.store import TAG_DATASET, TAG_LOSS, make_client, resolve_tracking_uri
 from gan_ray.training.checkpoint import generator_weights, load_checkpoint
+from gan_ray.training.networks import generator_from_state
 
 CONFIG_FILE = "config.yaml"
 STATE_FILE = "generator.pt"

@@ -215,7 +215,7 @@ def register_champion(
     measured = ", ".join(f"{k.removeprefix('gan_ray.')} {v}" for k, v in sorted(scoring.items()))
     description = (
         f"{metric_name} = {metric_value:.4g} ({mode}; {measured}). {config.loss.name} loss, "
-        f"{config.model_family} model" + (f", from run `{run_id}`." if run_id else ".")
+        f"{config.model_name} model" + (f", from run `{run_id}`." if run_id else ".")
     )
     version = register_version(client, model_uri, name, run_id=run_id, tags=tags, description=description)
     held = _held_value(current) if current is not None else math.nan

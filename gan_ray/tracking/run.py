@@ -156,7 +156,7 @@ class MlflowRun:
             TAG_KIND: "run",
             TAG_LOSS: config.loss.name,
             TAG_DATASET: config.data.name,
-            TAG_MODEL_FAMILY: config.model_family,
+            TAG_MODEL_FAMILY: config.model_name,
             TAG_STATUS: "running",
             **code_tags(),
             **self.tags,

@@ -39,6 +39,8 @@ def graph_blocker(cfg: GanConfig, device: torch.device, world_size: int = 1) -> 
     """Why ``cfg`` on ``device`` with ``world_size`` workers cannot use the graphed step; None if it can."""
     if not cfg.train.cuda_graphs:
         return "train.cuda_graphs is off"
+    if not cfg.model_spec.cuda_graph_safe:
+        return f"model {cfg.model_name!r} is not marked cuda_graph_safe in its ModelSpec"
     if device.type != "cuda":
         return f"device {device.type!r} is not CUDA"
     penalty = cfg.effective_penalty

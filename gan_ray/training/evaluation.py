@@ -12,10 +12,10 @@ from pathlib import Path
 import torch
 
 from gan_ray.config import validate_config
-from gan_ray.models import generator_from_state
 from gan_ray.noise import get_noise
 from gan_ray.training.checkpoint import generator_weights, load_checkpoint
 from gan_ray.training.loop import default_evaluator
+from gan_ray.training.networks import generator_from_state
 
 CHUNK = 4096  # samples per forward pass
 SEED = 20_000  # the rescoring noise: the same for every candidate, apart from the training evals'

@@ -22,13 +22,14 @@ from gan_ray.data.sources import DataSource, make_source
 from gan_ray.errors import DivergedError
 from gan_ray.losses import get_loss
 from gan_ray.metrics import mode_metrics
-from gan_ray.models import build_models, unwrap
+from gan_ray.models import unwrap
 from gan_ray.noise import get_noise
 from gan_ray.objective import Objective
 from gan_ray.training.checkpoint import restore, training_state
 from gan_ray.training.cuda_graphs import GraphedStep, graph_blocker
 from gan_ray.training.ema import WeightAverage
 from gan_ray.training.health import health
+from gan_ray.training.networks import build_models
 from gan_ray.training.schedules import schedule
 from gan_ray.training.step import GanStep, StepMetrics, all_ranks_agree
 
@@ -51,18 +52,18 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
-def autocast_dtype(precision: str, device: torch.device, model_family: str) -> torch.dtype | None:
+def autocast_dtype(precision: str, device: torch.device, bf16_pays: bool) -> torch.dtype | None:
     """The autocast dtype of a run, None for fp32.
 
-    ``bf16``: bf16 on CUDA. ``auto``: bf16 only where it pays, the convolutional DCGANs on GPUs that
-    have bf16; never for the 2-D mixture MLPs, whose steps in bf16 are about 0.6 sigma of a ring mode
-    at radius 1 (bf16 keeps 8 bits of mantissa) for no speed gain on such small matrices.
+    ``bf16``: bf16 on CUDA. ``auto``: bf16 only where the model spec says it pays (``ModelSpec.bf16``:
+    the convolutional DCGANs) on GPUs that have bf16; never for the 2-D mixture MLPs, whose steps in bf16
+    are about 0.6 sigma of a ring mode at radius 1 (bf16 keeps 8 bits of mantissa) for no speed gain.
     """
     if precision == "fp32" or device.type != "cuda":
         return None
     if precision == "bf16":
         return torch.bfloat16
-    if model_family == "dcgan" and torch.cuda.is_bf16_supported():
+    if bf16_pays and torch.cuda.is_bf16_supported():
         return torch.bfloat16
     return None
 
@@ -165,9 +166,9 @@ class Training:
             "optim.beta2": g_group["betas"][1],
             "train.d_steps_per_g_step": s.d_steps_per_g_step,
             "train.batch_size": s.batch_size,
-            "noise.distribution": s.noise.__name__,
+            "noise.distribution": s.noise_name or s.noise.__name__,
             "noise.dim": s.noise_dim,
-            "loss.name": s.loss.name,
+            "loss.name": s.loss.config_name,
             "train.ema_decay": s.ema.decay if s.ema is not None else None,
             "optim.lr_schedule": s.lr_schedule.kind if s.lr_schedule is not None else "constant",
         }
@@ -235,7 +236,7 @@ def build_training(
     g, d = build_models(cfg)
     # NHWC for the convolutions: tensor-core layout on GPU, oneDNN's preferred one on CPU (there it took
     # the step on the 28x28 DCGAN from 0.94x to 1.08x the reference loop's speed: bench/RESULTS.md).
-    channels_last = cfg.model_family == "dcgan"
+    channels_last = cfg.model_spec.channels_last
     g, d = g.to(device), d.to(device)
     if channels_last:
         g, d = g.to(memory_format=torch.channels_last), d.to(memory_format=torch.channels_last)
@@ -257,11 +258,12 @@ def build_training(
         loss=get_loss(cfg.loss.name, **cfg.loss.params),
         source=source,
         noise=get_noise(cfg.noise.distribution),
+        noise_name=cfg.noise.distribution,
         noise_dim=cfg.noise_dim,
         batch_size=cfg.train.batch_size,
         d_steps_per_g_step=cfg.d_steps_per_g_step,
         metrics=StepMetrics(device),
-        autocast_dtype=autocast_dtype(cfg.train.precision, device, cfg.model_family),
+        autocast_dtype=autocast_dtype(cfg.train.precision, device, cfg.model_spec.bf16),
         channels_last=channels_last,
         ema=WeightAverage(g, cfg.train.ema_decay) if cfg.train.ema_decay is not None else None,
         lr_schedule=schedule(

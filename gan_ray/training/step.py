@@ -111,6 +111,8 @@ class GanStep:
     penalty: Penalty | None = None
     penalty_schedule: Schedule | None = None
     iterations: int = 0
+    # The name the config chose the noise by (a plug-in's import path), for the hyperparameters read back.
+    noise_name: str = ""
 
     def __post_init__(self) -> None:
         self.device = self.metrics.device

@@ -10,12 +10,12 @@ import torch
 from gan_ray.config import validate_config
 from gan_ray.errors import ConfigError
 from gan_ray.losses import LOSSES
-from gan_ray.models import build_models
 from gan_ray.models.anticollapse import MinibatchStd, pack
 from gan_ray.models.dcgan import DCGANDiscriminator
 from gan_ray.models.mlp import MLPDiscriminator
 from gan_ray.penalties import gradient_penalty
 from gan_ray.training.loop import build_training, run_loop
+from gan_ray.training.networks import build_models
 
 
 def test_a_pack_is_m_samples_side_by_side_and_the_remainder_is_left_out():

@@ -13,9 +13,8 @@ from gan_ray.models import (
     DCGANGenerator,
     MLPDiscriminator,
     MLPGenerator,
-    build_generator,
-    build_models,
 )
+from gan_ray.training.networks import build_generator, build_models
 
 
 @pytest.fixture(autouse=True)

@@ -43,7 +43,7 @@ def test_two_workers_keep_replicas_identical(ray_session, tmp_path):
     # The model did change (the spread is not trivially zero because nothing trained).
     state = load_checkpoint(result.checkpoint_path)
     fresh = validate_config(ring8("fresh"))
-    from gan_ray.models import build_models
+    from gan_ray.training.networks import build_models
 
     torch.manual_seed(fresh.train.seed)
     g0, _ = build_models(fresh)

@@ -101,7 +101,7 @@ def test_params_hold_only_the_loss_own_parameters():
     assert "loss.params.gp_weight" in gp and "loss.params.clip" not in gp
     assert "data.root" not in wgan  # None values are left out
     assert all(isinstance(v, str) and len(v) <= 6000 for v in wgan.values())
-    assert wgan["model.family"] == "mlp" and wgan["noise.dim"] == "8"
+    assert wgan["model.name"] == "mlp" and wgan["noise.dim"] == "8"
 
 
 # --- runs in a real SQLite store --------------------------------------------------------------

@@ -17,7 +17,6 @@ import yaml
 from gan_ray.cli import main
 from gan_ray.config import GanConfig, validate_config
 from gan_ray.errors import TrackingUnavailableError
-from gan_ray.models import build_generator
 from gan_ray.sampling import LoadedGenerator, load_generator
 from gan_ray.tracking.model import download_model, log_generator
 from gan_ray.tracking.registry import (
@@ -39,6 +38,7 @@ from gan_ray.tracking.run import MlflowRun
 from gan_ray.tracking.store import make_client
 from gan_ray.training.local import run_local as train
 from gan_ray.training.loop import build_training, run_loop
+from gan_ray.training.networks import build_generator
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

@@ -9,8 +9,8 @@ from typing import Protocol, runtime_checkable
 import torch
 from torch import Tensor, nn
 
-from gan_ray.data.catalog import DataSpec, dataset_info
-from gan_ray.errors import FeatureExtractorUnavailable
+from gan_ray.data.catalog import FEATURES_GROUP, DataSpec, dataset_info
+from gan_ray.errors import FeatureExtractorUnavailable, PluginError
 from gan_ray.metrics.features.cache import clear_memo, default_cache_dir
 from gan_ray.metrics.features.classifier import (
     ClassifierFeatures,
@@ -20,6 +20,7 @@ from gan_ray.metrics.features.classifier import (
     train_classifier,
 )
 from gan_ray.metrics.features.inception import inception_extractor
+from gan_ray.registry import Registry
 
 __all__ = [
     "FEATURE_EXTRACTORS",
@@ -47,11 +48,24 @@ class FeatureExtractor(Protocol):
 
 ExtractorBuilder = Callable[[DataSpec, Path, torch.device, int], nn.Module]
 
-#: kind -> builder(data spec, cache_dir, device, seed) returning a :class:`FeatureExtractor`.
-FEATURE_EXTRACTORS: dict[str, ExtractorBuilder] = {
-    "classifier": classifier_extractor,
-    "inception": inception_extractor,
-}
+
+def _as_builder(name: str, obj: object) -> ExtractorBuilder:
+    if not callable(obj):
+        raise PluginError(
+            f"feature extractor {name!r} is {obj!r}; expected a builder(data_spec, cache_dir, device, seed) "
+            "returning an nn.Module with num_features and cache_id"
+        )
+    return obj  # type: ignore[return-value]
+
+
+#: kind -> builder(data spec, cache_dir, device, seed) returning a :class:`FeatureExtractor`; plug-ins by
+#: import path or ``gan_ray.features`` entry points (their Fréchet metric is ``fid_<name>``).
+FEATURE_EXTRACTORS: Registry[ExtractorBuilder] = Registry(
+    "feature extractor",
+    FEATURES_GROUP,
+    {"classifier": classifier_extractor, "inception": inception_extractor},
+    convert=_as_builder,
+)
 
 
 def get_feature_extractor(
@@ -76,12 +90,18 @@ def get_feature_extractor(
         if kind != "classifier":
             raise ValueError(f"a feature-extractor file holds a classifier; features {kind!r} takes none")
         return load_classifier_file(Path(file), torch.device(device))
-    if kind not in FEATURE_EXTRACTORS:
-        raise ValueError(f"unknown feature extractor {kind!r}; expected one of {sorted(FEATURE_EXTRACTORS)}")
+    builder = FEATURE_EXTRACTORS.resolve(kind)
     if dataset_info(spec.name).is_mixture:
         raise ValueError(f"a Fréchet distance needs an image dataset, got {spec.name!r}")
     cache = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
-    return FEATURE_EXTRACTORS[kind](spec, cache, torch.device(device), seed)
+    extractor = builder(spec, cache, torch.device(device), seed)
+    missing = [a for a in ("num_features", "cache_id") if not hasattr(extractor, a)]
+    if missing or not isinstance(extractor, nn.Module):
+        raise PluginError(
+            f"feature extractor {kind!r} built {type(extractor).__name__}, which lacks {missing or 'nn.Module'}: "
+            "a feature extractor is an nn.Module with num_features and cache_id (see FeatureExtractor)"
+        )
+    return extractor
 
 
 def extractor_file(

@@ -134,8 +134,9 @@ def fingerprint(state_dict: dict[str, Tensor]) -> str:
 
 def classifier_file(spec: DataSpec, seed: int) -> str:
     """The cache file name of the classifier for ``spec``'s images and ``seed``."""
-    c, h, w = dataset_info(spec.name).sample_shape(spec.image_size)
-    return f"classifier-{spec.name}-{c}x{h}x{w}-seed{seed}-v{ClassifierFeatures.ARCH_VERSION}.pt"
+    info = dataset_info(spec.name)  # its own name: a plug-in's import path makes a poor file name
+    c, h, w = info.sample_shape(spec.image_size)
+    return f"classifier-{info.name}-{c}x{h}x{w}-seed{seed}-v{ClassifierFeatures.ARCH_VERSION}.pt"
 
 
 def _from_saved(saved: dict[str, Any], origin: str) -> ClassifierFeatures:
