@@ -27,6 +27,7 @@ import yaml
 from gan_ray.config import (
     GanConfig,
     YamlLoader,
+    is_known_key,
     known_keys,
     load_config,
     read_yaml,
@@ -285,7 +286,7 @@ def _param(reader: _Reader, key: str, spec: Any, allowed_keys: set[str]) -> Para
 
 
 def _check_key(reader: _Reader, path: tuple[str, ...], key: str, allowed_keys: set[str]) -> None:
-    if key in allowed_keys:
+    if is_known_key(key, allowed_keys):  # a plug-in's loss.params.X / model.params.X: its config checks it
         return
     near = sorted(k for k in allowed_keys if k.split(".")[-1] == key.split(".")[-1])
     hint = f"; did you mean {near}?" if near else "; see gan_ray.config.known_keys() for the searchable keys"

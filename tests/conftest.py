@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import sys
 import tempfile
 from pathlib import Path
 
@@ -62,7 +63,22 @@ def fashion_mnist_classifier(fashion_mnist_root, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def ray_session(tmp_path_factory):
+def plugin_paths(tmp_path_factory) -> list[Path]:
+    """The folders holding the plug-ins of tests/test_plugins.py, on this process's path and on
+    PYTHONPATH, set before any Ray process starts (they inherit it): docs' example module, imported by
+    path (``my_gan_plugins:laplace``), and the same module packaged and pip-installed with entry points."""
+    import plugin_package
+
+    folders = [plugin_package.EXAMPLE.parent, plugin_package.install(tmp_path_factory.mktemp("plugins"))]
+    for folder in reversed(folders):
+        sys.path.insert(0, str(folder))
+    old = os.environ.get("PYTHONPATH")
+    os.environ["PYTHONPATH"] = os.pathsep.join([*(str(f) for f in folders), *([old] if old else [])])
+    return folders
+
+
+@pytest.fixture(scope="session")
+def ray_session(tmp_path_factory, plugin_paths):
     """A real local Ray on 2 CPUs with the ``train_driver`` resource sweeps schedule trial drivers on.
 
     The dashboard stays on: Ray Train's placement-group cleaner needs its state API to release the

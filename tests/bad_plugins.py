@@ -1,0 +1,56 @@
+"""Plug-ins that break their contracts, one way each: what tests/test_plugins.py expects one line about."""
+
+from __future__ import annotations
+
+from torch import nn
+
+from gan_ray.models import score_apart
+
+
+def two_arguments(sample_shape, noise_dim):
+    """A builder of the wrong signature (no num_classes, penalised)."""
+    raise AssertionError("never called: the signature is refused first")
+
+
+class _NoPac(nn.Module):
+    def __init__(self, dim: int):
+        super().__init__()
+        self.net = nn.Linear(dim, 1)
+
+    def forward(self, *batches):
+        return score_apart(lambda x: self.net(x).squeeze(1), batches)
+
+
+def d_without_pac(sample_shape, noise_dim, num_classes, penalised):
+    (dim,) = sample_shape
+    return nn.Linear(noise_dim, dim), _NoPac(dim)
+
+
+class _Pooled(nn.Module):
+    """Scores real and fake in one BatchNorm'd pass: the pooling the contract forbids."""
+
+    pac = 1
+
+    def __init__(self, dim: int):
+        super().__init__()
+        self.net = nn.Sequential(nn.Linear(dim, 8), nn.BatchNorm1d(8), nn.Linear(8, 1))
+
+    def forward(self, *batches):
+        import torch
+
+        logits = self.net(torch.cat(batches)).squeeze(1)
+        parts = logits.split([b.shape[0] for b in batches])
+        return parts[0] if len(parts) == 1 else parts
+
+
+def d_pooling_batches(sample_shape, noise_dim, num_classes, penalised):
+    (dim,) = sample_shape
+    return nn.Linear(noise_dim, dim), _Pooled(dim)
+
+
+def g_of_wrong_shape(sample_shape, noise_dim, num_classes, penalised):
+    (dim,) = sample_shape
+    return nn.Linear(noise_dim, dim + 1), _Pooled(dim)
+
+
+NOT_A_LOSS = 3
