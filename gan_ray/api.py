@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from gan_ray import settings
-from gan_ray.config import GanConfig, load_config
+from gan_ray.config import GanConfig, load_config, resolve_path
 from gan_ray.data.sources import check_available
 from gan_ray.search_space import SearchSpace, load_search_space
 from gan_ray.training.preflight import check_components
@@ -63,6 +63,7 @@ def train(
         overrides["scaling.use_gpu"] = gpu
     if overrides:
         cfg = cfg.with_overrides(overrides)
+    cfg = cfg.with_resolved_paths()
     check_available(cfg.data)
     check_components(cfg)
     if (workers is not None or gpu) and backend == "auto":
@@ -123,6 +124,7 @@ def sweep(
         if num_samples < 1:
             raise ValueError(f"num_samples must be >= 1, got {num_samples}")
         space = dataclasses.replace(space, budget=dataclasses.replace(space.budget, num_samples=num_samples))
+    space = dataclasses.replace(space, base=space.base.with_resolved_paths())
     check_available(space.base.data)
     check_components(space.base)
     # Before MLflow or Ray: a resume with nothing to resume must change nothing anywhere.
@@ -136,7 +138,7 @@ def sweep(
 
         uri = resolve_tracking_uri(tracking_uri)
         check_tracking_server(uri)
-    storage_path = space.base.scaling.storage(storage_path)
+    storage_path = resolve_path(space.base.scaling.storage(storage_path))
     # Before a parent run exists for a sweep that cannot run. Below -v, workers' lines stay in Ray's logs.
     capacity = prepare_cluster(space, storage_path, log_to_driver=verbose >= 2)
     if resume:

@@ -484,12 +484,38 @@ class GanConfig(_Strict):
             out["penalty.burn_in"] = self.penalty.burn_in
         return out
 
+    def with_resolved_paths(self) -> GanConfig:
+        """This config with its local paths (:data:`PATH_KEYS`) made absolute where the user gave them: ``~``
+        expanded, a relative path resolved against this process's working directory. The entry points
+        call it in the driver, before the config travels to Tune trials and Ray Train workers, which run
+        in folders of their own (a relative ``data.root`` found nothing there). URIs stay as they are."""
+        changed = {}
+        for key in PATH_KEYS:
+            section, _, field = key.rpartition(".")
+            value = getattr(getattr(self, section) if section else self, field)
+            resolved = resolve_path(value)
+            if resolved != value:
+                changed[key] = resolved
+        return self.with_overrides(changed) if changed else self
+
     def with_overrides(self, overrides: dict[str, Any]) -> GanConfig:
         """A new validated config with dotted keys replaced, e.g. ``{"optim.lr_g": 1e-3}``."""
         data = self.model_dump()
         for dotted, value in overrides.items():
             _set_dotted(data, dotted, value)
         return validate_config(data)
+
+
+#: The config keys that hold a local path (or a URI, which stays as it is).
+PATH_KEYS = ("output_dir", "data.root", "scaling.storage_path", "metrics.extractor")
+
+
+def resolve_path(value: str | None) -> str | None:
+    """``value`` as an absolute local path (``~`` expanded, resolved against the working directory); None
+    and URIs (``s3://...``) unchanged."""
+    if value is None or "://" in value:
+        return value
+    return str(Path(value).expanduser().resolve())
 
 
 def _flatten(d: dict[str, Any], prefix: str = "") -> dict[str, Any]:
