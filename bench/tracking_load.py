@@ -183,9 +183,9 @@ def records(uri: str, run_ids: list[str]) -> tuple[int, int, int]:
 
 def run_once(uri: str, trials: int, every_s: float, reports: int, poll_s: float, root: Path) -> dict:
     from gan_ray.objective import Objective
-    from gan_ray.search_space import parse_search_space
+    from gan_ray.search.load import parse_search_space
+    from gan_ray.search.trials import SweepResult
     from gan_ray.tracking.sweep import MlflowSweep
-    from gan_ray.trials import SweepResult
 
     space = parse_search_space(SPACE.format(steps=reports * EVAL_EVERY, eval_every=EVAL_EVERY, trials=trials))
     study = f"bench_tracking-{trials}-{int(time.time())}"

@@ -12,13 +12,14 @@ from typing import TYPE_CHECKING, Any, Literal
 from gan_ray import settings
 from gan_ray.config import GanConfig, load_config
 from gan_ray.data.sources import check_available
-from gan_ray.search_space import SearchSpace, load_search_space
+from gan_ray.search.load import load_search_space
+from gan_ray.search.space import SearchSpace
 
 if TYPE_CHECKING:
     from gan_ray.ray.train import RayTrainResult
     from gan_ray.sampling import LoadedGenerator
+    from gan_ray.search.trials import StudyRecord, SweepResult
     from gan_ray.training.local import TrainResult
-    from gan_ray.trials import StudyRecord, SweepResult
 
 Backend = Literal["auto", "local", "ray"]
 
@@ -120,7 +121,7 @@ def sweep(
     if num_samples is not None:
         if num_samples < 1:
             raise ValueError(f"num_samples must be >= 1, got {num_samples}")
-        space = dataclasses.replace(space, budget=dataclasses.replace(space.budget, num_samples=num_samples))
+        space = space.with_budget(num_samples=num_samples)
     check_available(space.base.data)
     # Before MLflow or Ray: a resume with nothing to resume must change nothing anywhere.
     study_url = study_storage or settings.study_storage()
@@ -180,7 +181,7 @@ def _rest_of_plan(space: SearchSpace, study_name: str, study_url: str) -> Search
             f"study {study_name!r} has {done} finished trial(s) of the {planned} planned: nothing left to "
             "resume; pass --num-samples N to add N more"
         )
-    return dataclasses.replace(space, budget=dataclasses.replace(space.budget, num_samples=planned - done))
+    return space.with_budget(num_samples=planned - done)
 
 
 def _with_sweep_extractor(space: SearchSpace, storage_path: str, study_name: str) -> SearchSpace:

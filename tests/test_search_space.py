@@ -7,7 +7,8 @@ from pathlib import Path
 import optuna
 import pytest
 
-from gan_ray.search_space import SearchSpaceError, load_search_space, parse_search_space
+from gan_ray.errors import SearchSpaceError
+from gan_ray.search.load import load_search_space, parse_search_space
 
 SPACES = sorted((Path(__file__).parent.parent / "search_spaces").glob("*.yaml"))
 
@@ -241,7 +242,7 @@ def test_an_image_objective_is_named_for_its_features(caplog):
         parse_search_space(digits + "objective: {metric: classes_covered, mode: max}\n").objective.mode
         == "max"
     )
-    with caplog.at_level("WARNING", logger="gan_ray.search_space"):
+    with caplog.at_level("WARNING", logger="gan_ray.search.load"):
         assert parse_search_space(digits + "objective: {metric: fid}\n").objective.metric == "fid_classifier"
     assert "now named 'fid_classifier'" in caplog.text
     with pytest.raises(SearchSpaceError, match="'fid_inception' is not reported"):

@@ -13,8 +13,8 @@ from typing import TextIO
 
 from ray.tune import Callback
 
-from gan_ray.search_space import SearchSpace
-from gan_ray.trials import trial_name
+from gan_ray.search.space import SearchSpace
+from gan_ray.search.trials import trial_name
 
 
 def clock(seconds: float) -> str:

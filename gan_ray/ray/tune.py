@@ -43,7 +43,17 @@ from gan_ray.ray.storage import local_file
 from gan_ray.ray.study import read_study
 from gan_ray.ray.train import checkpoint_exists, checkpoint_folder, make_trainer
 from gan_ray.ray.worker import TuneSession, loop_config, run_worker
-from gan_ray.search_space import SearchSpace
+from gan_ray.search.space import SearchSpace
+from gan_ray.search.trials import (
+    Clone,
+    StudyRecord,
+    SweepObserver,
+    SweepResult,
+    TrialSummary,
+    best_trial,
+    format_summary,
+    trial_name,
+)
 from gan_ray.training.evaluation import evaluate_checkpoint
 from gan_ray.training.health import health_warning, turned_bad
 from gan_ray.training.observers import (
@@ -56,16 +66,6 @@ from gan_ray.training.observers import (
     RunStatus,
     final_status,
     last_health,
-)
-from gan_ray.trials import (
-    Clone,
-    StudyRecord,
-    SweepObserver,
-    SweepResult,
-    TrialSummary,
-    best_trial,
-    format_summary,
-    trial_name,
 )
 
 #: Tune's switch between its output engines.

@@ -15,9 +15,9 @@ from pathlib import Path
 import optuna
 import pytest
 
-from gan_ray.search_space import parse_search_space
+from gan_ray.search.load import parse_search_space
+from gan_ray.search.trials import Clone
 from gan_ray.training.checkpoint import load_checkpoint
-from gan_ray.trials import Clone
 
 pytestmark = pytest.mark.slow
 
