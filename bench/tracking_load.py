@@ -1,6 +1,6 @@
 """The sweep's own tracking path under load: N trivial Tune trials at once, each reporting an eval (metrics
 plus a small sample image, in a checkpoint) every few seconds, recorded by the sweep's real
-:class:`~gan_ray.ray.tune.TrialLedger` and :class:`~gan_ray.tracking.sweep.MlflowSweep` into a real
+:class:`~gan_ray.ray.ledger.TrialLedger` and :class:`~gan_ray.tracking.sweep.MlflowSweep` into a real
 ``mlflow server`` on loopback, with SQLite or PostgreSQL behind it.
 
 Prints one JSON line per N: the time each report costs Tune's loop (the ledger's callbacks, ms), how far
@@ -65,7 +65,7 @@ def trivial_trial(config: dict, every_s: float, reports: int) -> None:
 
 def timed_ledger(space, recorder):
     """The sweep's TrialLedger, its report callbacks timed: what each report costs Tune's loop."""
-    from gan_ray.ray.tune import TrialLedger
+    from gan_ray.ray.ledger import TrialLedger
 
     class TimedLedger(TrialLedger):
         def __init__(self, *args, **kwargs):

@@ -112,7 +112,7 @@ def sweep(
     MLflow runs KILLED with the reason, and the new parent run links to the interrupted one.
     """
     from gan_ray.ray.search import study_name_for
-    from gan_ray.ray.tune import prepare_cluster, run_sweep
+    from gan_ray.ray.sweep import prepare_cluster, run_sweep
 
     if not isinstance(space, SearchSpace):
         space = load_search_space(space)

@@ -203,8 +203,8 @@ def test_a_tie_must_name_a_parameter_listed_above_it():
 def test_fractional_gpu_budget_packs_single_worker_trials_in_ray_terms(tmp_path):
     # What a gpus_per_worker fraction in the file becomes: each trial's Ray Train worker asks for that
     # share of a GPU over NCCL, and as many trials run at once as the cluster's GPUs hold.
+    from gan_ray.ray.strategy import max_concurrent
     from gan_ray.ray.train import make_trainer
-    from gan_ray.ray.tune import max_concurrent
 
     space = parse_search_space(GOOD + "budget: {num_samples: 8, gpus_per_worker: 0.25, cpus_per_worker: 2}\n")
     scaling = space.base.scaling

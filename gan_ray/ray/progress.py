@@ -17,6 +17,11 @@ from gan_ray.search.space import SearchSpace
 from gan_ray.search.trials import trial_name
 
 
+def warn(line: str) -> None:
+    """A line for the person watching the sweep, on the driver's console (stderr), at once."""
+    print(line, file=sys.stderr, flush=True)
+
+
 def clock(seconds: float) -> str:
     """``1:05:09``, ``4:02``, ``0:07``."""
     s = int(round(seconds))

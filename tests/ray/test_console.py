@@ -82,8 +82,8 @@ def test_the_time_left_is_the_pace_so_far_over_the_steps_to_go():
 
 
 def test_the_time_left_never_passes_the_sweeps_time_budget():
+    from gan_ray.ray.ledger import TrialLedger
     from gan_ray.ray.progress import SweepProgress
-    from gan_ray.ray.tune import TrialLedger
     from gan_ray.search.load import parse_search_space
 
     space = parse_search_space(

@@ -91,7 +91,7 @@ class Recorder:
 @pytest.fixture(scope="module")
 def pbt(ray_session, tmp_path_factory, one_thread):
     from gan_ray.ray.search import study_name_for
-    from gan_ray.ray.tune import run_sweep
+    from gan_ray.ray.sweep import run_sweep
     from gan_ray.tracking.sweep import MlflowSweep
 
     root = tmp_path_factory.mktemp("pbt")
