@@ -290,6 +290,24 @@ def test_a_pbt_space_that_mutates_what_cannot_change_is_refused_in_one_line(chan
     assert message in text and "\n" not in text and text.startswith("pbt.yaml:"), text
 
 
+def test_a_file_that_leaves_its_sections_out_gets_the_section_models_defaults():
+    """Each default is stated once, in the section models: the loader adds none of its own."""
+    from gan_ray.search.sections import Asha, Budget, Search
+
+    space, search, asha = parse_search_space(GOOD), Search(), Asha()
+    assert space.budget == Budget() and space.pbt is None and space.scheduler == "asha"
+    assert (space.sampler, space.seed, space.initial_points, space.stratify) == (
+        search.sampler,
+        search.seed,
+        search.initial_points,
+        search.stratify,
+    )
+    assert (space.final_top, space.final_samples) == (search.final_eval.top, search.final_eval.samples)
+    assert (space.grace_period, space.reduction_factor) == (asha.grace_period, asha.reduction_factor)
+    pbt = parse_search_space(PBT.replace("quantile_fraction: 0.5, resample_probability: 0.1", "")).pbt
+    assert (pbt.quantile_fraction, pbt.resample_probability) == (0.25, 0.25)  # the documented defaults
+
+
 def test_a_time_budget_is_read_in_seconds():
     space = parse_search_space(GOOD + "budget: {num_samples: 4, time_budget_s: 90}\n")
     assert space.budget.time_budget_s == 90.0

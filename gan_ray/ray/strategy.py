@@ -136,6 +136,7 @@ class SearchStrategy:
 
 
 def scheduler_for(space: SearchSpace):
+    """ASHA over the trials' steps (its grace period in evals), or none: Tune's FIFO runs every trial out."""
     from ray.tune.schedulers import ASHAScheduler, FIFOScheduler
 
     if space.scheduler != "asha":
