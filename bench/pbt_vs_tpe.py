@@ -26,16 +26,14 @@ SAMPLE_SEEDS = (0, 1, 2)
 
 
 def _space(path: Path, seed: int, steps: int | None, every: int | None, starts: bool, **budget):
-    from gan_ray.search_space import load_search_space
+    from gan_ray.search.load import load_search_space
 
     space = load_search_space(path)
     if not starts:  # without the files' known-good points: what each search finds by itself
         space = dataclasses.replace(space, initial_points=())
     overrides = {"train.steps": steps, "train.eval_every": every}
     base = space.base.with_overrides({k: v for k, v in overrides.items() if v is not None})
-    return dataclasses.replace(
-        space, base=base, seed=seed, budget=dataclasses.replace(space.budget, **budget)
-    )
+    return dataclasses.replace(space, base=base, seed=seed).with_budget(**budget)
 
 
 def _champion_quality(result) -> dict:

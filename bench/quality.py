@@ -86,7 +86,7 @@ def champion_from_file(path: Path, dataset: str) -> dict:
     import yaml
 
     from gan_ray.config import validate_config
-    from gan_ray.search_space import load_search_space
+    from gan_ray.search.load import load_search_space
 
     searched = [p.key for p in load_search_space(ablation.SEARCH_SPACES[dataset]).params if p.kind != "fixed"]
     flat = validate_config(yaml.safe_load(path.read_text())).flat()

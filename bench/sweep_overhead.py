@@ -143,8 +143,8 @@ def main() -> None:
 
     from gan_ray import api
     from gan_ray.ray.cluster import connect
-    from gan_ray.ray.tune import max_concurrent
-    from gan_ray.search_space import load_search_space
+    from gan_ray.ray.strategy import max_concurrent
+    from gan_ray.search.load import load_search_space
 
     space = load_search_space(args.space)
     t0 = time.perf_counter()

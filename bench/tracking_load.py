@@ -1,6 +1,6 @@
 """The sweep's own tracking path under load: N trivial Tune trials at once, each reporting an eval (metrics
 plus a small sample image, in a checkpoint) every few seconds, recorded by the sweep's real
-:class:`~gan_ray.ray.tune.TrialLedger` and :class:`~gan_ray.tracking.sweep.MlflowSweep` into a real
+:class:`~gan_ray.ray.ledger.TrialLedger` and :class:`~gan_ray.tracking.sweep.MlflowSweep` into a real
 ``mlflow server`` on loopback, with SQLite or PostgreSQL behind it.
 
 Prints one JSON line per N: the time each report costs Tune's loop (the ledger's callbacks, ms), how far
@@ -65,7 +65,7 @@ def trivial_trial(config: dict, every_s: float, reports: int) -> None:
 
 def timed_ledger(space, recorder):
     """The sweep's TrialLedger, its report callbacks timed: what each report costs Tune's loop."""
-    from gan_ray.ray.tune import TrialLedger
+    from gan_ray.ray.ledger import TrialLedger
 
     class TimedLedger(TrialLedger):
         def __init__(self, *args, **kwargs):
@@ -183,9 +183,9 @@ def records(uri: str, run_ids: list[str]) -> tuple[int, int, int]:
 
 def run_once(uri: str, trials: int, every_s: float, reports: int, poll_s: float, root: Path) -> dict:
     from gan_ray.objective import Objective
-    from gan_ray.search_space import parse_search_space
+    from gan_ray.search.load import parse_search_space
+    from gan_ray.search.trials import SweepResult
     from gan_ray.tracking.sweep import MlflowSweep
-    from gan_ray.trials import SweepResult
 
     space = parse_search_space(SPACE.format(steps=reports * EVAL_EVERY, eval_every=EVAL_EVERY, trials=trials))
     study = f"bench_tracking-{trials}-{int(time.time())}"

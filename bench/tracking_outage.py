@@ -65,12 +65,12 @@ def log_through_outage(run, server, root: Path, before: float, outage: float, af
 
 def main(argv: list[str] | None = None) -> None:
     from gan_ray.objective import Objective
-    from gan_ray.search_space import parse_search_space
+    from gan_ray.search.load import parse_search_space
+    from gan_ray.search.trials import SweepResult
     from gan_ray.tracking.run import logged_sample_steps
     from gan_ray.tracking.store import TAG_LOST, make_client
     from gan_ray.tracking.sweep import MlflowSweep
     from gan_ray.training.observers import RunOutcome
-    from gan_ray.trials import SweepResult
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--outage", type=float, default=150.0, help="seconds the server is away")

@@ -12,14 +12,15 @@ from typing import TYPE_CHECKING, Any, Literal
 from gan_ray import settings
 from gan_ray.config import GanConfig, load_config, resolve_path
 from gan_ray.data.sources import check_available
-from gan_ray.search_space import SearchSpace, load_search_space
+from gan_ray.search.load import load_search_space
+from gan_ray.search.space import SearchSpace
 from gan_ray.training.preflight import check_components
 
 if TYPE_CHECKING:
     from gan_ray.ray.train import RayTrainResult
     from gan_ray.sampling import LoadedGenerator
+    from gan_ray.search.trials import StudyRecord, SweepResult
     from gan_ray.training.local import TrainResult
-    from gan_ray.trials import StudyRecord, SweepResult
 
 Backend = Literal["auto", "local", "ray"]
 
@@ -114,7 +115,7 @@ def sweep(
     MLflow runs KILLED with the reason, and the new parent run links to the interrupted one.
     """
     from gan_ray.ray.search import study_name_for
-    from gan_ray.ray.tune import prepare_cluster, run_sweep
+    from gan_ray.ray.sweep import prepare_cluster, run_sweep
 
     if not isinstance(space, SearchSpace):
         space = load_search_space(space)
@@ -123,7 +124,7 @@ def sweep(
     if num_samples is not None:
         if num_samples < 1:
             raise ValueError(f"num_samples must be >= 1, got {num_samples}")
-        space = dataclasses.replace(space, budget=dataclasses.replace(space.budget, num_samples=num_samples))
+        space = space.with_budget(num_samples=num_samples)
     space = dataclasses.replace(space, base=space.base.with_resolved_paths())
     check_available(space.base.data)
     check_components(space.base)
@@ -185,7 +186,7 @@ def _rest_of_plan(space: SearchSpace, study_name: str, study_url: str) -> Search
             f"study {study_name!r} has {done} finished trial(s) of the {planned} planned: nothing left to "
             "resume; pass --num-samples N to add N more"
         )
-    return dataclasses.replace(space, budget=dataclasses.replace(space.budget, num_samples=planned - done))
+    return space.with_budget(num_samples=planned - done)
 
 
 def _with_sweep_extractor(space: SearchSpace, storage_path: str, study_name: str) -> SearchSpace:

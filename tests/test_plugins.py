@@ -20,7 +20,6 @@ import torch
 import gan_ray
 from gan_ray.config import validate_config
 from gan_ray.data.catalog import DATASETS
-from gan_ray.errors import PluginError
 from gan_ray.losses import LOSSES, get_loss
 from gan_ray.models import MODELS, ModelSpec
 from gan_ray.noise import NOISE
@@ -223,7 +222,7 @@ def test_old_configs_checkpoints_and_search_spaces_still_load(tmp_path):
     """Model keys of earlier versions (family, hidden_dim, g_filters...) become the spec; a checkpoint's
     config of that form resumes under today's form of the same config."""
     from gan_ray.config import check_resumable
-    from gan_ray.search_space import parse_search_space
+    from gan_ray.search.load import parse_search_space
 
     old = {
         "data": {"name": "digits"},

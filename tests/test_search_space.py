@@ -7,7 +7,8 @@ from pathlib import Path
 import optuna
 import pytest
 
-from gan_ray.search_space import SearchSpaceError, load_search_space, parse_search_space
+from gan_ray.errors import SearchSpaceError
+from gan_ray.search.load import load_search_space, parse_search_space
 
 SPACES = sorted((Path(__file__).parent.parent / "search_spaces").glob("*.yaml"))
 
@@ -202,8 +203,8 @@ def test_a_tie_must_name_a_parameter_listed_above_it():
 def test_fractional_gpu_budget_packs_single_worker_trials_in_ray_terms(tmp_path):
     # What a gpus_per_worker fraction in the file becomes: each trial's Ray Train worker asks for that
     # share of a GPU over NCCL, and as many trials run at once as the cluster's GPUs hold.
+    from gan_ray.ray.strategy import max_concurrent
     from gan_ray.ray.train import make_trainer
-    from gan_ray.ray.tune import max_concurrent
 
     space = parse_search_space(GOOD + "budget: {num_samples: 8, gpus_per_worker: 0.25, cpus_per_worker: 2}\n")
     scaling = space.base.scaling
@@ -241,7 +242,7 @@ def test_an_image_objective_is_named_for_its_features(caplog):
         parse_search_space(digits + "objective: {metric: classes_covered, mode: max}\n").objective.mode
         == "max"
     )
-    with caplog.at_level("WARNING", logger="gan_ray.search_space"):
+    with caplog.at_level("WARNING", logger="gan_ray.search.load"):
         assert parse_search_space(digits + "objective: {metric: fid}\n").objective.metric == "fid_classifier"
     assert "now named 'fid_classifier'" in caplog.text
     with pytest.raises(SearchSpaceError, match="'fid_inception' is not reported"):
@@ -287,6 +288,24 @@ def test_a_pbt_space_that_mutates_what_cannot_change_is_refused_in_one_line(chan
         parse_search_space(PBT.replace(*change), source="pbt.yaml")
     text = str(err.value)
     assert message in text and "\n" not in text and text.startswith("pbt.yaml:"), text
+
+
+def test_a_file_that_leaves_its_sections_out_gets_the_section_models_defaults():
+    """Each default is stated once, in the section models: the loader adds none of its own."""
+    from gan_ray.search.sections import Asha, Budget, Search
+
+    space, search, asha = parse_search_space(GOOD), Search(), Asha()
+    assert space.budget == Budget() and space.pbt is None and space.scheduler == "asha"
+    assert (space.sampler, space.seed, space.initial_points, space.stratify) == (
+        search.sampler,
+        search.seed,
+        search.initial_points,
+        search.stratify,
+    )
+    assert (space.final_top, space.final_samples) == (search.final_eval.top, search.final_eval.samples)
+    assert (space.grace_period, space.reduction_factor) == (asha.grace_period, asha.reduction_factor)
+    pbt = parse_search_space(PBT.replace("quantile_fraction: 0.5, resample_probability: 0.1", "")).pbt
+    assert (pbt.quantile_fraction, pbt.resample_probability) == (0.25, 0.25)  # the documented defaults
 
 
 def test_a_time_budget_is_read_in_seconds():

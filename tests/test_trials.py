@@ -4,8 +4,8 @@ count every status."""
 from __future__ import annotations
 
 from gan_ray.objective import Objective
+from gan_ray.search.trials import SweepResult, TrialSummary, best_per, best_trial, format_summary
 from gan_ray.tracking.sweep import describe
-from gan_ray.trials import SweepResult, TrialSummary, best_per, best_trial, format_summary
 
 MIN = Objective("mode_distance", "min")
 

@@ -17,7 +17,8 @@ from typing import Any
 import optuna
 from ray.tune.schedulers import PopulationBasedTraining
 
-from gan_ray.search_space import Param, SearchSpace
+from gan_ray.search.parameters import Param
+from gan_ray.search.space import SearchSpace
 
 #: A list of neighbours moves an int parameter by one; wider int ranges are multiplied like floats.
 MAX_INT_CHOICES = 16

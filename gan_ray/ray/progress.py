@@ -13,8 +13,13 @@ from typing import TextIO
 
 from ray.tune import Callback
 
-from gan_ray.search_space import SearchSpace
-from gan_ray.trials import trial_name
+from gan_ray.search.space import SearchSpace
+from gan_ray.search.trials import trial_name
+
+
+def warn(line: str) -> None:
+    """A line for the person watching the sweep, on the driver's console (stderr), at once."""
+    print(line, file=sys.stderr, flush=True)
 
 
 def clock(seconds: float) -> str:

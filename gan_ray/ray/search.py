@@ -19,7 +19,7 @@ from ray.tune.search.optuna import OptunaSearch
 from sqlalchemy.engine import make_url
 
 from gan_ray.errors import StudyNotFoundError
-from gan_ray.search_space import SearchSpace
+from gan_ray.search.space import SearchSpace
 
 
 def study_name_for(space_name: str, storage_url: str, resume: bool) -> str:

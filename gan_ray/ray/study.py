@@ -1,4 +1,4 @@
-"""A sweep's Optuna study read back as plain data for its report (:class:`~gan_ray.trials.StudyRecord`):
+"""A sweep's Optuna study read back as plain data for its report (:class:`~gan_ray.search.trials.StudyRecord`):
 every trial, how each parameter was searched, and the parameters' importances by fANOVA.
 
 Only Optuna is imported here (no Ray), so ``gan-ray report`` reads a study without starting Ray.
@@ -16,7 +16,7 @@ from optuna.trial import TrialState
 
 from gan_ray.errors import ConfigError
 from gan_ray.objective import Objective
-from gan_ray.trials import StudyRecord, StudyTrial
+from gan_ray.search.trials import StudyRecord, StudyTrial
 
 #: Completed trials below which no importances are computed: fANOVA's random forest then fits noise
 #: (with one trial it returns the same share for every parameter).

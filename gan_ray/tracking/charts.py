@@ -1,4 +1,4 @@
-"""The charts of a sweep's report, drawn from a :class:`~gan_ray.trials.StudyRecord` with matplotlib.
+"""The charts of a sweep's report, drawn from a :class:`~gan_ray.search.trials.StudyRecord` with matplotlib.
 
 Drawn here from plain data rather than with ``optuna.visualization.matplotlib``: the MLflow floor knows
 no Optuna (a report of a study is also read back from MLflow's side), and Optuna's versions of these
@@ -17,7 +17,7 @@ from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from gan_ray.trials import StudyRecord, expected_best_of_k
+from gan_ray.search.trials import StudyRecord, expected_best_of_k
 
 # Figures use matplotlib's object API (no pyplot): no global backend, nothing shared between threads.
 DPI = 110

@@ -4,7 +4,7 @@ the comparison per value (Lucic et al. 2018's best-for-a-budget figure and a box
 coordinates of the searched parameters, and the numbers behind them as CSV tables.
 
 Logged at the end of every sweep, and again on demand by ``gan-ray report``; it reads a
-:class:`~gan_ray.trials.StudyRecord`, which the Optuna side provides.
+:class:`~gan_ray.search.trials.StudyRecord`, which the Optuna side provides.
 """
 
 from __future__ import annotations
@@ -14,6 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from gan_ray.search.trials import StudyRecord, expected_best_of_k
 from gan_ray.tracking.charts import (
     best_of_k_chart,
     box_chart,
@@ -23,7 +24,6 @@ from gan_ray.tracking.charts import (
 )
 from gan_ray.tracking.params import log_metrics
 from gan_ray.tracking.store import TAG_KIND, TAG_STUDY
-from gan_ray.trials import StudyRecord, expected_best_of_k
 
 if TYPE_CHECKING:
     from mlflow import MlflowClient

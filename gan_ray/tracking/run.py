@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from gan_ray.config import GanConfig
 from gan_ray.objective import Objective
+from gan_ray.search.trials import Clone
 from gan_ray.tracking.model import log_generator_from_folder
 from gan_ray.tracking.params import finite_metrics, log_config, log_metrics
 from gan_ray.tracking.store import (
@@ -57,7 +58,6 @@ from gan_ray.training.observers import (
     RunStatus,
     last_health,
 )
-from gan_ray.trials import Clone
 from gan_ray.visualize import save_loss_curves
 
 if TYPE_CHECKING:

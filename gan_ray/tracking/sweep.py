@@ -2,7 +2,7 @@
 the end the all-trials table, the best trial, and the best generator registered as a model version whose
 ``champion`` alias moves only to a better one.
 
-:class:`MlflowSweep` is the :class:`~gan_ray.trials.SweepObserver` the Tune layer talks to; it knows
+:class:`MlflowSweep` is the :class:`~gan_ray.search.trials.SweepObserver` the Tune layer talks to; it knows
 nothing of Ray.
 """
 
@@ -17,7 +17,8 @@ from typing import Any
 import yaml
 
 from gan_ray.config import GanConfig, config_yaml
-from gan_ray.search_space import SearchSpace
+from gan_ray.search.space import SearchSpace
+from gan_ray.search.trials import SweepResult, TrialSummary, registration, status_counts, trial_name
 from gan_ray.tracking.model import log_generator_from_folder
 from gan_ray.tracking.registry import (
     champion_version,
@@ -49,7 +50,6 @@ from gan_ray.tracking.store import (
 )
 from gan_ray.tracking.writer import TrackingWriter
 from gan_ray.training.observers import USABLE
-from gan_ray.trials import SweepResult, TrialSummary, registration, status_counts, trial_name
 
 
 def sweep_params(space: SearchSpace, study_name: str) -> dict[str, str]:

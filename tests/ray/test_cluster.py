@@ -9,8 +9,8 @@ import pytest
 
 from gan_ray.config import validate_config
 from gan_ray.ray.cluster import autoscaler_max_resources, check_fits, cluster_capacity
-from gan_ray.ray.tune import concurrency_note, max_concurrent
-from gan_ray.search_space import load_search_space, parse_search_space
+from gan_ray.ray.strategy import concurrency_note, max_concurrent
+from gan_ray.search.load import load_search_space, parse_search_space
 
 ROOT = Path(__file__).resolve().parents[2]
 SPACES = ROOT / "search_spaces"

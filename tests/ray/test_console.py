@@ -82,9 +82,9 @@ def test_the_time_left_is_the_pace_so_far_over_the_steps_to_go():
 
 
 def test_the_time_left_never_passes_the_sweeps_time_budget():
+    from gan_ray.ray.ledger import TrialLedger
     from gan_ray.ray.progress import SweepProgress
-    from gan_ray.ray.tune import TrialLedger
-    from gan_ray.search_space import parse_search_space
+    from gan_ray.search.load import parse_search_space
 
     space = parse_search_space(
         TINY.replace("max_concurrent_trials: 2}", "max_concurrent_trials: 2, time_budget_s: 60}")

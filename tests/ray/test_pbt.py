@@ -15,9 +15,9 @@ from pathlib import Path
 import optuna
 import pytest
 
-from gan_ray.search_space import parse_search_space
+from gan_ray.search.load import parse_search_space
+from gan_ray.search.trials import Clone
 from gan_ray.training.checkpoint import load_checkpoint
-from gan_ray.trials import Clone
 
 pytestmark = pytest.mark.slow
 
@@ -91,7 +91,7 @@ class Recorder:
 @pytest.fixture(scope="module")
 def pbt(ray_session, tmp_path_factory, one_thread):
     from gan_ray.ray.search import study_name_for
-    from gan_ray.ray.tune import run_sweep
+    from gan_ray.ray.sweep import run_sweep
     from gan_ray.tracking.sweep import MlflowSweep
 
     root = tmp_path_factory.mktemp("pbt")

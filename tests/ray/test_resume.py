@@ -158,7 +158,7 @@ def test_a_resume_fails_the_trials_a_dead_driver_left_running_and_says_why(tmp_p
 def test_resume_runs_what_the_plan_still_misses(tmp_path):
     from gan_ray.api import _rest_of_plan
     from gan_ray.errors import ConfigError
-    from gan_ray.search_space import parse_search_space
+    from gan_ray.search.load import parse_search_space
 
     url = f"sqlite:///{tmp_path / 'optuna.db'}"
     name = _interrupted_study(url)

@@ -16,7 +16,7 @@ import pytest
 
 import gan_ray
 from gan_ray.objective import Objective
-from gan_ray.search_space import load_search_space
+from gan_ray.search.load import load_search_space
 from gan_ray.tracking.run import logged_sample_steps
 from gan_ray.training.checkpoint import load_checkpoint
 

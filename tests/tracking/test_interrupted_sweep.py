@@ -5,11 +5,11 @@ SQLite MLflow store; the interrupted sweep is recorded by the same classes a swe
 from __future__ import annotations
 
 from gan_ray.objective import Objective
-from gan_ray.search_space import parse_search_space
+from gan_ray.search.load import parse_search_space
+from gan_ray.search.trials import SweepResult
 from gan_ray.tracking.store import make_client
 from gan_ray.tracking.sweep import MlflowSweep
 from gan_ray.training.observers import EvalRecord, RunOutcome
-from gan_ray.trials import SweepResult
 
 SPACE = """\
 name: t_interrupted

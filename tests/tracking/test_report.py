@@ -17,11 +17,11 @@ import pytest
 from gan_ray.cli import main
 from gan_ray.objective import Objective
 from gan_ray.ray.study import MIN_TRIALS_FOR_IMPORTANCE, read_study
-from gan_ray.search_space import parse_search_space
+from gan_ray.search.load import parse_search_space
+from gan_ray.search.trials import expected_best_of_k
 from gan_ray.tracking.report import REPORT_DIR, write_report
 from gan_ray.tracking.store import make_client
 from gan_ray.tracking.sweep import MlflowSweep
-from gan_ray.trials import expected_best_of_k
 
 SPACE = """\
 name: {name}
@@ -205,8 +205,8 @@ def test_report_help_imports_nothing_heavy():
 def test_the_history_counts_trials_in_whole_numbers():
     """Seen in the UI: four trials drew an axis of "trial 0.5, 1.5"."""
     from gan_ray.objective import Objective
+    from gan_ray.search.trials import StudyRecord, StudyTrial
     from gan_ray.tracking.charts import history_figure
-    from gan_ray.trials import StudyRecord, StudyTrial
 
     trials = tuple(StudyTrial(i, "COMPLETE", 1.0 - 0.1 * i, {"optim.lr_g": 1e-3}) for i in range(4))
     record = StudyRecord("s", Objective("mode_distance", "min"), trials, ("optim.lr_g",))

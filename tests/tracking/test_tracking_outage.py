@@ -12,12 +12,12 @@ import pytest
 from PIL import Image
 
 from gan_ray.objective import Objective
-from gan_ray.search_space import parse_search_space
+from gan_ray.search.load import parse_search_space
+from gan_ray.search.trials import SweepResult
 from gan_ray.tracking.run import logged_sample_steps
 from gan_ray.tracking.store import TAG_LOST, make_client
 from gan_ray.tracking.sweep import MlflowSweep
 from gan_ray.training.observers import EvalRecord, RunOutcome
-from gan_ray.trials import SweepResult
 
 pytestmark = pytest.mark.slow
 
