@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install sweep train sample test test-fast lint format ui screenshots bench clean
+.PHONY: install sweep train sample test test-fast lint docs format ui screenshots bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -50,6 +50,12 @@ lint: $(STAMP)
 	$(VENV)/bin/ruff check gan_ray tests bench
 	$(VENV)/bin/ruff format --check gan_ray tests bench
 	$(VENV)/bin/lint-imports
+
+# The manual (docs/): mkdocs --strict, so a broken link, a missing page or an unreadable docstring fails.
+# Its config sits in docs/.mkdocs/ (mkdocs refuses one in the pages' own folder; the top level holds none);
+# the site goes under .venv/, which git ignores: open .venv/site/index.html.
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(VENV)/bin/mkdocs build --strict --config-file docs/.mkdocs/mkdocs.yml --site-dir $(abspath $(VENV))/site
 
 format: $(STAMP)
 	$(VENV)/bin/ruff format gan_ray tests bench

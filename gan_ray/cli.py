@@ -151,7 +151,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("train", help="train one GAN from a YAML config")
-    p.add_argument("config", help="path to a YAML config (see README)")
+    p.add_argument("config", help="path to a YAML config (see docs/configuration.md)")
     p.add_argument("--workers", type=int, default=None, help="Ray Train with N data-parallel workers")
     p.add_argument("--gpu", action="store_true", help="one GPU per Ray Train worker")
     p.add_argument(

@@ -9,7 +9,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-#: name -> what it sets (the default is in the function that reads it). The README's table mirrors this.
+#: name -> what it sets (the default is in the function that reads it). docs/architecture.md lists them.
 VARIABLES: dict[str, str] = {
     "MLFLOW_TRACKING_URI": "MLflow tracking store (default: sqlite:///./mlflow.db)",
     "MLFLOW_REGISTRY_URI": "MLflow model registry (default: the tracking store)",

@@ -66,7 +66,7 @@ def fashion_mnist_classifier(fashion_mnist_root, tmp_path_factory):
 def plugin_paths(tmp_path_factory) -> list[Path]:
     """The folders holding the plug-ins of tests/test_plugins.py, on this process's path and on
     PYTHONPATH, set before any Ray process starts (they inherit it): docs' example module, imported by
-    path (``my_gan_plugins:laplace``), and the same module packaged and pip-installed with entry points."""
+    path (``plugins:laplace``), and the same module packaged and pip-installed with entry points."""
     import plugin_package
 
     folders = [plugin_package.EXAMPLE.parent, plugin_package.install(tmp_path_factory.mktemp("plugins"))]

@@ -1,4 +1,5 @@
-"""A small package of gan_ray plug-ins, installed for real (pip) into a folder that the test session and
+"""A small package of gan_ray plug-ins (docs/examples/plugins.py as ``my_gan_plugins``, with the entry
+points of docs/extending.md), installed for real (pip) into a folder that the test session and
 its Ray processes put on their path: the entry-point route of tests/test_plugins.py."""
 
 from __future__ import annotations
@@ -8,12 +9,12 @@ import subprocess
 import sys
 from pathlib import Path
 
-EXAMPLE = Path(__file__).resolve().parents[1] / "docs" / "examples" / "my_gan_plugins.py"
+EXAMPLE = Path(__file__).resolve().parents[1] / "docs" / "examples" / "plugins.py"
 
 #: entry-point group -> name -> the example module's attribute.
 ENTRY_POINTS = {
-    "gan_ray.datasets": {"ring3": "RING3"},
-    "gan_ray.models": {"silu_mlp": "SILU_MLP"},
+    "gan_ray.datasets": {"ring3": "RING3", "shapes8": "SHAPES"},
+    "gan_ray.models": {"flat_mlp": "FLAT_MLP"},
     "gan_ray.losses": {"soft_hinge": "SoftHinge"},
     "gan_ray.noise": {"laplace": "laplace"},
     "gan_ray.penalties": {"logit_decay": "logit_decay"},
@@ -24,8 +25,9 @@ def pyproject() -> str:
     lines = ["[project]", 'name = "gan-ray-demo-plugins"', 'version = "0.1.0"', ""]
     for group, names in ENTRY_POINTS.items():
         lines.append(f'[project.entry-points."{group}"]')
-        lines += [f'{name} = "gan_ray_demo.components:{attr}"' for name, attr in names.items()]
+        lines += [f'{name} = "my_gan_plugins:{attr}"' for name, attr in names.items()]
         lines.append("")
+    lines += ["[tool.setuptools]", 'py-modules = ["my_gan_plugins"]', ""]
     lines += ["[build-system]", 'requires = ["setuptools"]', 'build-backend = "setuptools.build_meta"']
     return "\n".join(lines) + "\n"
 
@@ -33,11 +35,9 @@ def pyproject() -> str:
 def install(workdir: Path) -> Path:
     """Build the package from source and pip-install it into ``workdir/site``; returns that folder."""
     src = workdir / "src"
-    (src / "gan_ray_demo").mkdir(parents=True)
-    shutil.copy(EXAMPLE, src / "gan_ray_demo" / "components.py")
-    (src / "gan_ray_demo" / "__init__.py").write_text(
-        '"""gan_ray plug-ins, as a user would package them."""\n'
-    )
+    src.mkdir(parents=True)
+    # The module under the name docs/extending.md's entry points give it (the example file is "plugins").
+    shutil.copy(EXAMPLE, src / "my_gan_plugins.py")
     (src / "pyproject.toml").write_text(pyproject())
     site = workdir / "site"
     subprocess.run(

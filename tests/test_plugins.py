@@ -2,7 +2,7 @@
 they installed. Resolved in every process (Tune trials, Ray Train workers, a fresh Python), and refused
 in one line each, before any trial starts, when they break their contracts.
 
-The plug-ins are docs/examples/my_gan_plugins.py (the Extending page's example) and the same module
+The plug-ins are docs/examples/plugins.py (the Extending page's example) and the same module
 pip-installed as a package with entry points (tests/plugin_package.py).
 """
 
@@ -13,6 +13,7 @@ import os
 import subprocess
 import sys
 import textwrap
+from pathlib import Path
 
 import pytest
 import torch
@@ -27,15 +28,15 @@ from gan_ray.penalties import PENALTIES
 from gan_ray.registry import Registry
 
 BY_PATH = {
-    "data": "my_gan_plugins:RING3",
-    "model": "my_gan_plugins:SILU_MLP",
-    "noise": "my_gan_plugins:laplace",
-    "loss": "my_gan_plugins:SoftHinge",
-    "penalty": "my_gan_plugins:logit_decay",
+    "data": "plugins:RING3",
+    "model": "plugins:FLAT_MLP",
+    "noise": "plugins:laplace",
+    "loss": "plugins:SoftHinge",
+    "penalty": "plugins:logit_decay",
 }
 BY_ENTRY_POINT = {
     "data": "ring3",
-    "model": "silu_mlp",
+    "model": "flat_mlp",
     "noise": "laplace",
     "loss": "soft_hinge",
     "penalty": "logit_decay",
@@ -57,7 +58,7 @@ def plugin_config(names: dict[str, str], **train) -> dict:
 @pytest.mark.parametrize("names", [BY_PATH, BY_ENTRY_POINT], ids=["import_path", "entry_point"])
 def test_a_plugged_config_resolves_every_component_and_trains(plugin_paths, names, tmp_path, one_thread):
     cfg = validate_config(plugin_config(names, seed=1) | {"output_dir": str(tmp_path)})
-    assert cfg.data.info.num_modes == 3 and cfg.noise_dim == 4  # the spec's default noise dim
+    assert cfg.data.info.num_modes == 3 and cfg.noise_dim == 16  # the spec's default noise dim
     assert get_loss(cfg.loss.name, **cfg.loss.params).margin == 0.5
     assert cfg.effective_penalty.weight == 0.01  # the plug-in's default_weight
     result = gan_ray.train(cfg, tracking=False, verbose=False)
@@ -66,13 +67,13 @@ def test_a_plugged_config_resolves_every_component_and_trains(plugin_paths, name
 
 
 def test_built_ins_win_then_import_paths_then_entry_points(plugin_paths):
-    import my_gan_plugins
+    import plugins
 
     assert NOISE.resolve("normal").__name__ == "normal"
-    assert NOISE.resolve("my_gan_plugins:laplace") is my_gan_plugins.laplace
+    assert NOISE.resolve("plugins:laplace") is plugins.laplace
     from_entry_point = NOISE.resolve("laplace")  # the installed package's own copy of the module
-    assert from_entry_point.__module__ == "gan_ray_demo.components"
-    assert isinstance(MODELS.resolve("silu_mlp"), ModelSpec) and DATASETS.resolve("ring3").name == "ring3"
+    assert from_entry_point.__module__ == "my_gan_plugins"
+    assert isinstance(MODELS.resolve("flat_mlp"), ModelSpec) and DATASETS.resolve("ring3").name == "ring3"
     assert LOSSES.resolve("soft_hinge").name == "soft_hinge"
     assert PENALTIES.resolve("logit_decay").default_weight == 0.01
     # A built-in of the same name as an entry point is the built-in: nothing installed can shadow it.
@@ -131,7 +132,7 @@ def test_a_bad_plugin_is_one_line_before_any_trial_starts(section, name, expecte
     stores are never made)."""
     from gan_ray.cli import main
 
-    model = name if section == "model" else "my_gan_plugins:SILU_MLP"
+    model = name if section == "model" else "plugins:FLAT_MLP"
     loss = name if section == "loss" else "hinge"
     space = tmp_path / "bad.yaml"
     space.write_text(
@@ -281,3 +282,32 @@ def test_a_checkpoint_and_a_model_folder_of_the_old_form_still_load(tmp_path, on
         "d_dropout": 0.0,
     }
     assert torch.equal(loaded.sample(50, seed=3), loaded.sample(50, seed=3)) and out.checkpoint is not None
+
+
+@pytest.mark.slow
+def test_the_extending_pages_example_config_trains_from_the_command_line(tmp_path):
+    """docs/extending.md's example, run as the page says (PYTHONPATH=docs/examples gan-ray train ...)."""
+    root = Path(__file__).resolve().parents[1]
+    env = {
+        **os.environ,
+        "PYTHONPATH": str(root / "docs" / "examples"),
+        "GAN_RAY_CACHE": str(tmp_path / "cache"),
+    }
+    out = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "gan_ray",
+            "train",
+            str(root / "docs" / "examples" / "plugins.yaml"),
+            "--no-tracking",
+        ]
+        + ["--set", f"output_dir={tmp_path}", "--set", "train.steps=100", "--set", "train.eval_every=50"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        env=env,
+        cwd=tmp_path,
+    )
+    assert out.returncode == 0, out.stderr
+    assert "fid_classifier" in out.stderr and (tmp_path / "plugins_demo" / "checkpoint.pt").is_file()

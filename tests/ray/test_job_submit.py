@@ -1,6 +1,6 @@
 """A sweep submitted as a Ray job to a real ``ray start --head`` cluster with token authentication.
 
-What a user does on a cluster (README: ``ray job submit --working-dir . -- gan-ray sweep ...``),
+What a user does on a cluster (docs/cluster.md: ``ray job submit --working-dir . -- gan-ray sweep ...``),
 on loopback: the head is started by the ``ray`` CLI in a subprocess, with its own ports and temp
 dir, so a Ray that this pytest process started with ``ray.init()`` (``ray_session``) is neither
 reached nor stopped. Nothing here calls ``ray.init``.

@@ -7,8 +7,8 @@ each, so a trial of 2 workers of 1 CPU can only run on two nodes. Checkpoints go
 reaches (``GAN_RAY_SHARED_FS=1``). The sweep runs as a user runs it: ``gan-ray sweep`` in its own
 process, joining the cluster through ``RAY_ADDRESS``.
 
-What the tests measure (the restart latency, the steps trained again) is printed; the README's fault
-table quotes it.
+What the tests measure (the restart latency, the steps trained again) is printed; the manual's fault
+table (docs/cluster.md) quotes it.
 
 The cluster is made of ``ray start`` processes, each its own raylet with its own resources, ports and
 temp dir, and each in its own process session. A node is lost the way a spot preemption loses it: every
