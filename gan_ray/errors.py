@@ -26,6 +26,11 @@ class PluginError(ConfigError):
     import, a missing attribute, a builder of the wrong signature, a model that breaks its contract."""
 
 
+class TrialsCannotRunError(ConfigError):
+    """A sweep's trial failed before its first eval on an error every trial would meet (a dataset its node
+    cannot read, a plug-in that does not import there): the sweep stops instead of running the rest."""
+
+
 class DatasetNotFoundError(FileNotFoundError):
     """A dataset's files are not where the config points (and no download was asked for)."""
 

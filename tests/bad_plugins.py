@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from torch import nn
 
+from gan_ray.data import DatasetInfo
 from gan_ray.models import score_apart
 
 
@@ -54,3 +55,24 @@ def g_of_wrong_shape(sample_shape, noise_dim, num_classes, penalised):
 
 
 NOT_A_LOSS = 3
+
+
+def _only_in_the_driver(spec, train):
+    """Readable in the test's own process, not in a trial's: a dataset some node cannot read."""
+    import os
+
+    import torch
+
+    from gan_ray.errors import DatasetNotFoundError
+
+    if os.environ.get("GAN_RAY_TEST_DRIVER_PID") != str(os.getpid()):
+        raise DatasetNotFoundError(
+            f"dataset 'driver_only' not found under data.root {spec.root!r} on this node"
+        )
+    g = torch.Generator().manual_seed(0)
+    return torch.rand(256, 1, 8, 8, generator=g) * 2 - 1, torch.randint(0, 2, (256,), generator=g)
+
+
+DRIVER_ONLY = DatasetInfo(
+    "driver_only", "image", channels=1, native_size=8, num_classes=2, load=_only_in_the_driver
+)

@@ -69,7 +69,12 @@ def plugin_paths(tmp_path_factory) -> list[Path]:
     path (``plugins:laplace``), and the same module packaged and pip-installed with entry points."""
     import plugin_package
 
-    folders = [plugin_package.EXAMPLE.parent, plugin_package.install(tmp_path_factory.mktemp("plugins"))]
+    tests = Path(__file__).resolve().parent  # tests/bad_plugins.py, for the trials too
+    folders = [
+        plugin_package.EXAMPLE.parent,
+        tests,
+        plugin_package.install(tmp_path_factory.mktemp("plugins")),
+    ]
     for folder in reversed(folders):
         sys.path.insert(0, str(folder))
     old = os.environ.get("PYTHONPATH")

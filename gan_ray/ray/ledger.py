@@ -8,8 +8,9 @@ from typing import Any
 
 from ray.tune import Callback
 from ray.tune.result import AUTO_RESULT_KEYS, DEBUG_METRICS, SHOULD_CHECKPOINT
+from ray.tune.stopper import Stopper
 
-from gan_ray.errors import DivergedError
+from gan_ray.errors import USER_ERRORS, DivergedError
 from gan_ray.ray.progress import warn
 from gan_ray.ray.train import checkpoint_folder
 from gan_ray.ray.trial import tune_trial_name
@@ -84,6 +85,8 @@ class TrialLedger(Callback):
     def __init__(self, space: SearchSpace, recorder: SweepObserver | None = None, announce: bool = False):
         self.space, self.recorder, self.announce = space, recorder, announce
         self.trials: dict[str, _Trial] = {}
+        # The one line of an error every trial would meet, once a trial met it (the sweep then stops).
+        self.sweep_wide_error: str | None = None
 
     def summaries(self) -> list[TrialSummary]:
         return [t.summary(self.space) for t in self.trials.values()]
@@ -181,6 +184,8 @@ class TrialLedger(Callback):
         error_file = getattr(trial, "error_file", None)
         if error_file and Path(error_file).is_file():
             record.error = Path(error_file).read_text()
+        if not record.history and self.sweep_wide_error is None:
+            self.sweep_wide_error = _sweep_wide(trial)
         self._end(record)
 
     def end_unfinished(self) -> list[str]:
@@ -214,6 +219,46 @@ class TrialLedger(Callback):
             error = str(DivergedError(diverged_at, {k: v for k, v in last.items() if _number(v)}))
         curve = [h for h in record.history if not h.get("diverged")]
         record.observer.end(RunOutcome(record.status, curve, None, error=error, diverged_at=diverged_at))
+
+
+def _sweep_wide(trial) -> str | None:
+    """The one line of ``trial``'s error when it is one every trial would meet: a user error (a dataset the
+    trial's node cannot read, a plug-in that does not import there, a bad config) raised before its first
+    eval. None for anything else (a crash, a lost node), which is that trial's own."""
+    try:
+        error = _pickled_error(trial)
+    except Exception:  # an error Tune could not pickle back: not one of gan_ray's own
+        return None
+    cause = getattr(error, "cause", error)  # Ray's RayTaskError wraps what the trial raised
+    if not isinstance(cause, USER_ERRORS):
+        return None
+    text = str(cause).strip()
+    first_line = text.splitlines()[0] if text else ""
+    return f"{trial_name(trial.trial_id)} failed before its first eval: {type(cause).__name__}: {first_line}"
+
+
+def _pickled_error(trial) -> BaseException | None:
+    """What the trial raised: Tune pickles it into the trial's local folder before it calls the callbacks
+    (``Trial.get_pickled_error`` reads the storage's copy, which is synced only later)."""
+    import cloudpickle
+
+    local = getattr(trial, "pickled_error_file", None)
+    if local and Path(local).is_file():
+        return cloudpickle.loads(Path(local).read_bytes())
+    return trial.get_pickled_error()
+
+
+class SweepWideStopper(Stopper):
+    """Stops the whole sweep once the ledger has seen a trial fail on what every trial would meet."""
+
+    def __init__(self, ledger: TrialLedger):
+        self.ledger = ledger
+
+    def __call__(self, trial_id: str, result: dict) -> bool:
+        return False
+
+    def stop_all(self) -> bool:
+        return self.ledger.sweep_wide_error is not None
 
 
 def _moved(before: Any, after: Any) -> bool:

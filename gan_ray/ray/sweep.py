@@ -23,6 +23,7 @@ from collections.abc import Iterator
 from ray.tune import Callback
 
 from gan_ray import settings
+from gan_ray.errors import TrialsCannotRunError
 from gan_ray.ray.cluster import (
     DRIVER_RESOURCE,
     DRIVER_SHARE,
@@ -34,7 +35,7 @@ from gan_ray.ray.cluster import (
     require_driver_resource,
     run_needs,
 )
-from gan_ray.ray.ledger import TrialLedger
+from gan_ray.ray.ledger import SweepWideStopper, TrialLedger
 from gan_ray.ray.progress import SweepProgress, warn
 from gan_ray.ray.rescore import rescore_best
 from gan_ray.ray.strategy import SearchStrategy, concurrency_note, max_concurrent, own_process_checkpoints
@@ -101,7 +102,7 @@ def run_sweep(
     if verbose:
         note = concurrency_note(space, capacity, concurrency)
         callbacks.append(_progress(space, ledger, search.num_samples, note, verbose))
-    tuner = _tuner(space, search, callbacks, study_name, storage_path, verbose)
+    tuner = _tuner(space, search, callbacks, study_name, storage_path, verbose, SweepWideStopper(ledger))
     result = SweepResult(space.name, study_name, space.objective, stratify=space.stratify)
     # An earlier trial whose checkpoint is gone (a cleaned-up storage) can be neither scored nor registered.
     result.earlier = [t for t in earlier or [] if t.best_checkpoint and checkpoint_exists(t.best_checkpoint)]
@@ -115,7 +116,8 @@ def run_sweep(
         status = "KILLED"
         raise
     finally:
-        fit_returned = status == "FINISHED"
+        # A sweep stopped on an error every trial would meet has no champion to score or register.
+        fit_returned = status == "FINISHED" and ledger.sweep_wide_error is None
         status = _end_trials(
             ledger, search, status, out_of_time=fit_returned and _out_of_time(space, started)
         )
@@ -131,16 +133,28 @@ def run_sweep(
             _finish(recorder, result, status, register=fit_returned)
     if verbose:
         print(format_summary(result), file=sys.stderr, flush=True)
+    _raise_if_stopped(space, ledger)
     return result
 
 
+def _raise_if_stopped(space: SearchSpace, ledger: TrialLedger) -> None:
+    if ledger.sweep_wide_error is not None:
+        raise TrialsCannotRunError(
+            f"sweep {space.name!r} stopped: {ledger.sweep_wide_error}; every trial would meet it, so the "
+            "rest were not run"
+        )
+
+
 def _end_trials(ledger: TrialLedger, search: SearchStrategy, status: str, out_of_time: bool) -> str:
-    """End the trials Tune left running; returns the sweep's status (KILLED where that was Ctrl-C)."""
+    """End the trials Tune left running; returns the sweep's status (KILLED where that was Ctrl-C, FAILED
+    where a trial met an error every trial would meet and the sweep stopped the rest)."""
     if out_of_time:
         ledger.end_out_of_time()
     killed = ledger.end_unfinished()
     for trial_id in killed:
         search.fail(trial_id)
+    if ledger.sweep_wide_error is not None:
+        return "FAILED"
     if killed and status == "FINISHED":  # Tune's answer to Ctrl-C: fit returns, trials unfinished
         return "KILLED"
     return status
@@ -185,6 +199,7 @@ def _tuner(
     study_name: str,
     storage_path: str,
     verbose: int,
+    stopper=None,
 ):
     from ray import tune
 
@@ -222,6 +237,7 @@ def _tuner(
             name=f"{study_name}-tune-{time.strftime('%H%M%S')}",
             storage_path=storage_path,
             callbacks=callbacks,
+            stop=stopper,
             # Tune's own tables (every trial's config and result) only when asked for (-v): ours are shorter.
             verbose=1 if verbose >= 2 else 0,
             **(own_process_checkpoints(space) if own_process else {}),

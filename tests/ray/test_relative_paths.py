@@ -81,3 +81,37 @@ def test_a_sweep_and_a_two_worker_run_find_a_relative_data_root(ray_session, els
     cfg = validate_config({**BASE, "name": "t_relative_ddp", "output_dir": "outputs"})
     ddp = gan_ray.train(cfg, workers=2, tracking=False, verbose=False)
     assert ddp.status in ("completed", "collapsed") and ddp.config.data.root == root
+
+
+def test_a_trial_failing_on_what_every_trial_meets_stops_the_sweep_in_one_line(
+    ray_session, tmp_path, monkeypatch
+):
+    """A dataset the driver reads but the trials' node cannot (tests/bad_plugins.py: DRIVER_ONLY): the first
+    trial fails before its first eval, and the sweep stops with that line instead of running the other 5."""
+    import os
+
+    from gan_ray.errors import TrialsCannotRunError
+
+    monkeypatch.setenv("GAN_RAY_TEST_DRIVER_PID", str(os.getpid()))
+    space = tmp_path / "driver_only.yaml"
+    space.write_text(
+        "name: t_driver_only\n"
+        "base: {data: {name: 'bad_plugins:DRIVER_ONLY'}, model: {params: {g_filters: 4, d_filters: 4}},"
+        " train: {steps: 20, eval_every: 10, batch_size: 16, eval_samples: 100}}\n"
+        "parameters:\n  optim.lr_g: {log_uniform: [1.0e-4, 1.0e-3]}\n"
+        "budget: {num_samples: 6, max_concurrent_trials: 1}\nscheduler: {type: none}\n"
+    )
+    with pytest.raises(TrialsCannotRunError) as err:
+        gan_ray.sweep(
+            space,
+            tracking_uri=f"sqlite:///{tmp_path / 'mlflow.db'}",
+            storage_path=str(tmp_path / "ray_results"),
+            study_storage=f"sqlite:///{tmp_path / 'optuna.db'}",
+            verbose=0,
+        )
+    message = str(err.value)
+    assert "\n" not in message and "DatasetNotFoundError" in message and "on this node" in message, message
+    import optuna
+
+    (study,) = optuna.get_all_study_summaries(f"sqlite:///{tmp_path / 'optuna.db'}")
+    assert study.n_trials < 6, "the sweep ran on after a trial met what every trial would meet"
