@@ -42,8 +42,9 @@ from gan_ray.ray.search import fail_trial, first_points, make_searcher, trials_i
 from gan_ray.ray.storage import local_file
 from gan_ray.ray.study import read_study
 from gan_ray.ray.train import checkpoint_exists, checkpoint_folder, make_trainer
-from gan_ray.ray.worker import TuneSession, loop_config, run_worker
+from gan_ray.ray.worker import TuneSession
 from gan_ray.search_space import SearchSpace
+from gan_ray.training.driver import loop_config, run_worker
 from gan_ray.training.evaluation import evaluate_checkpoint
 from gan_ray.training.health import health_warning, turned_bad
 from gan_ray.training.observers import (
@@ -97,15 +98,18 @@ def run_trial(
     switches: dict[str, str] | None = None,
 ) -> None:
     """A Tune trial: the config that ``params`` (sampled by Optuna) describe, trained in this process
-    (one worker) or as a Ray Train run (several). ``switches``: the test-only fault switches of the
-    sweep's driver (a reused trial process never sees the driver's environment change)."""
+    (one worker) or as a Ray Train run (several). ``switches``: the test-only settings of the sweep's
+    driver (a reused trial process never sees the driver's environment change). The sweep's ledger
+    prints its trials' health warnings (on the sweep's console), so the trials' drivers do not."""
     from ray import tune
 
     cfg = space.trial_config(space.resolve(params))
     if in_trial_process(space):
         # A divergence ends the trial normally: its last report says so, and raising would have Tune
         # retry it (max_failures) from a divergence record.
-        run_worker(loop_config(cfg, space.objective), TuneSession(cfg.scaling.use_gpu), switches or {})
+        run_worker(
+            loop_config(cfg, space.objective, warn=False), TuneSession(cfg.scaling.use_gpu), switches or {}
+        )
         return
     from ray.tune.integration.ray_train import TuneReportCallback
 
@@ -116,6 +120,7 @@ def run_trial(
         storage_path=storage_path,
         callbacks=[TuneReportCallback()],
         objective=space.objective,
+        warn=False,
     )
     metrics = trainer.fit().metrics or {}
     if metrics.get("diverged"):
@@ -594,7 +599,7 @@ def _tuner(
             space=space,
             study_name=study_name,
             storage_path=storage_path,
-            switches=settings.crash_switches(),
+            switches=settings.test_switches(),
         ),
         # A trial that trains in its own process holds its worker's resources; a Ray Train trial's
         # driver holds a sliver of the driver resource and its workers the rest.
