@@ -87,7 +87,8 @@ def test_resume_continues_the_step_count_and_a_fresh_start_does_not(ray_session,
     fresh = fit(longer, storage_path=str(tmp_path))
     assert [h["step"] for h in fresh.history] == [100, 200, 300, 400]
     assert [h["restarts"] for h in fresh.history] == [0, 0, 0, 0]
-    assert fresh.history[:2] == first.history  # the same seed, from step 0
+    losses = [[(h["loss_d"], h["loss_g"]) for h in r.history[:2]] for r in (fresh, first)]
+    assert losses[0] == losses[1]  # the same seed, from step 0
     assert "gan_ray: run 'resume' starts afresh: removed its earlier checkpoints" in capsys.readouterr().err
 
 
@@ -223,6 +224,7 @@ def test_a_ray_train_run_warns_where_its_health_turns_bad(ray_session, tmp_path)
         for line in path.read_text(errors="replace").splitlines()
         if "gan_ray: warning: ray_collapses" in line
     ]
-    turned = [line for line in lines if "is unhealthy (d_won) at step 300: D has won" in line]
-    ended = [line for line in lines if "collapsed at step 300: D has won" in line]
-    assert len(turned) == 1 and len(ended) == 1, lines
+    # (Ray Train's worker writes each printed line to this file twice: once as printed, once logged.)
+    assert any("ray_collapses is unhealthy (d_won) at step 300: D has won" in line for line in lines), lines
+    assert any("ray_collapses collapsed at step 300: D has won" in line for line in lines), lines
+    assert not any("at step 100" in line or "at step 200" in line for line in lines), lines
