@@ -40,6 +40,7 @@ def _overrides(args: argparse.Namespace) -> dict:
 
 def _train(args: argparse.Namespace) -> int:
     from gan_ray.api import train
+    from gan_ray.training.result import divergence
 
     result = train(
         args.config,
@@ -51,11 +52,10 @@ def _train(args: argparse.Namespace) -> int:
         tracking=not args.no_tracking,
         overrides=_overrides(args),
     )
-    if getattr(result, "diverged", False):
-        print(f"gan-ray: training diverged: {result.metrics}", file=sys.stderr)
+    if result.diverged:
+        print(f"gan-ray: {divergence(result)}", file=sys.stderr)
         return 1
-    where = getattr(result, "output_dir", None) or getattr(result, "path", None)
-    print(f"results: {where}")
+    print(f"results: {result.output}")
     return 0
 
 
@@ -162,7 +162,11 @@ def build_parser() -> argparse.ArgumentParser:
         "auto: Ray when --workers/--gpu/$RAY_ADDRESS or the config asks for it",
     )
     p.add_argument(
-        "--resume", action="store_true", help="local backend: continue from the output folder's checkpoint"
+        "--resume",
+        action="store_true",
+        help="continue the latest checkpoint of the run's name (output_dir/NAME locally, the storage's NAME "
+        "under Ray); without it an earlier run of the name starts afresh (its checkpoints on a local disk "
+        "are removed, with a line saying so; remote storage is refused)",
     )
     p.add_argument("--tracking-uri", default=None, help=TRACKING_HELP)
     p.add_argument("--no-tracking", action="store_true", help="do not record the run in MLflow")

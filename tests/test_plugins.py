@@ -63,7 +63,7 @@ def test_a_plugged_config_resolves_every_component_and_trains(plugin_paths, name
     assert cfg.effective_penalty.weight == 0.01  # the plug-in's default_weight
     result = gan_ray.train(cfg, tracking=False, verbose=False)
     assert result.status in ("completed", "collapsed") and len(result.history) == 2
-    assert {"modes_covered", "mode_distance"} <= set(result.final)  # the mixture's metrics, on its modes
+    assert {"modes_covered", "mode_distance"} <= set(result.metrics)  # the mixture's metrics, on its modes
 
 
 def test_built_ins_win_then_import_paths_then_entry_points(plugin_paths):

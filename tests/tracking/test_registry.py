@@ -265,7 +265,7 @@ def test_load_champion_by_alias_version_run_and_folder(store, ring8, digits, tmp
     champion = load_generator("models:/ring8-gan@champion", tracking_uri=store)
     assert champion.config == result.config
     samples = _check_sampling(champion, (2,))
-    for uri in ("models:/ring8-gan/1", f"runs:/{run_id}/generator", model_uri, str(result.output_dir)):
+    for uri in ("models:/ring8-gan/1", f"runs:/{run_id}/generator", model_uri, result.output):
         assert load_generator(uri, tracking_uri=store).sample(16, seed=7).equal(samples), uri
     with pytest.raises(FileNotFoundError, match="not a gan_ray checkpoint"):
         load_generator(f"runs:/{run_id}/config.yaml", tracking_uri=store)
