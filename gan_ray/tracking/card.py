@@ -22,6 +22,8 @@ NUMPY_NOISE = {
     "bernoulli": "np.random.default_rng(0).choice(np.float32([-1, 1]), ({n}, {d}))",
     "hypersphere": "(lambda z: z * np.float32({d} ** 0.5) / np.linalg.norm(z, axis=1, keepdims=True))("
     "np.random.default_rng(0).standard_normal(({n}, {d}), dtype=np.float32))",
+    # scipy comes with mlflow
+    "truncated_normal": "scipy.stats.truncnorm.rvs(-2, 2, size=({n}, {d}), random_state=0).astype(np.float32)",
 }
 NOISE_WORDS = {
     "normal": "standard normal N(0, I)",
@@ -88,7 +90,7 @@ def _contract(cfg: GanConfig, model_uri: str) -> list[str]:
         "In Python (pyfunc):",
         "",
         "```python",
-        "import mlflow, numpy as np",
+        "import mlflow, numpy as np" + (", scipy.stats" if "scipy" in draw else ""),
         f"noise = {draw}",
         f'samples = mlflow.pyfunc.load_model("{model_uri}").predict(noise)',
         "```",

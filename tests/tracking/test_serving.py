@@ -25,8 +25,9 @@ from gan_ray.cli import main
 from gan_ray.config import validate_config
 from gan_ray.errors import MissingExtraError
 from gan_ray.models import build_generator
+from gan_ray.noise import get_noise
 from gan_ray.sampling import load_generator
-from gan_ray.tracking import contract
+from gan_ray.tracking import card, contract
 from gan_ray.tracking.model import PYFUNC_CODE, download_model, log_generator
 from gan_ray.tracking.registry import register_champion, scoring_tags
 from gan_ray.tracking.store import make_client
@@ -181,20 +182,20 @@ def test_max_batch_keeps_a_request_to_about_a_quarter_million_numbers():
 def test_the_registered_version_carries_a_model_card(store, ring8, tmp_path):
     cfg, uri = ring8
     version = make_client(store).get_model_version_by_alias("serving-ring8", "champion")
-    card = version.description
-    assert card.startswith("mode_distance = 0.25 (min; dataset ring8")
+    text = version.description
+    assert text.startswith("mode_distance = 0.25 (min; dataset ring8")
     for heading in ("### Score", "### Training", "### Using it"):
-        assert heading in card
-    assert "on 20,000 generated samples" in card and "lower is better" in card
-    assert f"{cfg.train.steps:,} G-steps" in card and f"batch {cfg.train.batch_size}" in card
-    assert "| `optim.lr_g` | `0.002` |" in card and "| `loss.name` | `rpgan` |" in card
-    assert "float32 of shape (n, 8), 1 <= n <= 32,768" in card and "(n, 2)" in card
+        assert heading in text
+    assert "on 20,000 generated samples" in text and "lower is better" in text
+    assert f"{cfg.train.steps:,} G-steps" in text and f"batch {cfg.train.batch_size}" in text
+    assert "| `optim.lr_g` | `0.002` |" in text and "| `loss.name` | `rpgan` |" in text
+    assert "float32 of shape (n, 8), 1 <= n <= 32,768" in text and "(n, 2)" in text
     # The card's three-line pyfunc example runs as written, where gan_ray is not importable.
-    (code,) = re.findall(r"```python\n(.*?)```", card, re.S)
+    (code,) = re.findall(r"```python\n(.*?)```", text, re.S)
     assert len(code.strip().splitlines()) == 3 and f"models:/serving-ring8/{version.version}" in code
     script = 'import sys\nsys.modules["gan_ray"] = None\n' + code + "print(samples.shape)\n"
     assert _without_gan_ray(tmp_path, store, script).stdout.strip() == "(16, 2)"
-    (shell,) = re.findall(r"```bash\n(.*?)```", card, re.S)
+    (shell,) = re.findall(r"```bash\n(.*?)```", text, re.S)
     body = re.search(r"-d '(.*)'", shell).group(1)
     assert np.array(json.loads(body)["inputs"]["noise"]).shape == (2, 8)
 
@@ -229,3 +230,17 @@ def test_export_without_the_onnx_extra_is_one_clear_line(monkeypatch, tmp_path, 
     assert "no_such_onnx_package" in err and "gan-ray[onnx]" in err and not (tmp_path / "g.onnx").exists()
     with pytest.raises(MissingExtraError):
         export_module.check_onnx_available()
+
+
+@pytest.mark.parametrize("name", sorted(card.NUMPY_NOISE))
+def test_the_cards_numpy_noise_is_gan_rays_distribution(name):
+    """The card's one-line noise (for users without gan_ray) draws what G was trained on: same
+    moments, norms and bounds as gan_ray's sampler, float32."""
+    import scipy.stats  # the truncated normal's line uses it
+
+    z = eval(card.NUMPY_NOISE[name].format(n=20000, d=8), {"np": np, "scipy": scipy})
+    ref = get_noise(name)(20000, 8, generator=torch.Generator().manual_seed(1)).numpy()
+    assert z.dtype == np.float32 and z.shape == (20000, 8)
+    assert np.abs(z).max() == pytest.approx(np.abs(ref).max(), rel=0.25)
+    for stat in (np.mean, np.std, lambda a: np.linalg.norm(a, axis=1).mean()):
+        assert stat(z) == pytest.approx(stat(ref), abs=0.03)
