@@ -271,7 +271,7 @@ def export(model: str | Path, *, onnx: str | Path, tracking_uri: str | None = No
 
     Needs the ``onnx`` extra (checked before the model is loaded). Returns the file's path.
     """
-    from gan_ray.export import check_onnx_available, export_onnx
+    from gan_ray.onnx_export import check_onnx_available, export_onnx
 
     check_onnx_available()
     generator = load_generator(model, tracking_uri=tracking_uri, device="cpu")

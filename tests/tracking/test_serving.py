@@ -222,7 +222,7 @@ def test_export_onnx_runs_in_onnxruntime_as_in_torch(store, tmp_path, capsys):
 
 
 def test_export_without_the_onnx_extra_is_one_clear_line(monkeypatch, tmp_path, capsys):
-    from gan_ray import export as export_module
+    from gan_ray import onnx_export as export_module
 
     monkeypatch.setattr(export_module, "ONNX_PACKAGES", ("onnx", "no_such_onnx_package"))
     assert main(["export", str(tmp_path / "nothing"), "--onnx", str(tmp_path / "g.onnx")]) == 2
