@@ -40,7 +40,7 @@ def _score(metric: str, value: float, mode: Mode, scoring: Mapping[str, str]) ->
         f"on {int(scoring[TAG_EVAL_SAMPLES]):,} generated samples" if TAG_EVAL_SAMPLES in scoring else ""
     )
     extractor = scoring.get(TAG_FEATURE_EXTRACTOR)
-    features = f", features from extractor `{extractor}`" if extractor else ""
+    features = f", features from extractor `{extractor}`" if extractor else " (no feature extractor)"
     return [
         f"- **Objective**: `{metric}` = **{value:.4g}** ({better} is better), measured {measured}{features} "
         f"against the real `{scoring.get(TAG_DATASET, '?')}` data.",
@@ -48,16 +48,16 @@ def _score(metric: str, value: float, mode: Mode, scoring: Mapping[str, str]) ->
 
 
 def _training(cfg: GanConfig, searched: Mapping[str, Any] | None) -> list[str]:
-    t = cfg.train
+    t, k, workers = cfg.train, cfg.d_steps_per_g_step, cfg.scaling.num_workers
     lines = [
         f"- **Data**: `{cfg.data.name}`, one sample of shape {tuple(data_shape(cfg.data))}.",
         f"- **Model**: {cfg.model_family} generator, `{cfg.loss.name}` loss, "
         f"noise `{cfg.noise.distribution}` of dimension {cfg.noise_dim}"
         + (f", EMA of G's weights (decay {t.ema_decay})" if t.ema_decay else "")
         + ".",
-        f"- **Training budget**: {t.steps:,} G-steps x {cfg.d_steps_per_g_step} D-step(s), batch "
-        f"{t.batch_size} x {cfg.scaling.num_workers} worker(s) ({t.steps * t.batch_size * cfg.scaling.num_workers:,} "
-        f"real samples seen by G's steps), evaluated every {t.eval_every:,} steps on {t.eval_samples:,} samples.",
+        f"- **Training budget**: {t.steps:,} G-steps, each after {k} D-step(s), batch {t.batch_size} x "
+        f"{workers} worker(s): {t.steps * k * t.batch_size * workers:,} real samples shown to D; evaluated "
+        f"every {t.eval_every:,} steps on {t.eval_samples:,} samples.",
     ]
     if searched:
         lines += [

@@ -187,7 +187,7 @@ def test_the_registered_version_carries_a_model_card(store, ring8, tmp_path):
     for heading in ("### Score", "### Training", "### Using it"):
         assert heading in text
     assert "on 20,000 generated samples" in text and "lower is better" in text
-    assert f"{cfg.train.steps:,} G-steps" in text and f"batch {cfg.train.batch_size}" in text
+    assert f"{cfg.train.steps:,} G-steps, each after 1 D-step(s), batch {cfg.train.batch_size} x 1" in text
     assert "| `optim.lr_g` | `0.002` |" in text and "| `loss.name` | `rpgan` |" in text
     assert "float32 of shape (n, 8), 1 <= n <= 32,768" in text and "(n, 2)" in text
     # The card's three-line pyfunc example runs as written, where gan_ray is not importable.
