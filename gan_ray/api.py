@@ -272,3 +272,16 @@ def load_generator(uri: str | Path, tracking_uri: str | None = None, device: str
     from gan_ray.sampling import load_generator as _load
 
     return _load(uri, tracking_uri=tracking_uri, device=device)
+
+
+def export(model: str | Path, *, onnx: str | Path, tracking_uri: str | None = None) -> Path:
+    """Write the generator at ``model`` (any URI :func:`load_generator` takes) to ``onnx`` as an ONNX file:
+    input ``noise`` (batch, noise_dim) float32, output ``samples``, the batch dimension dynamic.
+
+    Needs the ``onnx`` extra (checked before the model is loaded). Returns the file's path.
+    """
+    from gan_ray.onnx_export import check_onnx_available, export_onnx
+
+    check_onnx_available()
+    generator = load_generator(model, tracking_uri=tracking_uri, device="cpu")
+    return export_onnx(generator.module, generator.config.noise_dim, onnx)

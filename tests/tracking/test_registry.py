@@ -18,7 +18,7 @@ from gan_ray.cli import main
 from gan_ray.config import GanConfig, validate_config
 from gan_ray.errors import TrackingUnavailableError
 from gan_ray.sampling import LoadedGenerator, load_generator
-from gan_ray.tracking.model import download_model, log_generator
+from gan_ray.tracking.model import PROGRAM_DIR, download_model, log_generator
 from gan_ray.tracking.registry import (
     CHAMPION,
     TAG_CONFIG,
@@ -141,7 +141,7 @@ def test_logged_model_layout_is_pickle_free_and_fast(store, digits, tmp_path, mo
     assert plain.tags[TAG_LOGGED_MODEL] == again.removeprefix("models:/")
     assert champion_version("digits-plain", store) is None
     local = download_model(model_uri, tmp_path / "model", store)
-    assert (local / "MLmodel").is_file() and (local / "data" / "model.pt2").is_file()
+    assert (local / "MLmodel").is_file() and (local / PROGRAM_DIR / "data" / "model.pt2").is_file()
     assert not list(local.rglob("*.pth")), "a pickled module (model.pth) was written"
     assert (local / "requirements.txt").read_text().startswith("mlflow")
     assert "torch==" in (local / "requirements.txt").read_text()
