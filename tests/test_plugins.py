@@ -311,3 +311,14 @@ def test_the_extending_pages_example_config_trains_from_the_command_line(tmp_pat
     )
     assert out.returncode == 0, out.stderr
     assert "fid_classifier" in out.stderr and (tmp_path / "plugins_demo" / "checkpoint.pt").is_file()
+
+
+@pytest.mark.parametrize(
+    ("registry", "contract"), [(NOISE, "sampler(n, dim"), ("features", "builder(data_spec")]
+)
+def test_a_plugin_that_is_not_a_function_names_the_contract(registry, contract):
+    if registry == "features":
+        from gan_ray.metrics.features import FEATURE_EXTRACTORS as registry
+    with pytest.raises(PluginError) as err:
+        registry.resolve("bad_plugins:NOT_A_LOSS")
+    assert "'bad_plugins:NOT_A_LOSS' is 3; expected" in str(err.value) and contract in str(err.value)
