@@ -21,6 +21,7 @@ import torch
 import gan_ray
 from gan_ray.config import validate_config
 from gan_ray.data.catalog import DATASETS
+from gan_ray.errors import PluginError
 from gan_ray.losses import LOSSES, get_loss
 from gan_ray.models import MODELS, ModelSpec
 from gan_ray.noise import NOISE
