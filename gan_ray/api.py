@@ -261,6 +261,41 @@ def report(
     return Report(record, run.info.run_id, uri, artifacts)
 
 
+def prepare(
+    source: str,
+    *,
+    size: int,
+    channels: int = 3,
+    labels: Literal["auto", "none"] = "auto",
+    out: str | Path | None = None,
+    verbose: bool = True,
+) -> Path:
+    """Decode the images at ``source`` (a folder, a ``.zip``, ``s3://bucket/prefix``) once into a prepared
+    file, as a ``folder`` run does when it finds none: short side resized to ``size`` and centre-cropped,
+    ``channels`` 1 or 3, labels from class subfolders (``auto``) or ``none``. Into the cache
+    (``$GAN_RAY_CACHE/prepared``), where runs on ``source`` find it, or to ``out`` (a run reads it with
+    ``data.prepared``). Returns its path; bad input is one line (a ``ConfigError`` or ``FileNotFoundError``).
+    """
+    from gan_ray.config import validate_config
+    from gan_ray.data.prepared import Preprocessing
+    from gan_ray.data.prepared import prepare as _prepare
+
+    # The config's own checks say in one line what a bad size, channel count or labels value is.
+    validate_config(
+        {
+            "data": {
+                "name": "folder",
+                "root": source,
+                "image_size": size,
+                "channels": channels,
+                "labels": labels,
+            }
+        }
+    )
+    say = print if verbose else (lambda _line: None)
+    return _prepare(source, Preprocessing(size, channels, labels), out=out, say=say).path
+
+
 def load_generator(uri: str | Path, tracking_uri: str | None = None, device: str = "cpu") -> LoadedGenerator:
     """A trained generator to sample from; see :func:`gan_ray.sampling.load_generator`."""
     from gan_ray.sampling import load_generator as _load

@@ -141,17 +141,6 @@ def spec_info(spec: DataSpec) -> DatasetInfo:
     return replace(info, channels=channels, native_size=spec.image_size)
 
 
-def data_identity(spec: DataSpec) -> str:
-    """What names a spec's images in cache file names: the dataset's name, and for ``folder`` the key of
-    its prepared file as well (two folders, or one folder before and after a change, are other data)."""
-    info = dataset_info(spec.name)
-    if not info.shaped_by_config:
-        return info.name
-    from gan_ray.data.prepared import load_prepared  # numpy and Pillow: only for folder
-
-    return f"{info.name}-{load_prepared(spec).manifest['key'][:16]}"
-
-
 def frechet_metric(features: str) -> str:
     """The name of the Fréchet distance on ``features``: ``fid_classifier``, ``fid_inception``, or for a
     plug-in extractor ``fid_<its attribute or entry-point name>`` (never read as Inception-FID)."""

@@ -4,9 +4,9 @@ the set is 8-bit (what training keeps on the device), or as float in [-1, 1] (wh
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
-import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import Tensor
@@ -121,6 +121,17 @@ def resize(images: Tensor, size: int | None) -> Tensor:
     ).clamp_(-1, 1)
 
 
+def data_identity(spec: DataSpec) -> str:
+    """What names a spec's images in cache file names: the dataset's name, and for ``folder`` the key of
+    its prepared file as well (two folders, or one folder before and after a change, are other data)."""
+    info = dataset_info(spec.name)
+    if not info.shaped_by_config:
+        return info.name
+    from gan_ray.data.prepared import load_prepared
+
+    return f"{info.name}-{load_prepared(spec).manifest['key'][:16]}"
+
+
 def to_unit_range(images: Tensor) -> Tensor:
     """uint8 images as float in [-1, 1] (x / 127.5 - 1); float images as they are."""
     if images.dtype == torch.uint8:
@@ -148,7 +159,10 @@ def load_stored(spec: DataSpec, train: bool = True) -> tuple[Tensor, Tensor]:
         from gan_ray.data.prepared import load_prepared
 
         prepared = load_prepared(spec)
-        return torch.from_numpy(np.asarray(prepared.images)), torch.from_numpy(prepared.labels)
+        with warnings.catch_warnings():  # read-only by design: a memmap of the file every trial shares
+            warnings.filterwarnings("ignore", "The given NumPy array is not writable")
+            images = torch.from_numpy(prepared.images)
+        return images, torch.from_numpy(prepared.labels)
     if info.load is not None:  # a plug-in reads itself
         images, labels = _plugin_images(spec, info.load, train)
         return resize(images, spec.image_size), labels

@@ -304,6 +304,7 @@ def prepare(
     ``out`` writes it there instead of the cache (``gan-ray prepare --out``). Concurrent callers (trials
     starting together) decode it once: a lock file, and the others wait and read it.
     """
+    root = canonical_root(root)
     files = open_files(root)
     listing = files.listing()
     key = cache_key(root, listing, prep)
@@ -312,6 +313,7 @@ def prepare(
     with file_lock(path.with_name(path.name + ".lock")):
         existing = _read_if_current(path, key)
         if existing is not None:
+            say(f"prepared file {path}: {existing.summary()}")
             return existing
         earlier = _earlier(cache, root, prep) if out is None else None
         if earlier is not None:
@@ -342,6 +344,14 @@ def _read_if_current(path: Path, key: str) -> PreparedImages | None:
     return prepared if prepared.manifest.get("key") == key else None
 
 
+def canonical_root(root: str) -> str:
+    """A local root as an absolute path (``~/photos`` and ``/home/me/photos`` are one cache key); a URI as
+    it is."""
+    if "://" in root:
+        return root
+    return str(Path(root).expanduser().resolve())
+
+
 def preprocessing_of(spec: Any) -> Preprocessing:
     """The preprocessing a ``folder`` data spec asks for."""
     from gan_ray.data.catalog import spec_info
@@ -353,12 +363,13 @@ def preprocessing_of(spec: Any) -> Preprocessing:
 _OPENED: dict[tuple[str, Preprocessing], PreparedImages] = {}
 
 
-def load_prepared(spec: Any, say: Callable[[str], None] = log.info) -> PreparedImages:
+def load_prepared(spec: Any, say: Callable[[str], None] = log.info, fresh: bool = False) -> PreparedImages:
     """The prepared images of a ``folder`` spec: its ``prepared`` file (a path or URI, fetched once into the
-    cache), else :func:`prepare` of its ``root``. Read once per process, then memory-mapped."""
+    cache), else :func:`prepare` of its ``root``. Read once per process (``fresh``: list the source again,
+    as a run's start does, so a source changed since is decoded again), then memory-mapped."""
     prep = preprocessing_of(spec)
     where = spec.prepared or spec.root
-    if (where, prep) in _OPENED:
+    if not fresh and (where, prep) in _OPENED:
         return _OPENED[(where, prep)]
     if spec.prepared is not None:
         prepared = read_prepared(_local_copy(spec.prepared))
@@ -418,7 +429,7 @@ def check_for_run(spec: Any, batch_size: int, class_metrics: bool) -> PreparedIm
     work: fewer images than one batch, or classifier metrics on a set with fewer than two classes."""
     from gan_ray.errors import ConfigError
 
-    prepared = load_prepared(spec, say=print)
+    prepared = load_prepared(spec, say=print)  # the run's start listed the source already (check_available)
     where = spec.prepared or spec.root
     count = prepared.images.shape[0]
     if count < batch_size:

@@ -46,6 +46,6 @@ def check_available(spec: DataSpec) -> None:
     if dataset_info(spec.name).shaped_by_config:
         from gan_ray.data.prepared import load_prepared
 
-        load_prepared(spec, say=print)
+        load_prepared(spec, say=print, fresh=True)
         return
     check_files(spec.name, spec.root, spec.download)

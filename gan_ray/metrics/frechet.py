@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor, nn
 
-from gan_ray.data.catalog import DataSpec, data_identity, frechet_metric, spec_info
-from gan_ray.data.images import load_stored, to_unit_range
+from gan_ray.data.catalog import DataSpec, frechet_metric, spec_info
+from gan_ray.data.images import data_identity, load_stored, to_unit_range
 from gan_ray.metrics.classes import class_coverage
 from gan_ray.metrics.features import default_cache_dir, get_feature_extractor
 from gan_ray.metrics.features.cache import cached

@@ -17,8 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gan_ray.data.catalog import DataSpec, data_identity, dataset_info, spec_info
-from gan_ray.data.images import load_stored, to_unit_range
+from gan_ray.data.catalog import DataSpec, dataset_info, spec_info
+from gan_ray.data.images import data_identity, load_stored, to_unit_range
 from gan_ray.metrics.features.cache import cached, try_load
 
 log = logging.getLogger(__name__)
