@@ -184,14 +184,15 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--device", default="cpu")
     p.add_argument("--quick", action="store_true", help="300 images, 28 and 64 px, batch 64, 1 s per rate")
-    p.add_argument("--images", type=int, default=4000)
-    p.add_argument("--seconds", type=float, default=3.0, help="how long each rate is measured")
+    p.add_argument("--images", type=int, default=None, help="JPEGs to write (default 4000; 300 quick)")
+    p.add_argument("--seconds", type=float, default=None, help="how long each rate is measured (3; 1 quick)")
+    p.add_argument("--sizes", default=None, help="side lengths, e.g. 28,64,128 (default; 28,64 quick)")
     args = p.parse_args(argv)
-    args.sizes = [28, 64] if args.quick else [28, 64, 128]
+    args.sizes = [int(s) for s in (args.sizes or ("28,64" if args.quick else "28,64,128")).split(",")]
     args.batches = [64] if args.quick else [64, 256]
-    args.decode_limit = 300 if args.quick else 2000
-    if args.quick:
-        args.images, args.seconds = 300, 1.0
+    args.images = args.images or (300 if args.quick else 4000)
+    args.seconds = args.seconds or (1.0 if args.quick else 3.0)
+    args.decode_limit = min(args.images, 2000)
     torch.set_num_threads(1 if args.device == "cpu" else torch.get_num_threads())
     say(f"device fraction for the resident path: {DEVICE_FRACTION} of free device memory")
     run(args)
