@@ -424,12 +424,26 @@ def _check_matches(prepared: PreparedImages, prep: Preprocessing, where: str) ->
         )
 
 
+def check_source(spec: Any) -> None:
+    """Cheap checks of a ``folder`` spec's source, before the model is built and anything decoded: it is
+    reachable (a folder, a real zip, a bucket that answers) and holds PNG, JPEG or WebP files. One line
+    (:class:`DatasetNotFoundError`) where it does not."""
+    if spec.prepared is not None:
+        _local_copy(spec.prepared)
+        return
+    files = open_files(canonical_root(spec.root))
+    listing = files.listing()
+    plan = plan_files(listing, spec.labels)
+    if not plan.files:
+        raise DatasetNotFoundError(_no_images_message(files.root, listing, plan))
+
+
 def check_for_run(spec: Any, batch_size: int, class_metrics: bool) -> PreparedImages:
     """The prepared set, or a :class:`~gan_ray.errors.ConfigError` in one line where a run on it cannot
     work: fewer images than one batch, or classifier metrics on a set with fewer than two classes."""
     from gan_ray.errors import ConfigError
 
-    prepared = load_prepared(spec, say=print)  # the run's start listed the source already (check_available)
+    prepared = load_prepared(spec, say=print, fresh=True)  # a source changed since is decoded again
     where = spec.prepared or spec.root
     count = prepared.images.shape[0]
     if count < batch_size:

@@ -41,11 +41,12 @@ def make_source(
 
 
 def check_available(spec: DataSpec) -> None:
-    """Fail fast, before workers start, when a dataset's files are not where ``spec`` points. A folder is
-    decoded here, once, into its prepared file (what every trial then reads), with a one-line summary."""
+    """Fail fast, before workers start, when a dataset's files are not where ``spec`` points. A folder's
+    source is listed here (reachable, holding images); the preflight decodes it once, after the model
+    builds (:func:`gan_ray.data.prepared.check_for_run`)."""
     if dataset_info(spec.name).shaped_by_config:
-        from gan_ray.data.prepared import load_prepared
+        from gan_ray.data.prepared import check_source
 
-        load_prepared(spec, say=print, fresh=True)
+        check_source(spec)
         return
     check_files(spec.name, spec.root, spec.download)

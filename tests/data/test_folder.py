@@ -175,8 +175,10 @@ def test_corrupt_truncated_and_non_image_files_are_counted_skips_with_reasons(tm
 )
 def test_a_folder_without_usable_images_is_one_line(tmp_path, make, message):
     make(tmp_path / "src")
+    cfg = _cfg(tmp_path / "src")
     with pytest.raises(DatasetNotFoundError, match=message) as err:
-        check_available(_cfg(tmp_path / "src").data)
+        check_available(cfg.data)  # what api.train and api.sweep run first, then the preflight
+        check_components(cfg)
     assert "\n" not in str(err.value)
 
 
@@ -208,6 +210,18 @@ def test_fewer_images_than_one_batch_and_one_class_only_fail_before_training(tmp
         Image.new("L", (8, 8), j).save(flat / f"{j}.png")
     with pytest.raises(ConfigError, match="no class subfolders"):
         check_components(_cfg(flat))
+
+
+def test_a_size_the_model_cannot_build_fails_before_anything_is_decoded(tmp_path):
+    from gan_ray.errors import PluginError
+    from gan_ray.settings import cache_dir
+
+    root = _grey_folder(tmp_path / "src")
+    cfg = validate_config({"data": {"name": "folder", "root": str(root), "image_size": 128}})
+    check_available(cfg.data)  # the source is there and holds images: listed, not decoded
+    with pytest.raises(PluginError, match="builds images of side .* not 128"):
+        check_components(cfg)
+    assert not list((cache_dir() / "prepared").glob("folder-*-3x128x128-*"))
 
 
 def test_an_unlabelled_folder_without_inception_weights_says_so_before_training(tmp_path, monkeypatch):
