@@ -149,6 +149,7 @@ def sweep(
         from gan_ray.ray.search import fail_running_trials
 
         fail_running_trials(study_name, study_url, INTERRUPTED)
+    space = _with_sweep_data(space, storage_path, study_name)
     space = _with_sweep_extractor(space, storage_path, study_name)
     recorder, earlier = None, []
     if tracking:
@@ -190,6 +191,22 @@ def _rest_of_plan(space: SearchSpace, study_name: str, study_url: str) -> Search
             "resume; pass --num-samples N to add N more"
         )
     return space.with_budget(num_samples=planned - done)
+
+
+def _with_sweep_data(space: SearchSpace, storage_path: str, study_name: str) -> SearchSpace:
+    """For a ``folder`` sweep: the prepared file (decoded here once, or found in the cache) put on the
+    storage every node reads and named in every trial's ``data.prepared``, so trials on any node read
+    the same bytes memory-mapped and none decodes the source (which another node may not even see).
+    The file's name holds its cache key: a changed source is a new file, never an old one reused."""
+    data = space.base.data
+    if data.name != "folder" or data.prepared is not None:
+        return space
+    from gan_ray.data.prepared import prepared_path
+    from gan_ray.ray.storage import put_file
+
+    local = prepared_path(data)
+    uri = put_file(local, storage_path, f"{study_name}/data/{local.name}", keep_existing=True)
+    return dataclasses.replace(space, base=space.base.with_overrides({"data.prepared": uri}))
 
 
 def _with_sweep_extractor(space: SearchSpace, storage_path: str, study_name: str) -> SearchSpace:
@@ -265,6 +282,41 @@ def report(
     )
     artifacts = log_report(client, run.info.run_id, record, Path(out) if out is not None else None)
     return Report(record, run.info.run_id, uri, artifacts)
+
+
+def prepare(
+    source: str,
+    *,
+    size: int,
+    channels: int = 3,
+    labels: Literal["auto", "none"] = "auto",
+    out: str | Path | None = None,
+    verbose: bool = True,
+) -> Path:
+    """Decode the images at ``source`` (a folder, a ``.zip``, ``s3://bucket/prefix``) once into a prepared
+    file, as a ``folder`` run does when it finds none: short side resized to ``size`` and centre-cropped,
+    ``channels`` 1 or 3, labels from class subfolders (``auto``) or ``none``. Into the cache
+    (``$GAN_RAY_CACHE/prepared``), where runs on ``source`` find it, or to ``out`` (a run reads it with
+    ``data.prepared``). Returns its path; bad input is one line (a ``ConfigError`` or ``FileNotFoundError``).
+    """
+    from gan_ray.config import validate_config
+    from gan_ray.data.prepared import Preprocessing
+    from gan_ray.data.prepared import prepare as _prepare
+
+    # The config's own checks say in one line what a bad size, channel count or labels value is.
+    validate_config(
+        {
+            "data": {
+                "name": "folder",
+                "root": source,
+                "image_size": size,
+                "channels": channels,
+                "labels": labels,
+            }
+        }
+    )
+    say = print if verbose else (lambda _line: None)
+    return _prepare(source, Preprocessing(size, channels, labels), out=out, say=say).path
 
 
 def load_generator(uri: str | Path, tracking_uri: str | None = None, device: str = "cpu") -> LoadedGenerator:

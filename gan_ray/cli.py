@@ -19,6 +19,8 @@ EXAMPLES = """examples:
   gan-ray sweep search_spaces/ring8.yaml --resume --num-samples 8
   gan-ray sweep search_spaces/ring8_pbt.yaml -v
   gan-ray sweep search_spaces/fashion_mnist_laptop.yaml --set data.root=~/data
+  gan-ray prepare ~/photos --size 64
+  gan-ray sweep search_spaces/folder.yaml --set data.root=~/photos
   gan-ray sample --model models:/gan_ray-ring8@champion -n 2500 --out ring8.png
   gan-ray export models:/gan_ray-ring8@champion --onnx ring8.onnx
   gan-ray report ring8
@@ -125,6 +127,14 @@ def _export(args: argparse.Namespace) -> int:
     return 0
 
 
+def _prepare(args: argparse.Namespace) -> int:
+    from gan_ray.api import prepare
+
+    path = prepare(args.source, size=args.size, channels=args.channels, labels=args.labels, out=args.out)
+    print(f"prepared file: {path}")
+    return 0
+
+
 def _report(args: argparse.Namespace) -> int:
     from gan_ray.api import report
     from gan_ray.tracking.report import importance_line
@@ -181,6 +191,45 @@ def _add_report(sub) -> None:
     )
     p.add_argument("--out", default=None, help="also write the report's files to this folder")
     p.set_defaults(func=_report)
+
+
+def _add_sample(sub) -> None:
+    p = sub.add_parser("sample", help="draw samples from a trained generator into a PNG")
+    p.add_argument(
+        "--model",
+        required=True,
+        help="models:/NAME@champion, models:/NAME/VERSION, runs:/RUN_ID/generator, or a local folder",
+    )
+    p.add_argument("-n", "--num-samples", type=int, default=64, help="how many samples (default 64)")
+    p.add_argument("--out", default="samples.png", help="PNG to write (default samples.png)")
+    p.add_argument("--seed", type=int, default=None, help="noise seed: the same seed gives the same samples")
+    p.add_argument("--tracking-uri", default=None, help=TRACKING_HELP)
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
+    p.set_defaults(func=_sample)
+
+
+def _add_prepare(sub) -> None:
+    p = sub.add_parser(
+        "prepare",
+        help="decode a folder of images (a folder, a .zip, s3://...) once into the file a folder run reads",
+    )
+    p.add_argument("source", help="a folder (class subfolders give labels), a .zip, or s3://bucket/prefix")
+    p.add_argument(
+        "--size", type=int, required=True, help="side length: the short side resized, centre cropped"
+    )
+    p.add_argument("--channels", type=int, choices=(1, 3), default=3, help="1: grey, 3: RGB (default)")
+    p.add_argument(
+        "--labels",
+        choices=("auto", "none"),
+        default="auto",
+        help="auto: from class subfolders (a flat folder has none); none: ignore the folders",
+    )
+    p.add_argument(
+        "--out",
+        default=None,
+        help="write it here (a run reads it with data.prepared); default: the cache, where runs find it",
+    )
+    p.set_defaults(func=_prepare)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -261,21 +310,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_sweep)
 
-    p = sub.add_parser("sample", help="draw samples from a trained generator into a PNG")
-    p.add_argument(
-        "--model",
-        required=True,
-        help="models:/NAME@champion, models:/NAME/VERSION, runs:/RUN_ID/generator, or a local folder",
-    )
-    p.add_argument("-n", "--num-samples", type=int, default=64, help="how many samples (default 64)")
-    p.add_argument("--out", default="samples.png", help="PNG to write (default samples.png)")
-    p.add_argument("--seed", type=int, default=None, help="noise seed: the same seed gives the same samples")
-    p.add_argument("--tracking-uri", default=None, help=TRACKING_HELP)
-    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
-    p.set_defaults(func=_sample)
-
+    _add_sample(sub)
+    _add_prepare(sub)
     _add_export(sub)
-
     _add_report(sub)
     return parser
 

@@ -15,7 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from gan_ray import settings
-from gan_ray.data.catalog import DatasetInfo, check_feature_name, dataset_info
+from gan_ray.data.catalog import DatasetInfo, check_feature_name, dataset_info, spec_info
 from gan_ray.errors import ConfigError
 from gan_ray.losses import LOSSES, get_loss, loss_param_names
 from gan_ray.models.spec import AUTO, MODELS, ModelSpec
@@ -61,13 +61,24 @@ class _Strict(BaseModel):
 
 
 class DataConfig(_Strict):
-    """What to train on. ``root`` is the torchvision root for mnist / fashion_mnist / cifar10."""
+    """What to train on. ``root`` is the torchvision root for mnist / fashion_mnist / cifar10, and for
+    ``folder`` your own images: a folder (class subfolders give labels), a ``.zip``, or ``s3://bucket/prefix``.
+
+    ``channels``, ``labels`` and ``prepared`` are ``folder``'s: 1 (grey) or 3 (RGB, the default);
+    ``auto`` (labels from subfolders; a flat folder has none) or ``none``; a prepared file (path or URI,
+    see ``gan-ray prepare``) to read instead of decoding ``root``. ``mirror`` adds x-flips of every image
+    (StyleGAN2-ADA's ``--mirror``): each drawn image is flipped with probability 1/2.
+    """
 
     name: str = "ring8"
     root: str | None = None
     download: bool = False
-    # Images are resized to this side length; None keeps the dataset's own (8, 28 or 32).
-    image_size: Literal[8, 28, 32, 64] | None = None
+    # Images are resized to this side length; None keeps the dataset's own (8, 28 or 32). folder needs it.
+    image_size: Literal[8, 28, 32, 64, 128, 256] | None = None
+    channels: Literal[1, 3] | None = None
+    labels: Literal["auto", "none"] = "auto"
+    mirror: bool = False
+    prepared: str | None = None
 
     @field_validator("name")
     @classmethod
@@ -75,10 +86,35 @@ class DataConfig(_Strict):
         dataset_info(v)  # a built-in, or a plug-in that imports and says how to read it
         return v
 
+    @model_validator(mode="after")
+    def _folder_fields(self) -> DataConfig:
+        info = dataset_info(self.name)
+        if info.shaped_by_config:
+            if self.image_size is None:
+                raise ValueError(
+                    f"data.image_size is required for dataset {self.name!r} (28, 32, 64, 128 or 256)"
+                )
+            if self.root is None and self.prepared is None:
+                raise ValueError(
+                    f"data.root is required for dataset {self.name!r}: a folder of images, a .zip or s3://..."
+                )
+            return self
+        own = {
+            "channels": self.channels is not None,
+            "labels": self.labels != "auto",
+            "prepared": self.prepared,
+        }
+        bad = [k for k, set_ in own.items() if set_]
+        if bad:
+            raise ValueError(f"data.{bad[0]} applies to dataset 'folder' only, not {self.name!r}")
+        if self.mirror and info.is_mixture:
+            raise ValueError(f"data.mirror flips images; dataset {self.name!r} is a mixture of 2-D points")
+        return self
+
     @property
     def info(self) -> DatasetInfo:
-        """The dataset's catalog entry (kind, shape, default objective)."""
-        return dataset_info(self.name)
+        """The dataset's catalog entry (kind, shape, default objective), with folder's shape filled in."""
+        return spec_info(self)
 
     @property
     def is_mixture(self) -> bool:
@@ -348,9 +384,15 @@ class GanConfig(_Strict):
             raise ValueError(
                 f"data.root is required for dataset {self.data.name!r} (a torchvision root folder)"
             )
-        if not info.is_mixture and self.metrics.features == "classifier" and not info.num_classes:
+        labels_in_files = info.shaped_by_config and self.data.labels == "auto"
+        if (
+            not info.is_mixture
+            and self.metrics.features == "classifier"
+            and not (info.num_classes or labels_in_files)
+        ):
             raise ValueError(
-                f"metrics.features 'classifier' trains on the labels of {self.data.name!r}, which has none; "
+                f"metrics.features 'classifier' trains on the labels of {self.data.name!r}, which has none "
+                f"(data.labels {self.data.labels!r}); "
                 "set metrics.features to a pretrained extractor (inception, or a plug-in)"
             )
         self._one_penalty()
@@ -507,7 +549,7 @@ class GanConfig(_Strict):
 
 
 #: The config keys that hold a local path (or a URI, which stays as it is).
-PATH_KEYS = ("output_dir", "data.root", "scaling.storage_path", "metrics.extractor")
+PATH_KEYS = ("output_dir", "data.root", "data.prepared", "scaling.storage_path", "metrics.extractor")
 
 
 def resolve_path(value: str | None) -> str | None:
@@ -569,6 +611,7 @@ def known_keys() -> set[str]:
     model section's keys of earlier versions (``model.hidden_dim``...) still count."""
     keys = {k for k in _flatten(GanConfig().model_dump(mode="json")) if not k.startswith("loss.params")}
     keys |= {"noise.dim", "data.root", "data.image_size", "scaling.storage_path", "penalty.weight"}
+    keys |= {"data.channels", "data.prepared"}
     keys |= {f"loss.params.{p}" for name in LOSSES for p in loss_param_names(name)}
     keys |= {
         f"model.params.{p}" for name in MODELS for p in MODELS[name].param_names() or () if p not in D_OPTIONS

@@ -18,7 +18,7 @@ VARIABLES: dict[str, str] = {
     "GAN_RAY_STORAGE": "Ray Train checkpoints (default: ./ray_results; s3://... on a cluster)",
     "GAN_RAY_OPTUNA_STORAGE": "Optuna study storage (default: sqlite:///./optuna.db; an absolute path on a cluster)",
     "GAN_RAY_SHARED_FS": "set to 1 when GAN_RAY_STORAGE is a filesystem mounted on every node",
-    "GAN_RAY_CACHE": "feature-extractor cache (default: ~/.cache/gan_ray)",
+    "GAN_RAY_CACHE": "feature-extractor cache, and folder datasets' prepared files under prepared/ (default: ~/.cache/gan_ray)",
     "GAN_RAY_INCEPTION_WEIGHTS": "path of torch-fidelity's Inception weights file, where present",
     "RAY_ADDRESS": "the Ray cluster to use (default: start a local Ray)",
     "GAN_RAY_GIT_COMMIT": "the code's git commit, tagged on runs where no .git is at hand (ray job submit)",

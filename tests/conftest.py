@@ -137,3 +137,42 @@ def postgres_uri(servers):
     postgres = servers.Postgres()
     yield postgres.uri
     postgres.stop()
+
+
+#: Images per class the folder fixtures export (10 classes): a few thousand real images.
+FOLDER_IMAGES_PER_CLASS = 300
+
+
+@pytest.fixture(scope="session")
+def fashion_mnist_folder(fashion_mnist_root, tmp_path_factory):
+    """Real Fashion-MNIST training images as PNG files in class subfolders (``0-T-shirt/top`` ... named
+    by torchvision's classes), the first FOLDER_IMAGES_PER_CLASS of each class in file order, and the
+    same tree as a zip: (folder, zip file, uint8 images (N, 1, 28, 28) in the folder's sorted order,
+    their labels in sorted class-folder order)."""
+    import zipfile
+
+    import numpy as np
+    from PIL import Image
+
+    from gan_ray.data.images import load_torchvision_uint8
+
+    images, labels = load_torchvision_uint8("fashion_mnist", fashion_mnist_root, train=True)
+    base = tmp_path_factory.mktemp("folder")
+    folder = base / "fashion"
+    picked: list[tuple[str, int, np.ndarray]] = []
+    for label in range(10):
+        cls = f"class_{label}"
+        (folder / cls).mkdir(parents=True)
+        rows = torch.nonzero(labels == label).flatten()[:FOLDER_IMAGES_PER_CLASS].tolist()
+        for i in rows:
+            name = f"{cls}/{i:05d}.png"
+            array = images[i, 0].numpy()
+            Image.fromarray(array, "L").save(folder / name)
+            picked.append((name, label, array))
+    archive = base / "fashion.zip"
+    with zipfile.ZipFile(archive, "w") as z:
+        for name, _, _ in picked:
+            z.write(folder / name, f"fashion/{name}")  # wrapped in one folder, as zips of a folder are
+    picked.sort(key=lambda t: t[0])
+    expected = torch.from_numpy(np.stack([a for _, _, a in picked]))[:, None]
+    return folder, archive, expected, torch.tensor([lab for _, lab, _ in picked])

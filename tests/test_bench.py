@@ -318,3 +318,27 @@ def test_quality_table_takes_the_champion_from_a_runs_config(tmp_path):
     assert {r["base"]["hidden_dim"] for r in lines if r["measurement"] == "quality_run" and "base" in r} == {
         24
     }
+
+
+DATA_PATH = BENCH.with_name("data_path.py")
+
+
+def test_data_path_measures_decoding_batches_and_memory(one_thread):
+    """The folder data path's bench, tiny: every size gets a decode line (decoding once is faster than
+    decoding every epoch), a batches line per path, and uint8 memory a quarter of float32's."""
+    out = subprocess.run(
+        [sys.executable, str(DATA_PATH), "--quick", "--images", "40", "--seconds", "0.1", "--sizes", "28"],
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
+    assert out.returncode == 0, out.stderr[-2000:]
+    lines = [json.loads(line) for line in out.stdout.splitlines()]
+    by_kind = {
+        kind: [r for r in lines if r["measurement"] == kind] for kind in ("decode", "batches", "memory")
+    }
+    assert by_kind["decode"][0]["speedup"] > 1 and by_kind["decode"][0]["images"] == 40
+    assert {r["path"] for r in by_kind["batches"]} == {"device", "host"}
+    assert all(r["step_images_per_s"] > 0 for r in by_kind["batches"])
+    memory = by_kind["memory"][0]
+    assert memory["float32_bytes"] == 4 * memory["uint8_bytes"] == 4 * 40 * 3 * 28 * 28

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import metadata
 from typing import Any, Literal, Protocol
 
@@ -45,6 +45,9 @@ class DatasetInfo:
     #: A plug-in mixture's mode centres ((x, y), ...) and their standard deviation.
     modes: tuple[tuple[float, ...], ...] = ()
     mode_std: float = 0.0
+    #: Its shape is the config's (``data.channels``, ``data.image_size``) and its classes are found in the
+    #: files (``data.labels: auto``): the ``folder`` dataset. See :func:`spec_info`.
+    shaped_by_config: bool = False
 
     @property
     def is_mixture(self) -> bool:
@@ -108,6 +111,8 @@ DATASETS: Registry[DatasetInfo] = Registry(
             DatasetInfo("mnist", "image", 1, 28, "MNIST", num_classes=10),
             DatasetInfo("fashion_mnist", "image", 1, 28, "FashionMNIST", num_classes=10),
             DatasetInfo("cifar10", "image", 3, 32, "CIFAR10", num_classes=10),
+            # Your own images (gan_ray.data.prepared): a folder, a .zip or s3://...; labels from subfolders.
+            DatasetInfo("folder", "image", channels=3, shaped_by_config=True),
         )
     },
     convert=_as_dataset,
@@ -120,6 +125,20 @@ TORCHVISION_DATASETS = tuple(name for name in DATASETS if DATASETS[name].needs_r
 def dataset_info(name: str) -> DatasetInfo:
     """The catalog entry of ``name`` (a built-in or a plug-in), or a one-line error listing the built-ins."""
     return DATASETS.resolve(name)
+
+
+#: ``data.channels`` when a config leaves it unset.
+DEFAULT_FOLDER_CHANNELS = 3
+
+
+def spec_info(spec: DataSpec) -> DatasetInfo:
+    """The catalog entry of ``spec.name`` with the facts the config sets filled in: for ``folder``, its
+    channels and side length (its class count is known once its files are listed: see the prepared file)."""
+    info = dataset_info(spec.name)
+    if not info.shaped_by_config:
+        return info
+    channels = getattr(spec, "channels", None) or DEFAULT_FOLDER_CHANNELS
+    return replace(info, channels=channels, native_size=spec.image_size)
 
 
 def frechet_metric(features: str) -> str:
@@ -154,3 +173,8 @@ class DataSpec(Protocol):
     root: str | None
     download: bool
     image_size: int | None
+    #: ``folder`` only (None/``auto``/False elsewhere): 1 or 3; ``auto`` or ``none``; a prepared file to read.
+    channels: int | None
+    labels: str
+    mirror: bool
+    prepared: str | None

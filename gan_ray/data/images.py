@@ -1,30 +1,19 @@
-"""Image datasets as one tensor in [-1, 1]: scikit-learn's 8x8 digits, and torchvision's MNIST,
-Fashion-MNIST and CIFAR-10 read from a local root (downloaded only when asked)."""
+"""Image datasets as one tensor: scikit-learn's 8x8 digits, torchvision's MNIST, Fashion-MNIST and
+CIFAR-10 read from a local root (downloaded only when asked), and folder's prepared file; as uint8 where
+the set is 8-bit (what training keeps on the device), or as float in [-1, 1] (what metrics read)."""
 
 from __future__ import annotations
 
+import warnings
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from gan_ray.data.batches import TensorSource  # noqa: F401  (where it lived before batches.py)
 from gan_ray.data.catalog import DataSpec, dataset_info
 from gan_ray.errors import DatasetNotFoundError
-
-
-class TensorSource:
-    """Batches drawn uniformly with replacement, by index, from a tensor kept on the device."""
-
-    def __init__(self, data: Tensor, device: torch.device | str = "cpu"):
-        if data.shape[0] == 0:
-            raise ValueError("dataset is empty")
-        self.data = data.to(device)
-        self.shape = tuple(data.shape[1:])
-
-    def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
-        idx = torch.randint(0, self.data.shape[0], (n,), device=self.data.device, generator=generator)
-        return self.data[idx]
 
 
 def load_digits() -> tuple[Tensor, Tensor]:
@@ -96,10 +85,10 @@ def download_command(name: str, root: str | Path) -> str:
     return f"python -c \"import torchvision; torchvision.datasets.{cls}('{root}', download=True)\""
 
 
-def load_torchvision(
+def load_torchvision_uint8(
     name: str, root: str | Path, download: bool = False, train: bool = True
 ) -> tuple[Tensor, Tensor]:
-    """MNIST / Fashion-MNIST / CIFAR-10 from a local torchvision root, as ((N, C, H, W) in [-1, 1], labels).
+    """MNIST / Fashion-MNIST / CIFAR-10 from a local torchvision root, as (uint8 (N, C, H, W), labels).
 
     Downloads only when ``download`` is set; missing files are an error, never a network wait.
     """
@@ -113,8 +102,15 @@ def load_torchvision(
         data = data.unsqueeze(1)
     else:  # CIFAR (N, H, W, C) uint8
         data = data.permute(0, 3, 1, 2)
-    images = data.float().div_(127.5).sub_(1.0).contiguous()
-    return images, torch.as_tensor(ds.targets).long()
+    return data.contiguous(), torch.as_tensor(ds.targets).long()
+
+
+def load_torchvision(
+    name: str, root: str | Path, download: bool = False, train: bool = True
+) -> tuple[Tensor, Tensor]:
+    """MNIST / Fashion-MNIST / CIFAR-10 from a local torchvision root, as ((N, C, H, W) in [-1, 1], labels)."""
+    images, labels = load_torchvision_uint8(name, root, download, train)
+    return to_unit_range(images).contiguous(), labels
 
 
 def resize(images: Tensor, size: int | None) -> Tensor:
@@ -125,18 +121,75 @@ def resize(images: Tensor, size: int | None) -> Tensor:
     ).clamp_(-1, 1)
 
 
-def load_labelled(spec: DataSpec, train: bool = True) -> tuple[Tensor, Tensor]:
-    """(images (N, C, H, W) in [-1, 1] resized to ``spec.image_size``, int64 labels (N,)).
+def data_identity(spec: DataSpec) -> str:
+    """What names a spec's images in cache file names: the dataset's name, and for ``folder`` the key of
+    its prepared file as well (two folders, or one folder before and after a change, are other data)."""
+    info = dataset_info(spec.name)
+    if not info.shaped_by_config:
+        return info.name
+    from gan_ray.data.prepared import load_prepared
 
-    Digits has a single split, so ``train`` is ignored for it.
+    return f"{info.name}-{load_prepared(spec).manifest['key'][:16]}"
+
+
+def to_unit_range(images: Tensor) -> Tensor:
+    """uint8 images as float in [-1, 1] (x / 127.5 - 1); float images as they are."""
+    if images.dtype == torch.uint8:
+        return images.float().div_(127.5).sub_(1.0)
+    return images
+
+
+def to_uint8(images: Tensor) -> Tensor:
+    """Images in [-1, 1] as uint8, rounded (the inverse of :func:`to_unit_range` on uint8 values)."""
+    return images.add(1.0).mul_(127.5).round_().clamp_(0, 255).to(torch.uint8)
+
+
+def load_stored(spec: DataSpec, train: bool = True) -> tuple[Tensor, Tensor]:
+    """(images (N, C, H, W) as stored, at ``spec.image_size``: uint8 where the set is 8-bit (the
+    torchvision sets, folder), float in [-1, 1] otherwise (digits, plug-ins); int64 labels (N,)).
+
+    What the training source keeps on the device: uint8 takes a quarter of float32's memory. A resized
+    8-bit set is rounded back to uint8 after resizing. ``folder`` is read from its prepared file
+    (decoded once, memory-mapped; :mod:`gan_ray.data.prepared`) and has a single split.
     """
     info = dataset_info(spec.name)
     if info.is_mixture:
         raise ValueError(f"{spec.name!r} is not an image dataset")
+    if info.shaped_by_config:
+        from gan_ray.data.prepared import load_prepared
+
+        prepared = load_prepared(spec)
+        with warnings.catch_warnings():  # read-only by design: a memmap of the file every trial shares
+            warnings.filterwarnings("ignore", "The given NumPy array is not writable")
+            images = torch.from_numpy(prepared.images)
+        return images, torch.from_numpy(prepared.labels)
     if info.load is not None:  # a plug-in reads itself
+        images, labels = _plugin_images(spec, info.load, train)
+        return resize(images, spec.image_size), labels
+    if spec.name == "digits":
+        images, labels = load_digits()
+        return resize(images, spec.image_size), labels
+    images, labels = load_torchvision_uint8(spec.name, spec.root or "", download=spec.download, train=train)
+    if spec.image_size is not None and images.shape[-1] != spec.image_size:
+        images = to_uint8(resize(to_unit_range(images), spec.image_size))
+    return images, labels
+
+
+def load_labelled(spec: DataSpec, train: bool = True) -> tuple[Tensor, Tensor]:
+    """(images (N, C, H, W) in [-1, 1] resized to ``spec.image_size``, int64 labels (N,)).
+
+    Digits and folder have a single split, so ``train`` is ignored for them.
+    """
+    info = dataset_info(spec.name)
+    if info.is_mixture:
+        raise ValueError(f"{spec.name!r} is not an image dataset")
+    if info.load is not None and not info.shaped_by_config:  # a plug-in reads itself
         images, labels = _plugin_images(spec, info.load, train)
     elif spec.name == "digits":
         images, labels = load_digits()
+    elif info.shaped_by_config:
+        images, labels = load_stored(spec, train)
+        return to_unit_range(images), labels
     else:
         images, labels = load_torchvision(spec.name, spec.root or "", download=spec.download, train=train)
     return resize(images, spec.image_size), labels

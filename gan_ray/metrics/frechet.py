@@ -14,8 +14,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import Tensor, nn
 
-from gan_ray.data.catalog import DataSpec, dataset_info, frechet_metric
-from gan_ray.data.images import load_images
+from gan_ray.data.catalog import DataSpec, frechet_metric, spec_info
+from gan_ray.data.images import data_identity, load_stored, to_unit_range
 from gan_ray.metrics.classes import class_coverage
 from gan_ray.metrics.features import default_cache_dir, get_feature_extractor
 from gan_ray.metrics.features.cache import cached
@@ -112,18 +112,20 @@ class FrechetEvaluator:
             raise ValueError(f"num_real must be at least 2, got {num_real}")
         self.device = torch.device(device)
         self.batch_size = batch_size
-        info = dataset_info(spec.name)
+        info = spec_info(spec)
         self.shape = info.sample_shape(spec.image_size)
         self.metric_name = frechet_metric(kind)
-        self.num_classes = info.num_classes
         cache = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
         self.extractor = get_feature_extractor(spec, kind, cache, self.device, extractor_seed, extractor_file)
         self.classifier_accuracy: float | None = getattr(self.extractor, "test_accuracy", None)
+        # The classes the classifier was trained on (a folder's are its class folders), else the catalog's.
+        head = getattr(self.extractor, "head", None)
+        self.num_classes = head.out_features if isinstance(head, nn.Linear) else info.num_classes
         # The features are computed here (not inside torchmetrics), so the classifier's head can label the
         # same forward pass's samples.
         self._metric = _fid_metric(_Identity(self.extractor.num_features)).to(self.device)
         c, h, w = self.shape
-        name = f"real-{info.name}-{c}x{h}x{w}-n{num_real}-{self.extractor.cache_id}.pt"
+        name = f"real-{data_identity(spec)}-{c}x{h}x{w}-n{num_real}-{self.extractor.cache_id}.pt"
         stats, _ = cached(
             cache,
             name,
@@ -140,9 +142,9 @@ class FrechetEvaluator:
         return self.extractor.cache_id
 
     def _real_stats(self, spec: DataSpec, num_real: int) -> dict[str, Tensor]:
-        images = load_images(spec)
+        images, _ = load_stored(spec)  # uint8 where stored so: only the picked ones become float
         pick = torch.randperm(images.shape[0], generator=torch.Generator().manual_seed(0))[:num_real]
-        self._update(images[pick], real=True)
+        self._update(to_unit_range(images[pick]), real=True)
         return {
             "features_sum": self._metric.real_features_sum.cpu().clone(),
             "features_cov_sum": self._metric.real_features_cov_sum.cpu().clone(),

@@ -17,6 +17,8 @@ Eager fallbacks, and why:
 - DDP with world_size > 1: DDP's bucketed all-reduce hooks, its bucket rebuild after the first
   iteration and NCCL under capture need care this wrapper does not take (one worker is not wrapped
   in DDP by Ray Train, so it is graphed);
+- real batches streamed from host memory (a set too large for the device): a graph would replay one
+  gathered batch forever;
 - anything else that fails to capture (a host sync in a custom noise or source, for example).
 """
 
@@ -69,6 +71,8 @@ def _step_blocker(step: GanStep) -> str | None:
         return "G or D is wrapped in DistributedDataParallel"
     if step.device.type != "cuda":
         return f"device {step.device.type!r} is not CUDA"
+    if not getattr(step.source, "graph_safe", True):
+        return "the real batches stream from host memory (the set is larger than the device holds)"
     return None
 
 

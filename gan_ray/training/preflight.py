@@ -21,3 +21,17 @@ def check_components(cfg: GanConfig) -> None:
         from gan_ray.metrics.features import FEATURE_EXTRACTORS  # torchmetrics: image runs only
 
         FEATURE_EXTRACTORS.resolve(cfg.metrics.features)
+        _check_images(cfg)
+
+
+def _check_images(cfg: GanConfig) -> None:
+    """A folder that a run cannot use (fewer images than a batch, classifier metrics without two classes),
+    and a pretrained extractor whose weights are not on disk: one line each, before anything trains."""
+    if cfg.metrics.features == "inception" and cfg.metrics.extractor is None:
+        from gan_ray.metrics.features.inception import check_inception
+
+        check_inception()
+    if cfg.data.info.shaped_by_config:
+        from gan_ray.data.prepared import check_for_run
+
+        check_for_run(cfg.data, cfg.train.batch_size, class_metrics=cfg.metrics.features == "classifier")

@@ -28,7 +28,7 @@ WITHIN_3_STD = 1 - math.exp(-4.5)
 def test_registries():
     assert set(DATASETS) == set(MIXTURE_DATASETS) | set(IMAGE_DATASETS)
     assert set(MIXTURE_DATASETS) == {"ring8", "grid25"}
-    assert set(IMAGE_DATASETS) == {"digits", "mnist", "fashion_mnist", "cifar10"}
+    assert set(IMAGE_DATASETS) == {"digits", "mnist", "fashion_mnist", "cifar10", "folder"}
 
 
 def test_ring8_modes():

@@ -6,15 +6,14 @@ cached object once while the others wait and load it.
 
 from __future__ import annotations
 
-import contextlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import torch
 
 from gan_ray import settings
-from gan_ray.files import atomic_torch_save
+from gan_ray.files import atomic_torch_save, file_lock
 
 _MEMO: dict[tuple[str, str], Any] = {}
 
@@ -37,24 +36,6 @@ def try_load(path: Path) -> dict[str, Any] | None:
         return torch.load(path, map_location="cpu", weights_only=True)
     except Exception:  # a truncated or foreign file: rebuild it rather than fail the run
         return None
-
-
-@contextlib.contextmanager
-def file_lock(path: Path) -> Iterator[None]:
-    """An exclusive advisory lock. Where ``fcntl`` is missing (Windows) it is a no-op: builders may then
-    build in duplicate, still safely (every write is atomic)."""
-    try:
-        import fcntl
-    except ImportError:
-        yield
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as f:
-        fcntl.flock(f, fcntl.LOCK_EX)
-        try:
-            yield
-        finally:
-            fcntl.flock(f, fcntl.LOCK_UN)
 
 
 def cached(

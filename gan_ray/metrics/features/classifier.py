@@ -17,8 +17,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gan_ray.data.catalog import DataSpec, dataset_info
-from gan_ray.data.images import load_labelled
+from gan_ray.data.catalog import DataSpec, dataset_info, spec_info
+from gan_ray.data.images import data_identity, load_stored, to_unit_range
 from gan_ray.metrics.features.cache import cached, try_load
 
 log = logging.getLogger(__name__)
@@ -68,7 +68,7 @@ def accuracy(model: ClassifierFeatures, images: Tensor, labels: Tensor, device: 
     """The fraction of ``images`` the classifier labels right."""
     correct = 0
     for start in range(0, images.shape[0], 1000):
-        batch = images[start : start + 1000].to(device)
+        batch = to_unit_range(images[start : start + 1000].to(device))
         correct += int((model.logits(batch).argmax(1).cpu() == labels[start : start + 1000]).sum())
     return correct / max(1, images.shape[0])
 
@@ -85,9 +85,11 @@ def train_classifier(
     epochs: int = 2,
     min_steps: int = 400,
     max_steps: int = 1500,
+    num_classes: int | None = None,
 ) -> ClassifierFeatures:
-    """Train a :class:`ClassifierFeatures` with Adam on ``images``, holding out a seeded fifth (at most 5000)
-    to measure ``test_accuracy``.
+    """Train a :class:`ClassifierFeatures` with Adam on ``images`` (uint8, or float in [-1, 1]; made float
+    a batch at a time), holding out a seeded fifth (at most 5000) to measure ``test_accuracy``. Its head has
+    ``num_classes`` outputs (None: one per label up to the largest).
 
     It runs ``epochs`` epochs, but at least ``min_steps`` steps (small sets such as digits) and at most
     ``max_steps`` (MNIST / CIFAR stay at a few minutes on a CPU). The caller's RNG state is left untouched.
@@ -104,7 +106,10 @@ def train_classifier(
         x_train, y_train = images[train_idx], labels[train_idx]
         with torch.random.fork_rng(devices=[]):
             torch.manual_seed(seed)
-            model = ClassifierFeatures(images.shape[1], images.shape[-1], num_features=num_features)
+            classes = num_classes if num_classes is not None else int(labels.max()) + 1
+            model = ClassifierFeatures(
+                images.shape[1], images.shape[-1], num_features=num_features, num_classes=classes
+            )
         model.to(device).train()
         opt = torch.optim.Adam(model.parameters(), lr=lr)
         steps_per_epoch = math.ceil(x_train.shape[0] / batch_size)
@@ -112,7 +117,8 @@ def train_classifier(
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=steps)
         for _ in range(steps):
             idx = torch.randint(0, x_train.shape[0], (batch_size,), generator=gen)
-            x, y = x_train[idx].to(device, non_blocking=True), y_train[idx].to(device, non_blocking=True)
+            x = to_unit_range(x_train[idx].to(device, non_blocking=True))
+            y = y_train[idx].to(device, non_blocking=True)
             loss = F.cross_entropy(model.logits(x), y)
             opt.zero_grad(set_to_none=True)
             loss.backward()
@@ -134,14 +140,18 @@ def fingerprint(state_dict: dict[str, Tensor]) -> str:
 
 def classifier_file(spec: DataSpec, seed: int) -> str:
     """The cache file name of the classifier for ``spec``'s images and ``seed``."""
-    info = dataset_info(spec.name)  # its own name: a plug-in's import path makes a poor file name
-    c, h, w = info.sample_shape(spec.image_size)
-    return f"classifier-{info.name}-{c}x{h}x{w}-seed{seed}-v{ClassifierFeatures.ARCH_VERSION}.pt"
+    c, h, w = spec_info(spec).sample_shape(spec.image_size)
+    return f"classifier-{data_identity(spec)}-{c}x{h}x{w}-seed{seed}-v{ClassifierFeatures.ARCH_VERSION}.pt"
 
 
 def _from_saved(saved: dict[str, Any], origin: str) -> ClassifierFeatures:
     meta = saved["meta"]
-    model = ClassifierFeatures(meta["in_channels"], meta["image_size"], num_features=meta["num_features"])
+    model = ClassifierFeatures(
+        meta["in_channels"],
+        meta["image_size"],
+        num_features=meta["num_features"],
+        num_classes=meta.get("num_classes", 10),  # files written before folders had 10
+    )
     model.load_state_dict(saved["state_dict"])
     model.cache_id = meta["cache_id"]
     model.test_accuracy = meta["test_accuracy"]
@@ -168,6 +178,7 @@ def describe(
         "in_channels": model.in_channels,
         "image_size": model.image_size,
         "num_features": model.num_features,
+        "num_classes": model.head.out_features,
         "seed": seed,
         "arch_version": ClassifierFeatures.ARCH_VERSION,
         "test_accuracy": model.test_accuracy,
@@ -178,12 +189,17 @@ def describe(
 
 
 def _train_and_describe(spec: DataSpec, device: torch.device, seed: int) -> dict[str, Any]:
-    images, labels = load_labelled(spec, train=True)
+    images, labels = load_stored(spec, train=True)  # uint8 where stored so: made float per batch
+    classes = dataset_info(spec.name).num_classes or None
+    if dataset_info(spec.name).shaped_by_config:
+        from gan_ray.data.prepared import load_prepared
+
+        classes = load_prepared(spec).num_classes  # every class folder, even one whose files all failed
     log.info(
         "training the feature classifier for %s %s (once; then cached)", spec.name, tuple(images.shape[1:])
     )
     start = time.perf_counter()
-    model = train_classifier(images, labels, seed=seed, device=device)
+    model = train_classifier(images, labels, seed=seed, device=device, num_classes=classes)
     seconds = time.perf_counter() - start
     log.info("feature classifier: held-out accuracy %.3f in %.1f s", model.test_accuracy, seconds)
     return describe(model, spec.name, seed, seconds)

@@ -50,8 +50,9 @@ def weights_path(cache_dir: Path) -> Path | None:
     return next((p for p in candidates if p.is_file()), None)
 
 
-def inception_extractor(spec: DataSpec, cache_dir: Path, device: torch.device, seed: int) -> nn.Module:
-    del spec, seed  # pretrained: the same network for every dataset
+def check_inception(cache_dir: Path | None = None) -> Path:
+    """The weights file Inception features need, or :class:`FeatureExtractorUnavailable` in one line."""
+    cache_dir = cache_dir if cache_dir is not None else settings.cache_dir()
     if importlib.util.find_spec("torch_fidelity") is None:
         raise FeatureExtractorUnavailable(
             "feature extractor 'inception' needs the torch-fidelity package, which is not installed "
@@ -64,4 +65,9 @@ def inception_extractor(spec: DataSpec, cache_dir: Path, device: torch.device, s
             f"never downloads at run time): set GAN_RAY_INCEPTION_WEIGHTS to its path, or put it in "
             f"{cache_dir} or {Path(torch.hub.get_dir()) / 'checkpoints'}; or use kind='classifier'"
         )
-    return InceptionFeatures(weights).to(device).eval()
+    return weights
+
+
+def inception_extractor(spec: DataSpec, cache_dir: Path, device: torch.device, seed: int) -> nn.Module:
+    del spec, seed  # pretrained: the same network for every dataset
+    return InceptionFeatures(check_inception(cache_dir)).to(device).eval()
