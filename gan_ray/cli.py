@@ -86,6 +86,9 @@ def _console(args: argparse.Namespace) -> int:
 
 
 def _sweep(args: argparse.Namespace) -> int:
+    # The sweep's end loads its best trials' models to score them again: MLflow's per-file progress bars
+    # would break the summary's lines.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     from gan_ray.api import sweep
 
     verbose = _console(args)
