@@ -60,14 +60,46 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+class AugmentConfig(_Strict):
+    """Augmentation of every batch D sees, real and fake alike (images only): DiffAugment's transforms
+    (Zhao et al. 2020) at probability ``p`` (``diffaug``; None: always), or at ADA's adaptive probability
+    (``ada``, Karras et al. 2020: starts at ``p``, None: 0, and moves so that D's sign on reals averages
+    ``ada_target``, by at most 1 per ``ada_kimg`` thousand reals, every ``ada_interval`` D-steps)."""
+
+    policy: Literal["none", "diffaug", "ada"] = "none"
+    color: bool = True
+    translation: bool = True
+    cutout: bool = True
+    p: float | None = Field(None, ge=0.0, le=1.0)
+    translation_ratio: float = Field(0.125, gt=0.0, le=0.5, description="largest shift, of the side")
+    cutout_ratio: float = Field(0.5, gt=0.0, le=1.0, description="the cut square's side, of the image's")
+    ada_target: float = Field(0.6, gt=-1.0, lt=1.0)
+    ada_kimg: float = Field(500.0, gt=0.0)
+    ada_interval: int = Field(4, ge=1)
+
+    @property
+    def transforms(self) -> tuple[str, ...]:
+        """The transforms turned on, in the order they apply."""
+        return tuple(t for t in ("color", "translation", "cutout") if getattr(self, t))
+
+    @model_validator(mode="after")
+    def _something_to_do(self) -> AugmentConfig:
+        if self.policy != "none" and not self.transforms:
+            raise ValueError(f"policy {self.policy!r} with color, translation and cutout all off")
+        return self
+
+
 class DataConfig(_Strict):
-    """What to train on. ``root`` is the torchvision root for mnist / fashion_mnist / cifar10."""
+    """What to train on. ``root`` is the torchvision root for mnist / fashion_mnist / cifar10; ``augment``
+    what D's batches go through (:class:`AugmentConfig`)."""
 
     name: str = "ring8"
     root: str | None = None
     download: bool = False
-    # Images are resized to this side length; None keeps the dataset's own (8, 28 or 32).
-    image_size: Literal[8, 28, 32, 64] | None = None
+    # Images are resized to this side length; None keeps the dataset's own (8, 28 or 32). The model
+    # must build it (its ModelSpec.image_sizes: dcgan 8-64, resnet 28-256).
+    image_size: Literal[8, 28, 32, 64, 128, 256] | None = None
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
 
     @field_validator("name")
     @classmethod
@@ -202,6 +234,8 @@ class PenaltyConfig(_Strict):
     own default (10 for gp, 1 for the zero-centred ones). ``schedule`` moves it from ``weight`` to
     ``final_ratio x weight`` over the first ``burn_in`` of the run, then holds it there: R3GAN's cosine
     burn-in of gamma. ``loss.name: wgan_gp`` carries ``gp`` itself (``penalty.name`` stays ``none``).
+    ``every``: lazy regularisation (Karras et al. 2020, StyleGAN2): the penalty only every N-th D-step,
+    at N times its weight, so it costs 1/N of its double backwards (1: every step).
     """
 
     name: str = "none"
@@ -211,6 +245,7 @@ class PenaltyConfig(_Strict):
     burn_in: float = Field(
         1.0, gt=0.0, le=1.0, description="the fraction of the run the schedule takes; it holds after"
     )
+    every: int = Field(1, ge=1, le=64, description="apply it every N-th D-step at N times the weight")
 
     @field_validator("name")
     @classmethod
@@ -354,6 +389,11 @@ class GanConfig(_Strict):
                 "set metrics.features to a pretrained extractor (inception, or a plug-in)"
             )
         self._one_penalty()
+        if info.is_mixture and self.data.augment.policy != "none":
+            raise ValueError(
+                f"data.augment.policy {self.data.augment.policy!r} augments images; dataset {self.data.name!r} "
+                "is a 2-D mixture (use 'none')"
+            )
         if self.model.d_pac > self.train.batch_size:
             raise ValueError(
                 f"model.d_pac {self.model.d_pac} packs more samples than a batch holds "
@@ -370,6 +410,12 @@ class GanConfig(_Strict):
             raise ValueError(
                 f"model.name {name!r} is for {spec.data}s; dataset {self.data.name!r} has {kind}s "
                 f"(use {wanted!r}, or 'auto')"
+            )
+        side = info.sample_shape(self.data.image_size)[-1]
+        if kind == "image" and spec.image_sizes is not None and side not in spec.image_sizes:
+            raise ValueError(
+                f"model {name!r} builds images of side {list(spec.image_sizes)}, not {side} "
+                f"(dataset {self.data.name!r}); set data.image_size to one of them"
             )
         problems = spec.check_params(self.model.params)
         if problems:
@@ -477,6 +523,8 @@ class GanConfig(_Strict):
         if penalty is None:
             return {"penalty.name": "none"}
         out: dict[str, Any] = {"penalty.name": penalty.name, "penalty.schedule": self.penalty.schedule}
+        if self.penalty.every != 1:
+            out["penalty.every"] = self.penalty.every
         if self.penalty.name != "none":
             out["penalty.weight"] = penalty.weight
         if self.penalty.schedule != "constant":
@@ -641,6 +689,7 @@ RESUMABLE_CHANGES = (
     "penalty.schedule",
     "penalty.final_ratio",
     "penalty.burn_in",
+    "penalty.every",
     "metrics.",
     "scaling.",
 )

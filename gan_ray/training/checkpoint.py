@@ -24,6 +24,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from gan_ray.augment import Augmentation
 from gan_ray.config import GanConfig, config_yaml
 from gan_ray.files import atomic_torch_save
 from gan_ray.models import unwrap
@@ -48,9 +49,11 @@ def training_state(
     history: Sequence[Mapping[str, float]] = (),
     hyperparameters: Mapping[str, Any] | None = None,
     ema: WeightAverage | None = None,
+    augment: Augmentation | None = None,
 ) -> dict[str, Any]:
     """Everything a run needs to continue bit for bit, plus what it has reported so far; with EMA on,
-    ``generator_ema`` is the averaged generator (what evals scored and what a logged model holds)."""
+    ``generator_ema`` is the averaged generator (what evals scored and what a logged model holds); with
+    ADA on, ``augment`` holds its probability and the statistics it moves by."""
     state = {
         "step": step,
         "generator": unwrap(generator).state_dict(),
@@ -65,6 +68,8 @@ def training_state(
     if ema is not None:
         average = ema.state_dict()
         state["generator_ema"], state["ema_updates"] = average["module"], average["updates"]
+    if augment is not None and augment.state_dict():
+        state["augment"] = augment.state_dict()
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         state["rng_cuda"] = torch.cuda.get_rng_state()
     return state
@@ -103,9 +108,16 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
 
 
 def restore(
-    state: dict[str, Any], generator, discriminator, opt_g, opt_d, ema: WeightAverage | None = None
+    state: dict[str, Any],
+    generator,
+    discriminator,
+    opt_g,
+    opt_d,
+    ema: WeightAverage | None = None,
+    augment: Augmentation | None = None,
 ) -> int:
-    """Load ``state`` into the modules, optimisers, EMA and RNG; returns the step to continue from.
+    """Load ``state`` into the modules, optimisers, EMA, ADA's probability and RNG; returns the step to
+    continue from.
 
     An EMA the checkpoint has no average for (turned on at this resume) starts from G's weights.
     """
@@ -118,6 +130,8 @@ def restore(
             ema.load_state_dict({"module": state["generator_ema"], "updates": state["ema_updates"]})
         else:
             ema.restart()
+    if augment is not None and "augment" in state:
+        augment.load_state_dict(state["augment"])
     torch.set_rng_state(state["rng_cpu"])
     if "rng_cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state(state["rng_cuda"])

@@ -17,7 +17,8 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from gan_ray.config import GanConfig, check_resumable
+from gan_ray.augment import Augmentation, make_augmentation
+from gan_ray.config import AugmentConfig, GanConfig, check_resumable
 from gan_ray.data.sources import DataSource, make_source
 from gan_ray.errors import DivergedError
 from gan_ray.losses import get_loss
@@ -125,6 +126,7 @@ class Training:
             self.history,
             self.hyperparameters(),
             ema=self.ema,
+            augment=self.step_fn.augment,
         )
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -136,7 +138,9 @@ class Training:
         """
         if "config" in state:
             check_resumable(state["config"], self.config)
-        self.step = restore(state, self.generator, self.discriminator, self.opt_g, self.opt_d, self.ema)
+        self.step = restore(
+            state, self.generator, self.discriminator, self.opt_g, self.opt_d, self.ema, self.step_fn.augment
+        )
         self.history = [dict(h) for h in state.get("history", [])]
         o = self.config.optim
         for opt, lr in ((self.opt_g, o.lr_g), (self.opt_d, o.lr_d)):
@@ -181,6 +185,8 @@ class Training:
             used["penalty.schedule"] = (
                 s.penalty_schedule.kind if s.penalty_schedule is not None else "constant"
             )
+            if s.penalty_every != 1:
+                used["penalty.every"] = s.penalty_every
         if s.penalty_schedule is not None:
             used["penalty.final_ratio"] = s.penalty_schedule.final_ratio
         used.update({f"loss.params.{k}": v for k, v in s.loss.params().items()})
@@ -202,6 +208,21 @@ class Training:
 
 def _rank_seed(seed: int, rank: int, step: int = 0) -> int:
     return (seed * 1_000_003 + rank * 7_919 + step) % (2**63)
+
+
+def augmentation(cfg: AugmentConfig, device: torch.device) -> Augmentation | None:
+    """The augmentation ``data.augment`` asks for, its ADA state on ``device`` (None: off)."""
+    return make_augmentation(
+        cfg.policy,
+        device,
+        cfg.transforms,
+        p=cfg.p,
+        target=cfg.ada_target,
+        kimg=cfg.ada_kimg,
+        interval=cfg.ada_interval,
+        translation_ratio=cfg.translation_ratio,
+        cutout_ratio=cfg.cutout_ratio,
+    )
 
 
 def _optimizers(cfg: GanConfig, g: nn.Module, d: nn.Module, device: torch.device, capturable: bool = False):
@@ -273,6 +294,8 @@ def build_training(
         penalty_schedule=schedule(
             cfg.penalty.schedule, cfg.penalty.final_ratio, cfg.train.steps, cfg.penalty.burn_in
         ),
+        penalty_every=cfg.penalty.every,
+        augment=augmentation(cfg.data.augment, device),
     )
     step_fn = GraphedStep(step) if graphed else step
     return Training(cfg, device, g, d, opt_g, opt_d, step_fn, rank=rank, world_size=world_size, ema=step.ema)
@@ -329,6 +352,9 @@ def run_loop(
         elapsed = time.perf_counter() - start
         training.step += interval
         values["images_per_s"] = interval * images_per_step / elapsed
+        augment = training.step_fn.augment
+        if augment is not None and augment.adaptive is not None:
+            values["ada_p"] = float(augment.adaptive.p)  # read at the eval, beside the metrics' one sync
         values[TIME_STEPS] = elapsed
         if not all(math.isfinite(values[k]) for k in ("loss_d", "loss_g", "d_real", "d_fake")):
             raise DivergedError(training.step, values)

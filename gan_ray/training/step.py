@@ -9,6 +9,10 @@ hands D the real and the fake batch in one call, which scores each apart (so Bat
 fakes in the D-step as in the G-step, where D sees fakes alone). D-step fakes and the G-step's pass
 through D use the unwrapped modules, so G's gradients flow through D without D's parameters taking
 part (their requires_grad is off for it).
+
+With augmentation on (``augment``), every batch D sees goes through it, real and fake alike, in the
+D-step, in the penalty's pass and in G's pass through D (differentiably: G learns through it); ADA's
+probability moves on D's logits on the augmented reals, on the device.
 """
 
 from __future__ import annotations
@@ -19,6 +23,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
+from gan_ray.augment import Augmentation
 from gan_ray.data.sources import DataSource
 from gan_ray.losses import GanLoss
 from gan_ray.models import unwrap
@@ -110,7 +115,13 @@ class GanStep:
     # A gradient penalty added to D's loss (None: none), its weight moved by ``penalty_schedule``.
     penalty: Penalty | None = None
     penalty_schedule: Schedule | None = None
+    # Lazy regularisation: the penalty at every N-th D-step only, at N times its weight (StyleGAN2).
+    penalty_every: int = 1
+    # What D's inputs go through (None: nothing): DiffAugment's transforms, at ADA's probability or not.
+    augment: Augmentation | None = None
     iterations: int = 0
+    # The D-step being taken, counted from the run's start (``__call__`` sets it).
+    d_index: int = 0
     # The name the config chose the noise by (a plug-in's import path), for the hyperparameters read back.
     noise_name: str = ""
 
@@ -135,25 +146,39 @@ class GanStep:
     def _z(self) -> Tensor:
         return self.noise(self.batch_size, self.noise_dim, device=self.device)
 
+    def _seen(self, x: Tensor) -> Tensor:
+        """A batch as D sees it: augmented, where augmentation is on."""
+        return x if self.augment is None else self.augment(x)
+
+    def _penalised(self) -> bool:
+        """Whether this D-step carries the penalty (``d_index`` counts D-steps from the run's start, so a
+        resumed run keeps the rhythm)."""
+        return self.penalty is not None and self.d_index % self.penalty_every == 0
+
     def d_step(self) -> None:
         g_plain, d_plain = unwrap(self.generator), unwrap(self.discriminator)
         real = self._real()
         with torch.no_grad(), self._autocast():
             fake = g_plain(self._z())
+        seen_real, seen_fake = self._seen(real), self._seen(fake.to(real.dtype))
         with self._autocast():
             # One call of the (maybe DDP) D scores real and fake, each batch apart: one DDP forward per
             # backward, and BatchNorm sees the fakes alone, as it does in the G-step. Scoring
             # cat([real, fake]) would pool the statistics, and G would train against a D that the
             # D-step never trained.
-            real_logits, fake_logits = (x.float() for x in self.discriminator(real, fake.to(real.dtype)))
+            real_logits, fake_logits = (x.float() for x in self.discriminator(seen_real, seen_fake))
             loss = self.loss.d_loss(real_logits, fake_logits)
-        if self.penalty is not None:
+        if self.augment is not None:
+            self.augment.observe(real_logits)
+        if self._penalised():
             # Through the plain D, in its own forward: a DDP module runs one forward per backward (the
             # penalty's gradients still reach DDP's hooks through the shared parameters). In fp32: the
-            # input gradients are small differences that bf16 would round away.
+            # input gradients are small differences that bf16 would round away. With augmentation, the
+            # gradient is taken at the un-augmented input through the augmentation (as stylegan2-ada's R1).
+            d_seen = d_plain if self.augment is None else (lambda x: d_plain(self.augment(x)))
             with torch.autocast(self.device.type, enabled=False):
-                term = self.penalty.term(d_plain, real.float(), fake.float(), pack=getattr(d_plain, "pac", 1))
-                loss = loss + self.penalty_weight() * term
+                term = self.penalty.term(d_seen, real.float(), fake.float(), pack=getattr(d_plain, "pac", 1))
+                loss = loss + self.penalty_every * self.penalty_weight() * term
         self.opt_d.zero_grad(set_to_none=True)
         loss.backward()
         self.opt_d.step()
@@ -178,9 +203,10 @@ class GanStep:
                     fake = fake.contiguous(memory_format=torch.channels_last)
                 if self.loss.g_needs_real:
                     # Each batch scored apart, as in the D-step, so BatchNorm judges them alike.
-                    real_logits, fake_logits = (x.float() for x in d_plain(self._real(), fake))
+                    real = self._seen(self._real())
+                    real_logits, fake_logits = (x.float() for x in d_plain(real, self._seen(fake)))
                 else:
-                    real_logits, fake_logits = None, d_plain(fake).float()
+                    real_logits, fake_logits = None, d_plain(self._seen(fake)).float()
                 loss = self.loss.g_loss(real_logits, fake_logits)
             self.opt_g.zero_grad(set_to_none=True)
             loss.backward()
@@ -210,7 +236,8 @@ class GanStep:
             for opt, base in ((self.opt_g, self.base_lr_g), (self.opt_d, self.base_lr_d)):
                 for group in opt.param_groups:
                     group["lr"] = base * factor
-        for _ in range(self.d_steps_per_g_step):
+        for i in range(self.d_steps_per_g_step):
+            self.d_index = self.iterations * self.d_steps_per_g_step + i
             self.d_step()
         self.g_step()
         self.iterations += 1
