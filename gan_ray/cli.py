@@ -110,7 +110,16 @@ def _sample(args: argparse.Namespace) -> int:
     from gan_ray.api import load_generator
 
     generator = load_generator(args.model, tracking_uri=args.tracking_uri, device=args.device)
-    path = generator.save(generator.sample(args.num_samples, seed=args.seed), args.out)
+    if args.interpolate is not None:
+        grid = generator.interpolate(
+            args.interpolate, args.steps, seed=args.seed, path=args.path, truncation=args.truncation
+        )
+        path = generator.save(grid, args.out, per_row=args.steps)
+        print(f"interpolation grid ({args.interpolate} x {args.steps}, {args.path}): {path}")
+        return 0
+    path = generator.save(
+        generator.sample(args.num_samples, seed=args.seed, truncation=args.truncation), args.out
+    )
     print(f"samples: {path}")
     return 0
 
@@ -137,6 +146,41 @@ def _add_set(p: argparse.ArgumentParser, what: str) -> None:
         metavar="KEY=VALUE",
         help=f"replace a dotted key of {what}, e.g. --set data.root=~/data (VALUE is read as YAML; repeatable)",
     )
+
+
+def _add_sample_parser(sub) -> None:
+    p = sub.add_parser(
+        "sample", help="draw samples (or an interpolation grid) from a trained generator into a PNG"
+    )
+    p.add_argument(
+        "--model",
+        required=True,
+        help="models:/NAME@champion, models:/NAME/VERSION, runs:/RUN_ID/generator, or a local folder",
+    )
+    p.add_argument("-n", "--num-samples", type=int, default=64, help="how many samples (default 64)")
+    p.add_argument("--out", default="samples.png", help="PNG to write (default samples.png)")
+    p.add_argument("--seed", type=int, default=None, help="noise seed: the same seed gives the same samples")
+    p.add_argument(
+        "--truncation",
+        type=float,
+        default=None,
+        metavar="PSI",
+        help="draw z x PSI (normal noise only): PSI < 1 trades variety for typical samples",
+    )
+    p.add_argument(
+        "--interpolate",
+        type=int,
+        default=None,
+        metavar="K",
+        help="write a grid of K rows, each a path between two noise vectors (images only; -n is ignored)",
+    )
+    p.add_argument("--steps", type=int, default=8, help="samples along each interpolation path (default 8)")
+    p.add_argument(
+        "--path", choices=("slerp", "lerp"), default="slerp", help="interpolation path (default slerp)"
+    )
+    p.add_argument("--tracking-uri", default=None, help=TRACKING_HELP)
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
+    p.set_defaults(func=_sample)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -213,18 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_sweep)
 
-    p = sub.add_parser("sample", help="draw samples from a trained generator into a PNG")
-    p.add_argument(
-        "--model",
-        required=True,
-        help="models:/NAME@champion, models:/NAME/VERSION, runs:/RUN_ID/generator, or a local folder",
-    )
-    p.add_argument("-n", "--num-samples", type=int, default=64, help="how many samples (default 64)")
-    p.add_argument("--out", default="samples.png", help="PNG to write (default samples.png)")
-    p.add_argument("--seed", type=int, default=None, help="noise seed: the same seed gives the same samples")
-    p.add_argument("--tracking-uri", default=None, help=TRACKING_HELP)
-    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
-    p.set_defaults(func=_sample)
+    _add_sample_parser(sub)
 
     p = sub.add_parser(
         "report",

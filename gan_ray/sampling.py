@@ -1,4 +1,5 @@
-"""Sampling from a trained generator loaded from the MLflow registry, a run, or a local folder.
+"""Sampling from a trained generator loaded from the MLflow registry, a run, or a local folder, with
+truncation (z x psi, normal noise only) and latent interpolation grids.
 
 Loading runs no pickled code: the weights are read with ``weights_only=True`` and the module is
 rebuilt from the saved config by gan_ray's own code (a logged pt2 program is the fallback).
@@ -16,6 +17,7 @@ import torch
 from torch import Tensor
 
 from gan_ray.config import GanConfig, read_yaml, validate_config
+from gan_ray.errors import ConfigError
 from gan_ray.noise import get_noise
 from gan_ray.tracking.model import CONFIG_FILE, EXTRA_FILES_DIR, STATE_FILE, download_model
 from gan_ray.tracking.store import check_tracking_server, resolve_tracking_uri
@@ -26,6 +28,27 @@ from gan_ray.visualize import save_samples
 
 PT2_FILE = "data/model.pt2"  # where mlflow.pytorch puts the exported program
 CHUNK = 4096  # samples per forward pass
+#: How an interpolation grid walks between two noise vectors.
+PATHS = ("slerp", "lerp")
+
+
+def slerp(z0: Tensor, z1: Tensor, t: Tensor) -> Tensor:
+    """Spherical interpolation between rows of ``z0`` and ``z1`` (N, D) at fractions ``t`` (T,):
+    (N, T, D). Where the two are (nearly) parallel, linear interpolation (the same path, and stable)."""
+    cos = torch.nn.functional.cosine_similarity(z0, z1, dim=1).clamp(-1.0, 1.0)
+    omega = torch.arccos(cos)[:, None, None]
+    t = t[None, :, None]
+    a, b = z0[:, None, :], z1[:, None, :]
+    linear = (1 - t) * a + t * b
+    sin = torch.sin(omega)
+    spherical = (torch.sin((1 - t) * omega) * a + torch.sin(t * omega) * b) / sin.clamp_min(1e-6)
+    return torch.where(sin > 1e-4, spherical, linear)
+
+
+def lerp(z0: Tensor, z1: Tensor, t: Tensor) -> Tensor:
+    """Linear interpolation between rows of ``z0`` and ``z1`` (N, D) at fractions ``t`` (T,): (N, T, D)."""
+    t = t[None, :, None]
+    return (1 - t) * z0[:, None, :] + t * z1[:, None, :]
 
 
 @dataclass
@@ -41,22 +64,45 @@ class LoadedGenerator:
     def __post_init__(self) -> None:
         self._noise = get_noise(self.config.noise.distribution)
 
-    @torch.no_grad()
-    def sample(self, n: int, seed: int | None = None) -> Tensor:
-        """``n`` samples on ``device``: images (n, C, H, W) in [-1, 1], or points (n, 2).
+    def check_truncation(self, truncation: float | None) -> None:
+        """Refuse, in one line, a truncation this generator's noise has no meaning for."""
+        if truncation is None:
+            return
+        if not truncation >= 0:
+            raise ConfigError(f"truncation psi must be >= 0, got {truncation!r}")
+        noise = self.config.noise.distribution
+        if noise != "normal":
+            raise ConfigError(
+                f"truncation scales normal noise towards its mean (z x psi); this generator was trained on "
+                f"noise.distribution {noise!r}, which it does not apply to"
+            )
 
-        The noise comes from the config's distribution, drawn on the CPU from a ``torch.Generator``
-        seeded with ``seed`` (fresh entropy when None): the same seed gives the same samples on any
-        device, and the global RNG is left alone.
-        """
-        if n <= 0:
-            raise ValueError(f"n must be positive, got {n}")
+    def _noise_vectors(self, n: int, seed: int | None) -> Tensor:
         rng = torch.Generator()
         if seed is None:
             rng.seed()
         else:
             rng.manual_seed(seed)
-        z = self._noise(n, self.config.noise_dim, generator=rng)
+        return self._noise(n, self.config.noise_dim, generator=rng)
+
+    @torch.no_grad()
+    def sample(self, n: int, seed: int | None = None, truncation: float | None = None) -> Tensor:
+        """``n`` samples on ``device``: images (n, C, H, W) in [-1, 1], or points (n, 2).
+
+        The noise comes from the config's distribution, drawn on the CPU from a ``torch.Generator``
+        seeded with ``seed`` (fresh entropy when None): the same seed gives the same samples on any
+        device, and the global RNG is left alone. ``truncation`` psi (normal noise only) draws z x psi:
+        psi < 1 trades variety for typical samples (psi 0: G's image of the mean noise).
+        """
+        if n <= 0:
+            raise ConfigError(f"n must be positive, got {n}")
+        self.check_truncation(truncation)
+        z = self._noise_vectors(n, seed)
+        return self.generate(z * truncation if truncation is not None else z)
+
+    @torch.no_grad()
+    def generate(self, z: Tensor) -> Tensor:
+        """G's samples of the noise vectors ``z`` (n, noise_dim), in chunks, as float on ``device``."""
         out = []
         for chunk in z.split(CHUNK):
             chunk = chunk.to(self.device)
@@ -66,9 +112,36 @@ class LoadedGenerator:
                 out.append(self.module(chunk).float())
         return torch.cat(out)
 
-    def save(self, samples: Tensor, path: str | Path) -> Path:
-        """A PNG of ``samples``: an image grid, or a scatter plot over the mixture's modes."""
-        return save_samples(samples, path, self.config.data.name, max_images=samples.shape[0])
+    @torch.no_grad()
+    def interpolate(
+        self,
+        rows: int,
+        steps: int = 8,
+        seed: int | None = None,
+        path: str = "slerp",
+        truncation: float | None = None,
+    ) -> Tensor:
+        """``rows`` paths of ``steps`` samples each, from one noise vector to another (rows x steps
+        samples, row by row): linear (``lerp``) or spherical (``slerp``, which keeps Gaussian noise at its
+        typical norm) interpolation. Images only."""
+        if self.config.data.is_mixture:
+            raise ConfigError(
+                f"interpolation grids are for images; {self.config.data.name!r} is a 2-D mixture"
+            )
+        if rows < 1 or steps < 2:
+            raise ConfigError(f"an interpolation grid needs rows >= 1 and steps >= 2, got {rows} and {steps}")
+        if path not in PATHS:
+            raise ConfigError(f"interpolation path {path!r}; expected one of {list(PATHS)}")
+        self.check_truncation(truncation)
+        ends = self._noise_vectors(2 * rows, seed)
+        t = torch.linspace(0.0, 1.0, steps)
+        z = (slerp if path == "slerp" else lerp)(ends[:rows], ends[rows:], t).reshape(rows * steps, -1)
+        return self.generate(z * truncation if truncation is not None else z)
+
+    def save(self, samples: Tensor, path: str | Path, per_row: int | None = None) -> Path:
+        """A PNG of ``samples``: an image grid (``per_row`` images a row; None: square), or a scatter plot
+        over the mixture's modes."""
+        return save_samples(samples, path, self.config.data.name, max_images=samples.shape[0], nrow=per_row)
 
 
 def load_generator(uri: str | Path, tracking_uri: str | None = None, device: str = "cpu") -> LoadedGenerator:
