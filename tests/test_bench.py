@@ -318,3 +318,17 @@ def test_quality_table_takes_the_champion_from_a_runs_config(tmp_path):
     assert {r["base"]["hidden_dim"] for r in lines if r["measurement"] == "quality_run" and "base" in r} == {
         24
     }
+
+
+def test_lazy_penalty_bench_times_every_variant_and_gives_ratios():
+    lines = bench_module("lazy_penalty").measure("dcgan28", [2], steps=2, repeats=1, batch=8)
+    (line,) = lines
+    assert line["measurement"] == "lazy_penalty" and line["every"] == 2
+    for key in (
+        "ms_per_step_every_step",
+        "ms_per_step_lazy",
+        "ms_per_step_no_penalty",
+        "speedup",
+        "floor_speedup",
+    ):
+        assert positive_finite(line[key]), key

@@ -39,12 +39,10 @@ class AdaptiveProbability:
         """Count one D-step's logits on reals; every ``interval`` of them, move p."""
         with torch.no_grad():
             logits = real_logits.detach().float()
+            # Fill kernels, not torch.tensor(..., device=...): a host-to-device copy has no place in a
+            # captured CUDA graph.
             step = torch.stack(
-                [
-                    logits.sign().sum(),
-                    torch.tensor(float(logits.numel()), device=logits.device),
-                    logits.new_ones(()),
-                ]
+                [logits.sign().sum(), logits.new_full((), float(logits.numel())), logits.new_ones(())]
             )
             if torch.distributed.is_available() and torch.distributed.is_initialized():
                 torch.distributed.all_reduce(step[:2])
