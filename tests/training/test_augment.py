@@ -159,3 +159,60 @@ def test_lazy_regularisation_adds_n_times_the_penalty_every_n_th_d_step_only():
     assert lazy - plain == pytest.approx(3 * (eager - plain), rel=1e-4)
     assert _first_d_loss(3, d_index=1) == pytest.approx(plain, rel=1e-6)
     assert _first_d_loss(3, d_index=6) == pytest.approx(lazy, rel=1e-6)
+
+
+def _ddp_rank(rank: int, port: int, out: str) -> None:
+    import os
+
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=2)
+    torch.set_num_threads(1)
+    try:
+        cfg = validate_config(
+            {
+                "data": {
+                    "name": "digits",
+                    "image_size": 28,
+                    "augment": {
+                        "policy": "ada",
+                        "p": 0.5,
+                        "ada_target": 0.0,
+                        "ada_kimg": 1.0,
+                        "ada_interval": 1,
+                    },
+                },
+                "model": {"name": "resnet", "params": {"width": 16, "group_size": 8}, "d_pac": 2},
+                "loss": {"name": "rpgan"},
+                "penalty": {"name": "r1_r2", "every": 2},
+                "train": {"steps": 2, "eval_every": 2, "batch_size": 8, "eval_samples": 8, "device": "cpu"},
+            }
+        )
+        training = build_training(
+            cfg, torch.device("cpu"), rank=rank, world_size=2, wrap_model=DistributedDataParallel
+        )
+        (report,) = list(run_loop(training))
+        torch.save(
+            {"ada_p": report.metrics["ada_p"], "spread": report.metrics["loss_d_rank_spread"]},
+            f"{out}.{rank}",
+        )
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_under_ddp_the_resnet_trains_with_ada_and_lazy_r1_r2_and_every_rank_moves_p_alike(tmp_path):
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = str(tmp_path / "rank")
+    mp.spawn(_ddp_rank, args=(port, out), nprocs=2)
+    first, second = (torch.load(f"{out}.{r}") for r in (0, 1))
+    assert first["spread"] > 0, "the ranks trained on different batches"
+    assert first["ada_p"] == second["ada_p"] != 0.5, "p moved, and alike on both ranks (summed statistics)"
