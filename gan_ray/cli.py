@@ -113,14 +113,19 @@ def _sample(args: argparse.Namespace) -> int:
     generator = load_generator(args.model, tracking_uri=args.tracking_uri, device=args.device)
     if args.interpolate is not None:
         grid = generator.interpolate(
-            args.interpolate, args.steps, seed=args.seed, path=args.path, truncation=args.truncation
+            args.interpolate,
+            args.steps,
+            seed=args.seed,
+            path=args.path,
+            truncation=args.truncation,
+            label=args.label,
         )
         path = generator.save(grid, args.out, per_row=args.steps)
         print(f"interpolation grid ({args.interpolate} x {args.steps}, {args.path}): {path}")
         return 0
-    path = generator.save(
-        generator.sample(args.num_samples, seed=args.seed, truncation=args.truncation), args.out
-    )
+    labels = None if args.label is None else [args.label] * args.num_samples
+    samples = generator.sample(args.num_samples, seed=args.seed, truncation=args.truncation, labels=labels)
+    path = generator.save(samples, args.out)
     print(f"samples: {path}")
     return 0
 
@@ -183,6 +188,14 @@ def _add_sample_parser(sub) -> None:
         default=None,
         metavar="K",
         help="write a grid of K rows, each a path between two noise vectors (images only; -n is ignored)",
+    )
+    p.add_argument(
+        "--class",
+        dest="label",
+        type=int,
+        default=None,
+        metavar="K",
+        help="class-conditional models: draw every sample of class K (default: the classes in turn)",
     )
     p.add_argument("--steps", type=int, default=8, help="samples along each interpolation path (default 8)")
     p.add_argument(

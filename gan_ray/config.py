@@ -128,10 +128,14 @@ class ModelConfig(_Strict):
     """G and D: ``name`` picks a model spec (``mlp``, ``dcgan``, ``auto`` for the dataset's kind, or a
     plug-in ``package.module:builder``), ``params`` are its builder's keyword arguments (the built-ins':
     ``hidden_dim``, ``hidden_layers``, ``d_dropout`` for mlp; ``g_filters``, ``d_filters`` for dcgan).
-    ``d_pac`` and ``d_minibatch_std`` are D's anti-collapse options, which the loop reads too."""
+    ``d_pac`` and ``d_minibatch_std`` are D's anti-collapse options, which the loop reads too.
+    ``conditional``: G and D take the class (labelled datasets only; :mod:`gan_ray.models.conditional`)."""
 
     name: str = "auto"
     params: dict[str, Any] = Field(default_factory=dict)
+    conditional: bool = Field(
+        False, description="class-conditional G and projection D, on the dataset's labels"
+    )
     d_pac: int = Field(1, ge=1, le=16, description="PacGAN: D judges packs of this many samples (1: off)")
     d_minibatch_std: int = Field(
         0, ge=0, description="group size of D's minibatch-std feature (Karras et al. 2018; 0: off)"
@@ -379,6 +383,7 @@ class GanConfig(_Strict):
     def _consistent(self) -> GanConfig:
         info = dataset_info(self.data.name)
         self._model_fits(info)
+        self._conditional_fits(info)
         if info.needs_root and self.data.root is None:
             raise ValueError(
                 f"data.root is required for dataset {self.data.name!r} (a torchvision root folder)"
@@ -429,6 +434,20 @@ class GanConfig(_Strict):
                 raise ValueError(
                     f"model {name!r} takes no parameter(s) {unknown}; its parameters are {list(takes)}"
                 )
+
+    def _conditional_fits(self, info: DatasetInfo) -> None:
+        if not self.model.conditional:
+            return
+        if not info.num_classes:
+            raise ValueError(
+                f"model.conditional true needs labels; dataset {self.data.name!r} has none "
+                "(allowed: false, or a labelled dataset such as digits, mnist, fashion_mnist, cifar10)"
+            )
+        if self.model.d_pac != 1:
+            raise ValueError(
+                f"model.d_pac {self.model.d_pac} with model.conditional true: a pack mixes classes "
+                "(allowed: d_pac 1, or conditional false)"
+            )
 
     def _one_penalty(self) -> None:
         built_in = get_loss(self.loss.name, **self.loss.params).built_in_penalty
@@ -483,6 +502,11 @@ class GanConfig(_Strict):
             if takes is None or key in takes:
                 params[key] = getattr(self.model, key)
         return params
+
+    @property
+    def num_classes(self) -> int:
+        """The classes G and D are conditioned on: the dataset's, with ``model.conditional``; else 0."""
+        return self.data.info.num_classes if self.model.conditional else 0
 
     @property
     def noise_dim(self) -> int:

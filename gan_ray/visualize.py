@@ -35,6 +35,14 @@ def save_samples(
     return path
 
 
+def class_rows(samples: Tensor, num_classes: int, per_class: int = 8) -> tuple[Tensor, int]:
+    """Samples drawn for the classes in turn (sample i of class i mod C, as the eval labels are) reordered
+    into a grid with one row a class: (the reordered samples, images a row)."""
+    per_class = max(1, min(per_class, samples.shape[0] // num_classes))
+    index = torch.arange(per_class)[None, :] * num_classes + torch.arange(num_classes)[:, None]
+    return samples[index.flatten().to(samples.device)], per_class
+
+
 def _scatter(samples: Tensor, path: Path, dataset_name: str) -> None:
     modes = mixture(dataset_name).modes
     span = float(modes.abs().max()) * 1.5

@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gan_ray.models.anticollapse import MinibatchStd, pack
+from gan_ray.models.conditional import ClassEmbedding, Projection, check_labels
 from gan_ray.models.scoring import score_apart
 
 #: side -> (base, doublings): side = base * 2**doublings.
@@ -95,7 +96,9 @@ def _resample_conv(c_in: int, c_out: int) -> nn.Module:
 
 class ResNetGenerator(nn.Module):
     """z -> learned basis (C0, b, b) scaled per channel by Linear(z) -> [blocks, 1x1 conv, upsample] x n
-    -> blocks -> 1x1 conv to the image channels -> tanh."""
+    -> blocks -> 1x1 conv to the image channels -> tanh. With ``num_classes`` > 0, ``forward(z, labels)``
+    joins a class embedding of ``noise_dim`` numbers to z before the linear map (the class sets the
+    basis's per-channel scales along with the noise)."""
 
     def __init__(
         self,
@@ -106,13 +109,17 @@ class ResNetGenerator(nn.Module):
         blocks_per_stage: int,
         expansion: int,
         group_size: int,
+        num_classes: int = 0,
     ):
         super().__init__()
         base, _ = plan(image_size)
         widths = stage_widths(image_size, width, group_size)
         total = len(widths) * blocks_per_stage
         self.basis = nn.Parameter(torch.randn(widths[0], base, base))
-        self.modulation = _msr_init(nn.Linear(noise_dim, widths[0], bias=False), 1.0 / math.sqrt(2.0))
+        self.classes = ClassEmbedding(num_classes, noise_dim) if num_classes else None
+        self.num_classes = num_classes
+        inputs = noise_dim * (2 if num_classes else 1)
+        self.modulation = _msr_init(nn.Linear(inputs, widths[0], bias=False), 1.0 / math.sqrt(2.0))
         self.stages = nn.ModuleList(_stage(w, blocks_per_stage, expansion, group_size, total) for w in widths)
         self.transitions = nn.ModuleList(
             _resample_conv(a, b) for a, b in zip(widths, widths[1:], strict=False)
@@ -120,7 +127,10 @@ class ResNetGenerator(nn.Module):
         self.to_image = _msr_init(nn.Conv2d(widths[-1], channels, 1))
         self.noise_dim = noise_dim
 
-    def forward(self, z: Tensor) -> Tensor:
+    def forward(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
+        labels = check_labels(self.num_classes, labels, z.shape[0], "this resnet generator")
+        if labels is not None:
+            z = self.classes(z, labels)
         x = self.basis.unsqueeze(0) * self.modulation(z)[:, :, None, None]
         for i, stage in enumerate(self.stages):
             if i:
@@ -135,8 +145,9 @@ class ResNetDiscriminator(nn.Module):
     """image (pack) -> 1x1 conv -> [blocks, avg-pool, 1x1 conv] x n -> blocks -> [minibatch std] ->
     depthwise b x b conv: phi(x), one feature vector a sample -> Linear: the logit.
 
-    :meth:`features` gives phi(x) (N // pac, ``feature_dim``): what a projection head (Miyato & Koyama
-    2018, ``logit + embed(y) . phi(x)``) will read; :attr:`head` is the unconditional ``psi``.
+    :meth:`features` gives phi(x) (N // pac, ``feature_dim``); :attr:`head` is the unconditional ``psi``.
+    With ``num_classes`` > 0 a projection head (Miyato & Koyama 2018) adds ``embed(y) . phi(x)``, and
+    ``forward(*batches, labels=y)`` scores every batch against the same labels.
     """
 
     def __init__(
@@ -149,6 +160,7 @@ class ResNetDiscriminator(nn.Module):
         group_size: int,
         pac: int = 1,
         minibatch_std: int = 0,
+        num_classes: int = 0,
     ):
         super().__init__()
         base, _ = plan(image_size)
@@ -164,6 +176,8 @@ class ResNetDiscriminator(nn.Module):
         c = self.feature_dim
         self.basis = _msr_init(nn.Conv2d(c, c, base, groups=c, bias=False))
         self.head = _msr_init(nn.Linear(c, 1))
+        self.projection = Projection(num_classes, c) if num_classes else None
+        self.num_classes = num_classes
         self.pac = pac
 
     def features(self, x: Tensor) -> Tensor:
@@ -176,5 +190,13 @@ class ResNetDiscriminator(nn.Module):
         x = self.minibatch_std(x)
         return F.leaky_relu(self.basis(x).flatten(1), SLOPE)
 
-    def forward(self, *batches: Tensor) -> Tensor | tuple[Tensor, ...]:
-        return score_apart(lambda x: self.head(self.features(x)).squeeze(1), batches)
+    def forward(self, *batches: Tensor, labels: Tensor | None = None) -> Tensor | tuple[Tensor, ...]:
+        if self.projection is None:
+            check_labels(0, labels, 0, "this resnet discriminator")
+            return score_apart(lambda x: self.head(self.features(x)).squeeze(1), batches)
+        return score_apart(lambda x: self._conditional(x, labels), batches)
+
+    def _conditional(self, x: Tensor, labels: Tensor | None) -> Tensor:
+        labels = check_labels(self.num_classes, labels, x.shape[0], "this resnet discriminator")
+        phi = self.features(x)
+        return self.head(phi).squeeze(1) + self.projection(phi, labels)

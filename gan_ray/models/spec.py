@@ -147,6 +147,8 @@ def build_mlp(
 ) -> tuple[nn.Module, nn.Module]:
     """Goodfellow et al. (2014)'s fully connected G and D for vectors (the 2-D mixtures)."""
     (dim,) = sample_shape
+    if num_classes:
+        raise PluginError("model 'mlp' is unconditional (the 2-D mixtures have no labels)")
     g = MLPGenerator(noise_dim, dim, hidden_dim, hidden_layers)
     d = MLPDiscriminator(dim, hidden_dim, hidden_layers, d_dropout, pac=d_pac, minibatch_std=d_minibatch_std)
     return g, d
@@ -163,16 +165,34 @@ def build_dcgan(
     d_pac: Positive = 1,
     d_minibatch_std: int = 0,
 ) -> tuple[nn.Module, nn.Module]:
-    """Radford et al. (2016)'s DCGAN for images of side 8, 28, 32 or 64."""
+    """Radford et al. (2016)'s DCGAN for images of side 8, 28, 32 or 64; ``num_classes`` > 0: G joins a
+    class embedding to z, D has a projection head (:mod:`gan_ray.models.conditional`)."""
     channels, size, _ = sample_shape
     if size not in SUPPORTED_SIZES:
         raise PluginError(f"model 'dcgan' builds images of side {sorted(SUPPORTED_SIZES)}, not {size}")
-    g = DCGANGenerator(noise_dim, channels, size, g_filters)
+    _conditional_pac("dcgan", num_classes, d_pac)
+    g = DCGANGenerator(noise_dim, channels, size, g_filters, num_classes=num_classes)
     # Batch statistics couple the samples of a batch, which breaks a gradient penalty's per-sample
     # gradients (WGAN-GP's, R1's, R2's): a penalised D normalises each sample on its own.
     norm = "layer" if penalised else "batch"
-    d = DCGANDiscriminator(channels, size, d_filters, norm=norm, pac=d_pac, minibatch_std=d_minibatch_std)
+    d = DCGANDiscriminator(
+        channels,
+        size,
+        d_filters,
+        norm=norm,
+        pac=d_pac,
+        minibatch_std=d_minibatch_std,
+        num_classes=num_classes,
+    )
     return g, d
+
+
+def _conditional_pac(name: str, num_classes: int, pac: int) -> None:
+    """A pack of PacGAN mixes samples of several classes: which class would the projection ask about?"""
+    if num_classes and pac > 1:
+        raise PluginError(
+            f"model {name!r}: d_pac {pac} with {num_classes} classes; a conditional D takes d_pac 1"
+        )
 
 
 #: (width, blocks_per_stage) where a config sets none: small at the CPU-sized sides (28, 32: a few
@@ -199,14 +219,12 @@ def build_resnet(
     ``expansion``: the inverted bottleneck's widening; ``group_size``: channels per group of the 3x3
     convolutions (R3GAN's CIFAR preset: 768 wide, expansion 2, 96 groups, i.e. 16 a group). None: the
     side's default (:data:`RESNET_DEFAULTS`). No normalisation, so every penalty applies as it is.
+    ``num_classes`` > 0: G joins a class embedding to z, D has a projection head on phi(x).
     """
     channels, size, _ = sample_shape
     if size not in RESNET_SIZES:
         raise PluginError(f"model 'resnet' builds images of side {sorted(RESNET_SIZES)}, not {size}")
-    if num_classes:
-        raise PluginError(
-            "model 'resnet' is unconditional for now (its D exposes phi(x) for a projection head)"
-        )
+    _conditional_pac("resnet", num_classes, d_pac)
     default_width, default_blocks = RESNET_DEFAULTS[size]
     arch = {
         "image_size": size,
@@ -215,8 +233,10 @@ def build_resnet(
         "expansion": expansion,
         "group_size": group_size,
     }
-    g = ResNetGenerator(noise_dim, channels, **arch)
-    d = ResNetDiscriminator(channels, **arch, pac=d_pac, minibatch_std=d_minibatch_std)
+    g = ResNetGenerator(noise_dim, channels, **arch, num_classes=num_classes)
+    d = ResNetDiscriminator(
+        channels, **arch, pac=d_pac, minibatch_std=d_minibatch_std, num_classes=num_classes
+    )
     return g, d
 
 

@@ -29,7 +29,7 @@ from gan_ray.config import GanConfig, config_yaml
 from gan_ray.files import atomic_torch_save
 from gan_ray.models import unwrap
 from gan_ray.training.ema import WeightAverage
-from gan_ray.visualize import save_samples
+from gan_ray.visualize import class_rows, save_samples
 
 CHECKPOINT_FILE = "checkpoint.pt"
 SAMPLES_FILE = "samples.png"
@@ -86,10 +86,15 @@ def save_checkpoint(folder: str | Path, state: dict[str, Any]) -> Path:
 
 
 def write_run_state(folder: str | Path, state: dict[str, Any], samples: Tensor, config: GanConfig) -> Path:
-    """Make ``folder`` a run-state folder: the checkpoint, the eval's samples and the config."""
+    """Make ``folder`` a run-state folder: the checkpoint, the eval's samples and the config. A conditional
+    run's samples are drawn for the classes in turn: its grid has one row a class."""
     folder = Path(folder)
     save_checkpoint(folder, state)
-    save_samples(samples, folder / SAMPLES_FILE, config.data.name)
+    if config.num_classes and samples.shape[0] >= config.num_classes:
+        grid, per_row = class_rows(samples, config.num_classes)
+        save_samples(grid, folder / SAMPLES_FILE, config.data.name, max_images=grid.shape[0], nrow=per_row)
+    else:
+        save_samples(samples, folder / SAMPLES_FILE, config.data.name)
     (folder / CONFIG_FILE).write_text(config_yaml(config))
     return folder
 

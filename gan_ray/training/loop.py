@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 from gan_ray.augment import Augmentation, make_augmentation
 from gan_ray.config import AugmentConfig, GanConfig, check_resumable
+from gan_ray.data.labelled import make_labelled_source
 from gan_ray.data.sources import DataSource, make_source
 from gan_ray.errors import DivergedError
 from gan_ray.losses import get_loss
@@ -105,6 +106,8 @@ class Training:
     # a resumed run's first eval has none).
     previous_samples: Tensor | None = field(default=None, repr=False)
     eval_noise: Tensor = field(init=False)
+    # The classes of the eval samples, 0, 1, ..., C-1, 0, 1, ... (None: unconditional): every class alike.
+    eval_labels: Tensor | None = field(init=False)
 
     def __post_init__(self) -> None:
         # Fixed evaluation noise, from its own generator, so evals are comparable and training RNG untouched.
@@ -113,6 +116,8 @@ class Training:
         self.eval_noise = get_noise(self.config.noise.distribution)(n, self.config.noise_dim, generator=g).to(
             self.device
         )
+        classes = self.config.num_classes
+        self.eval_labels = torch.arange(n, device=self.device) % classes if classes else None
 
     def state_dict(self) -> dict[str, Any]:
         """The checkpoint of this run now (see :func:`gan_ray.training.checkpoint.training_state`)."""
@@ -195,13 +200,15 @@ class Training:
     @torch.no_grad()
     def sample(self, n: int | None = None) -> Tensor:
         """Samples from G (its weight average, with EMA on) in eval mode, from the fixed eval noise (or
-        the first n of it)."""
+        the first n of it), of the eval labels (classes in turn) for a conditional G."""
         g = self.ema.module if self.ema is not None else unwrap(self.generator)
         was_training = g.training
         g.eval()
         try:
             z = self.eval_noise if n is None else self.eval_noise[:n]
-            return g(z).float()
+            if self.eval_labels is None:
+                return g(z).float()
+            return g(z, self.eval_labels[: z.shape[0]]).float()
         finally:
             g.train(was_training)
 
@@ -268,7 +275,9 @@ def build_training(
     if device.type == "cuda" and not graphed:
         _log.warning("gan_ray: the eager step on %s: %s", device, blocker)
     opt_g, opt_d = _optimizers(cfg, unwrap(g), unwrap(d), device, capturable=graphed)
-    if source is None:
+    if source is None and cfg.num_classes:
+        source = make_labelled_source(cfg.data, device, rank, world_size)
+    elif source is None:
         source = make_source(cfg.data, device, rank, world_size)
     torch.manual_seed(_rank_seed(cfg.train.seed, rank))  # different noise and batches per rank
     step = GanStep(
@@ -296,6 +305,7 @@ def build_training(
         ),
         penalty_every=cfg.penalty.every,
         augment=augmentation(cfg.data.augment, device),
+        num_classes=cfg.num_classes,
     )
     step_fn = GraphedStep(step) if graphed else step
     return Training(cfg, device, g, d, opt_g, opt_d, step_fn, rank=rank, world_size=world_size, ema=step.ema)
@@ -309,7 +319,8 @@ def default_evaluator(
     cfg: GanConfig, device: torch.device, extractor_file: str | Path | None = None
 ) -> Evaluator:
     """The quality metrics for the config's dataset (:attr:`GanConfig.reported_metrics`): mode metrics for
-    mixtures, a Fréchet distance (and the classes a classifier sees) for images, scored by ``extractor_file`` (default: ``cfg.metrics.extractor``, else this node's cache)
+    mixtures, a Fréchet distance (and the classes a classifier sees; for a conditional G, how often it
+    sees the class asked for: ``class_accuracy``) for images, scored by ``extractor_file`` (default: ``cfg.metrics.extractor``, else this node's cache)
     and named by ``feature_extractor`` in every report."""
     if cfg.data.is_mixture:
         return lambda samples: mode_metrics(samples, cfg.data.name)
@@ -321,7 +332,14 @@ def default_evaluator(
     frechet = FrechetEvaluator(
         cfg.data, device=device, kind=cfg.metrics.features, extractor_file=extractor_file
     )
-    return lambda samples: {**frechet.scores(samples), "feature_extractor": frechet.identity}
+    classes = cfg.num_classes
+
+    def scores(samples: Tensor) -> dict[str, float | str]:
+        # A conditional G's eval samples were asked for the classes in turn (Training.eval_labels).
+        asked = torch.arange(samples.shape[0]) % classes if classes else None
+        return {**frechet.scores(samples, asked=asked), "feature_extractor": frechet.identity}
+
+    return scores
 
 
 def run_loop(
