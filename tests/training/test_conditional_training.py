@@ -173,3 +173,52 @@ def test_the_logged_pyfunc_model_takes_noise_and_labels(store, trained, tmp_path
     np.testing.assert_allclose(
         again.generate(torch.from_numpy(noise), torch.from_numpy(labels)).numpy(), out, atol=1e-5
     )
+
+
+def _ddp_rank(rank: int, port: int, out: str) -> None:
+    import os
+
+    import torch.distributed as dist
+    from torch.nn.parallel import DistributedDataParallel
+
+    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port))
+    dist.init_process_group("gloo", rank=rank, world_size=2)
+    torch.set_num_threads(1)
+    try:
+        raw = _config(out, "dcgan", steps=2, penalty={"name": "r1"})
+        raw["data"]["augment"] = {"policy": "diffaug"}
+        cfg = validate_config(raw)
+        training = build_training(
+            cfg, torch.device("cpu"), rank=rank, world_size=2, wrap_model=DistributedDataParallel
+        )
+        before = training.generator.module.classes.embed.weight.detach().clone()
+        (report,) = list(run_loop(training))
+        after = training.generator.module.classes.embed.weight.detach().clone()
+        projection = training.discriminator.module.projection.embed.weight.detach().clone()
+        spread = report.metrics["loss_d_rank_spread"]
+        torch.save(
+            {"moved": float((after - before).abs().max()), "g": after, "d": projection, "spread": spread},
+            f"{out}.{rank}",
+        )
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_under_ddp_the_class_embeddings_train_alike_on_both_ranks(tmp_path):
+    """Two gloo ranks, each on its own shard of labelled digits: G's class embedding and D's projection
+    move, and stay equal across ranks (DDP averages their gradients like any other weight's)."""
+    import socket
+
+    import torch.multiprocessing as mp
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    out = str(tmp_path / "rank")
+    mp.spawn(_ddp_rank, args=(port, out), nprocs=2)
+    first, second = (torch.load(f"{out}.{r}") for r in (0, 1))
+    assert first["spread"] > 0, "the ranks trained on different batches"
+    assert first["moved"] > 0
+    torch.testing.assert_close(first["g"], second["g"])
+    torch.testing.assert_close(first["d"], second["d"])
