@@ -222,3 +222,18 @@ def test_under_ddp_the_class_embeddings_train_alike_on_both_ranks(tmp_path):
     assert first["moved"] > 0
     torch.testing.assert_close(first["g"], second["g"])
     torch.testing.assert_close(first["d"], second["d"])
+
+
+@pytest.mark.slow
+def test_export_onnx_of_a_conditional_generator_takes_the_class_as_the_last_column(trained, tmp_path):
+    ort = pytest.importorskip("onnxruntime")
+    out = tmp_path / "c.onnx"
+    gan_ray.export(trained["dcgan"].output, onnx=out)
+    session = ort.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+    (given,) = session.get_inputs()
+    assert given.shape[1] == 17  # noise dim 16 + the class
+    g = gan_ray.load_generator(trained["dcgan"].output)
+    noise = torch.randn(5, 16, generator=torch.Generator().manual_seed(0))
+    labels = torch.tensor([0, 3, 3, 7, 9])
+    (samples,) = session.run(None, {given.name: torch.cat([noise, labels[:, None].float()], 1).numpy()})
+    np.testing.assert_allclose(samples, g.generate(noise, labels).numpy(), rtol=1e-4, atol=1e-5)
