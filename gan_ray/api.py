@@ -330,10 +330,22 @@ def export(model: str | Path, *, onnx: str | Path, tracking_uri: str | None = No
     """Write the generator at ``model`` (any URI :func:`load_generator` takes) to ``onnx`` as an ONNX file:
     input ``noise`` (batch, noise_dim) float32, output ``samples``, the batch dimension dynamic.
 
+    A class-conditional generator's input is ``cat(noise, class)`` (batch, noise_dim + 1), the class index
+    as the last column (:class:`gan_ray.models.conditional.PackedConditional`).
+
     Needs the ``onnx`` extra (checked before the model is loaded). Returns the file's path.
     """
+    from torch import nn
+
+    from gan_ray.models.conditional import PackedConditional
     from gan_ray.onnx_export import check_onnx_available, export_onnx
 
     check_onnx_available()
     generator = load_generator(model, tracking_uri=tracking_uri, device="cpu")
-    return export_onnx(generator.module, generator.config.noise_dim, onnx)
+    if not generator.num_classes:
+        return export_onnx(generator.module, generator.config.noise_dim, onnx)
+    if not isinstance(generator.module, nn.Module):
+        raise ValueError(
+            f"{model}: a conditional generator is exported from its weights; this model has none"
+        )
+    return export_onnx(PackedConditional(generator.module), generator.config.noise_dim + 1, onnx)

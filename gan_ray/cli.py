@@ -116,7 +116,21 @@ def _sample(args: argparse.Namespace) -> int:
     from gan_ray.api import load_generator
 
     generator = load_generator(args.model, tracking_uri=args.tracking_uri, device=args.device)
-    path = generator.save(generator.sample(args.num_samples, seed=args.seed), args.out)
+    if args.interpolate is not None:
+        grid = generator.interpolate(
+            args.interpolate,
+            args.steps,
+            seed=args.seed,
+            path=args.path,
+            truncation=args.truncation,
+            label=args.label,
+        )
+        path = generator.save(grid, args.out, per_row=args.steps)
+        print(f"interpolation grid ({args.interpolate} x {args.steps}, {args.path}): {path}")
+        return 0
+    labels = None if args.label is None else [args.label] * args.num_samples
+    samples = generator.sample(args.num_samples, seed=args.seed, truncation=args.truncation, labels=labels)
+    path = generator.save(samples, args.out)
     print(f"samples: {path}")
     return 0
 
@@ -162,6 +176,49 @@ def _add_set(p: argparse.ArgumentParser, what: str) -> None:
     )
 
 
+def _add_sample_parser(sub) -> None:
+    p = sub.add_parser(
+        "sample", help="draw samples (or an interpolation grid) from a trained generator into a PNG"
+    )
+    p.add_argument(
+        "--model",
+        required=True,
+        help="models:/NAME@champion, models:/NAME/VERSION, runs:/RUN_ID/generator, or a local folder",
+    )
+    p.add_argument("-n", "--num-samples", type=int, default=64, help="how many samples (default 64)")
+    p.add_argument("--out", default="samples.png", help="PNG to write (default samples.png)")
+    p.add_argument("--seed", type=int, default=None, help="noise seed: the same seed gives the same samples")
+    p.add_argument(
+        "--truncation",
+        type=float,
+        default=None,
+        metavar="PSI",
+        help="draw z x PSI (normal noise only): PSI < 1 trades variety for typical samples",
+    )
+    p.add_argument(
+        "--interpolate",
+        type=int,
+        default=None,
+        metavar="K",
+        help="write a grid of K rows, each a path between two noise vectors (images only; -n is ignored)",
+    )
+    p.add_argument(
+        "--class",
+        dest="label",
+        type=int,
+        default=None,
+        metavar="K",
+        help="class-conditional models: draw every sample of class K (default: the classes in turn)",
+    )
+    p.add_argument("--steps", type=int, default=8, help="samples along each interpolation path (default 8)")
+    p.add_argument(
+        "--path", choices=("slerp", "lerp"), default="slerp", help="interpolation path (default slerp)"
+    )
+    p.add_argument("--tracking-uri", default=None, help=TRACKING_HELP)
+    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
+    p.set_defaults(func=_sample)
+
+
 def _add_export(sub) -> None:
     p = sub.add_parser(
         "export", help="write a trained generator as an ONNX file (dynamic batch) for tools outside PyTorch"
@@ -194,21 +251,6 @@ def _add_report(sub) -> None:
     )
     p.add_argument("--out", default=None, help="also write the report's files to this folder")
     p.set_defaults(func=_report)
-
-
-def _add_sample(sub) -> None:
-    p = sub.add_parser("sample", help="draw samples from a trained generator into a PNG")
-    p.add_argument(
-        "--model",
-        required=True,
-        help="models:/NAME@champion, models:/NAME/VERSION, runs:/RUN_ID/generator, or a local folder",
-    )
-    p.add_argument("-n", "--num-samples", type=int, default=64, help="how many samples (default 64)")
-    p.add_argument("--out", default="samples.png", help="PNG to write (default samples.png)")
-    p.add_argument("--seed", type=int, default=None, help="noise seed: the same seed gives the same samples")
-    p.add_argument("--tracking-uri", default=None, help=TRACKING_HELP)
-    p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
-    p.set_defaults(func=_sample)
 
 
 def _add_prepare(sub) -> None:
@@ -313,7 +355,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     p.set_defaults(func=_sweep)
 
-    _add_sample(sub)
+    _add_sample_parser(sub)
     _add_prepare(sub)
     _add_export(sub)
     _add_report(sub)

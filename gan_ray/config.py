@@ -60,6 +60,35 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", validate_assignment=True)
 
 
+class AugmentConfig(_Strict):
+    """Augmentation of every batch D sees, real and fake alike (images only): DiffAugment's transforms
+    (Zhao et al. 2020) at probability ``p`` (``diffaug``; None: always), or at ADA's adaptive probability
+    (``ada``, Karras et al. 2020: starts at ``p``, None: 0, and moves so that D's sign on reals averages
+    ``ada_target``, by at most 1 per ``ada_kimg`` thousand reals, every ``ada_interval`` D-steps)."""
+
+    policy: Literal["none", "diffaug", "ada"] = "none"
+    color: bool = True
+    translation: bool = True
+    cutout: bool = True
+    p: float | None = Field(None, ge=0.0, le=1.0)
+    translation_ratio: float = Field(0.125, gt=0.0, le=0.5, description="largest shift, of the side")
+    cutout_ratio: float = Field(0.5, gt=0.0, le=1.0, description="the cut square's side, of the image's")
+    ada_target: float = Field(0.6, gt=-1.0, lt=1.0)
+    ada_kimg: float = Field(500.0, gt=0.0)
+    ada_interval: int = Field(4, ge=1)
+
+    @property
+    def transforms(self) -> tuple[str, ...]:
+        """The transforms turned on, in the order they apply."""
+        return tuple(t for t in ("color", "translation", "cutout") if getattr(self, t))
+
+    @model_validator(mode="after")
+    def _something_to_do(self) -> AugmentConfig:
+        if self.policy != "none" and not self.transforms:
+            raise ValueError(f"policy {self.policy!r} with color, translation and cutout all off")
+        return self
+
+
 class DataConfig(_Strict):
     """What to train on. ``root`` is the torchvision root for mnist / fashion_mnist / cifar10, and for
     ``folder`` your own images: a folder (class subfolders give labels), a ``.zip``, or ``s3://bucket/prefix``.
@@ -67,18 +96,21 @@ class DataConfig(_Strict):
     ``channels``, ``labels`` and ``prepared`` are ``folder``'s: 1 (grey) or 3 (RGB, the default);
     ``auto`` (labels from subfolders; a flat folder has none) or ``none``; a prepared file (path or URI,
     see ``gan-ray prepare``) to read instead of decoding ``root``. ``mirror`` adds x-flips of every image
-    (StyleGAN2-ADA's ``--mirror``): each drawn image is flipped with probability 1/2.
+    (StyleGAN2-ADA's ``--mirror``): each drawn image is flipped with probability 1/2. ``augment``: what
+    D's batches go through (:class:`AugmentConfig`).
     """
 
     name: str = "ring8"
     root: str | None = None
     download: bool = False
-    # Images are resized to this side length; None keeps the dataset's own (8, 28 or 32). folder needs it.
+    # Images are resized to this side length; None keeps the dataset's own (8, 28 or 32); folder needs it.
+    # The model must build it (its ModelSpec.image_sizes: dcgan 8-64, resnet 28-256).
     image_size: Literal[8, 28, 32, 64, 128, 256] | None = None
     channels: Literal[1, 3] | None = None
     labels: Literal["auto", "none"] = "auto"
     mirror: bool = False
     prepared: str | None = None
+    augment: AugmentConfig = Field(default_factory=AugmentConfig)
 
     @field_validator("name")
     @classmethod
@@ -132,10 +164,14 @@ class ModelConfig(_Strict):
     """G and D: ``name`` picks a model spec (``mlp``, ``dcgan``, ``auto`` for the dataset's kind, or a
     plug-in ``package.module:builder``), ``params`` are its builder's keyword arguments (the built-ins':
     ``hidden_dim``, ``hidden_layers``, ``d_dropout`` for mlp; ``g_filters``, ``d_filters`` for dcgan).
-    ``d_pac`` and ``d_minibatch_std`` are D's anti-collapse options, which the loop reads too."""
+    ``d_pac`` and ``d_minibatch_std`` are D's anti-collapse options, which the loop reads too.
+    ``conditional``: G and D take the class (labelled datasets only; :mod:`gan_ray.models.conditional`)."""
 
     name: str = "auto"
     params: dict[str, Any] = Field(default_factory=dict)
+    conditional: bool = Field(
+        False, description="class-conditional G and projection D, on the dataset's labels"
+    )
     d_pac: int = Field(1, ge=1, le=16, description="PacGAN: D judges packs of this many samples (1: off)")
     d_minibatch_std: int = Field(
         0, ge=0, description="group size of D's minibatch-std feature (Karras et al. 2018; 0: off)"
@@ -238,6 +274,8 @@ class PenaltyConfig(_Strict):
     own default (10 for gp, 1 for the zero-centred ones). ``schedule`` moves it from ``weight`` to
     ``final_ratio x weight`` over the first ``burn_in`` of the run, then holds it there: R3GAN's cosine
     burn-in of gamma. ``loss.name: wgan_gp`` carries ``gp`` itself (``penalty.name`` stays ``none``).
+    ``every``: lazy regularisation (Karras et al. 2020, StyleGAN2): the penalty only every N-th D-step,
+    at N times its weight, so it costs 1/N of its double backwards (1: every step).
     """
 
     name: str = "none"
@@ -247,6 +285,7 @@ class PenaltyConfig(_Strict):
     burn_in: float = Field(
         1.0, gt=0.0, le=1.0, description="the fraction of the run the schedule takes; it holds after"
     )
+    every: int = Field(1, ge=1, le=64, description="apply it every N-th D-step at N times the weight")
 
     @field_validator("name")
     @classmethod
@@ -380,6 +419,7 @@ class GanConfig(_Strict):
     def _consistent(self) -> GanConfig:
         info = dataset_info(self.data.name)
         self._model_fits(info)
+        self._conditional_fits(info)
         if info.needs_root and self.data.root is None:
             raise ValueError(
                 f"data.root is required for dataset {self.data.name!r} (a torchvision root folder)"
@@ -396,6 +436,11 @@ class GanConfig(_Strict):
                 "set metrics.features to a pretrained extractor (inception, or a plug-in)"
             )
         self._one_penalty()
+        if info.is_mixture and self.data.augment.policy != "none":
+            raise ValueError(
+                f"data.augment.policy {self.data.augment.policy!r} augments images; dataset {self.data.name!r} "
+                "is a 2-D mixture (use 'none')"
+            )
         if self.model.d_pac > self.train.batch_size:
             raise ValueError(
                 f"model.d_pac {self.model.d_pac} packs more samples than a batch holds "
@@ -413,6 +458,12 @@ class GanConfig(_Strict):
                 f"model.name {name!r} is for {spec.data}s; dataset {self.data.name!r} has {kind}s "
                 f"(use {wanted!r}, or 'auto')"
             )
+        side = info.sample_shape(self.data.image_size)[-1]
+        if kind == "image" and spec.image_sizes is not None and side not in spec.image_sizes:
+            raise ValueError(
+                f"model {name!r} builds images of side {list(spec.image_sizes)}, not {side} "
+                f"(dataset {self.data.name!r}); set data.image_size to one of them"
+            )
         problems = spec.check_params(self.model.params)
         if problems:
             raise ValueError(f"model {name!r}: " + "; ".join(f"model.params.{p}" for p in problems))
@@ -425,6 +476,27 @@ class GanConfig(_Strict):
                 raise ValueError(
                     f"model {name!r} takes no parameter(s) {unknown}; its parameters are {list(takes)}"
                 )
+
+    def _conditional_fits(self, info: DatasetInfo) -> None:
+        if not self.model.conditional:
+            return
+        if info.shaped_by_config and self.data.labels == "none":
+            raise ValueError(
+                "model.conditional true needs labels; data.labels 'none' drops the folder's "
+                "(allowed: data.labels auto, with class subfolders, or conditional false)"
+            )
+        # A folder's classes are known once its files are listed: checked before training starts
+        # (gan_ray.data.prepared.check_for_run).
+        if not info.num_classes and not info.shaped_by_config:
+            raise ValueError(
+                f"model.conditional true needs labels; dataset {self.data.name!r} has none "
+                "(allowed: false, or a labelled dataset such as digits, mnist, fashion_mnist, cifar10)"
+            )
+        if self.model.d_pac != 1:
+            raise ValueError(
+                f"model.d_pac {self.model.d_pac} with model.conditional true: a pack mixes classes "
+                "(allowed: d_pac 1, or conditional false)"
+            )
 
     def _one_penalty(self) -> None:
         built_in = get_loss(self.loss.name, **self.loss.params).built_in_penalty
@@ -481,6 +553,17 @@ class GanConfig(_Strict):
         return params
 
     @property
+    def num_classes(self) -> int:
+        """The classes G and D are conditioned on: the dataset's, with ``model.conditional``; else 0."""
+        if not self.model.conditional:
+            return 0
+        if self.data.info.shaped_by_config:  # a folder: its class subfolders, from the prepared file
+            from gan_ray.data.prepared import load_prepared
+
+            return load_prepared(self.data).num_classes
+        return self.data.info.num_classes
+
+    @property
     def noise_dim(self) -> int:
         """``noise.dim``, else the model's own default (8 for mlp, 100 for dcgan)."""
         if self.noise.dim is not None:
@@ -519,6 +602,8 @@ class GanConfig(_Strict):
         if penalty is None:
             return {"penalty.name": "none"}
         out: dict[str, Any] = {"penalty.name": penalty.name, "penalty.schedule": self.penalty.schedule}
+        if self.penalty.every != 1:
+            out["penalty.every"] = self.penalty.every
         if self.penalty.name != "none":
             out["penalty.weight"] = penalty.weight
         if self.penalty.schedule != "constant":
@@ -684,6 +769,7 @@ RESUMABLE_CHANGES = (
     "penalty.schedule",
     "penalty.final_ratio",
     "penalty.burn_in",
+    "penalty.every",
     "metrics.",
     "scaling.",
 )

@@ -18,8 +18,11 @@ from gan_ray.data.mixtures import mixture
 # that needs a display, and nothing shared between threads.
 
 
-def save_samples(samples: Tensor, path: str | Path, dataset_name: str, max_images: int = 64) -> Path:
-    """A PNG of generated samples: an image grid, or a scatter over the mixture's modes for 2-D data."""
+def save_samples(
+    samples: Tensor, path: str | Path, dataset_name: str, max_images: int = 64, nrow: int | None = None
+) -> Path:
+    """A PNG of generated samples: an image grid (``nrow`` images a row; None: square), or a scatter over
+    the mixture's modes for 2-D data."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     samples = samples.detach().float().cpu()
@@ -27,10 +30,17 @@ def save_samples(samples: Tensor, path: str | Path, dataset_name: str, max_image
         _scatter(samples, path, dataset_name)
     else:
         images = samples[:max_images]
-        save_image(
-            images, path, nrow=int(math.ceil(math.sqrt(images.shape[0]))), normalize=True, value_range=(-1, 1)
-        )
+        nrow = nrow or int(math.ceil(math.sqrt(images.shape[0])))
+        save_image(images, path, nrow=nrow, normalize=True, value_range=(-1, 1))
     return path
+
+
+def class_rows(samples: Tensor, num_classes: int, per_class: int = 8) -> tuple[Tensor, int]:
+    """Samples drawn for the classes in turn (sample i of class i mod C, as the eval labels are) reordered
+    into a grid with one row a class: (the reordered samples, images a row)."""
+    per_class = max(1, min(per_class, samples.shape[0] // num_classes))
+    index = torch.arange(per_class)[None, :] * num_classes + torch.arange(num_classes)[:, None]
+    return samples[index.flatten().to(samples.device)], per_class
 
 
 def _scatter(samples: Tensor, path: Path, dataset_name: str) -> None:

@@ -342,3 +342,36 @@ def test_data_path_measures_decoding_batches_and_memory(one_thread):
     assert all(r["step_images_per_s"] > 0 for r in by_kind["batches"])
     memory = by_kind["memory"][0]
     assert memory["float32_bytes"] == 4 * memory["uint8_bytes"] == 4 * 40 * 3 * 28 * 28
+
+
+def test_lazy_penalty_bench_times_every_variant_and_gives_ratios():
+    lines = bench_module("lazy_penalty").measure("dcgan28", [2], steps=2, repeats=1, batch=8)
+    (line,) = lines
+    assert line["measurement"] == "lazy_penalty" and line["every"] == 2
+    for key in (
+        "ms_per_step_every_step",
+        "ms_per_step_lazy",
+        "ms_per_step_no_penalty",
+        "speedup",
+        "floor_speedup",
+    ):
+        assert positive_finite(line[key]), key
+
+
+def test_nets_quality_bench_runs_the_conditional_and_small_data_experiments(capsys):
+    """bench/nets_quality.py at its smoke size (digits at 8 px, 2 steps): one line a run, with the
+    class accuracy of the conditional run and D's train/held-out gap of the small-data runs."""
+    bench = bench_module("nets_quality")
+    argv = ["--quick", "--image-size", "8", "--experiments", "conditional,small", "--threads", "1"]
+    assert bench.main(argv) == 0
+    lines = [json.loads(x) for x in capsys.readouterr().out.splitlines() if x.startswith("{")]
+    runs = [(r["experiment"], r["conditional"], r["augment"]) for r in lines]
+    assert runs == [
+        ("conditional", False, "none"),
+        ("conditional", True, "none"),
+        ("small", False, "none"),
+        ("small", False, "diffaug"),
+        ("small", False, "ada"),
+    ]
+    assert 0.0 <= lines[1]["class_accuracy"] <= 1.0 and "class_accuracy" not in lines[0]
+    assert all(r["train_images"] == 200 and math.isfinite(r["d_gap"]) for r in lines[2:])

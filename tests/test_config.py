@@ -355,6 +355,8 @@ def _check_model_key(base: GanConfig, key: str) -> None:
         assert base.with_overrides({key: "mlp"}).flat()["model.name"] == "mlp"
         return
     images = {"data.name": "digits"} if leaf in ("g_filters", "d_filters") else {}
+    if leaf in ("width", "blocks_per_stage", "expansion", "group_size"):
+        images = {"data.name": "digits", "data.image_size": 28, "model.name": "resnet"}
     value = 0.25 if leaf == "d_dropout" else 24
     cfg = base.with_overrides({**images, key: value})
     assert cfg.model_params[leaf] == value and cfg.flat()[f"model.params.{leaf}"] == value, key

@@ -96,7 +96,7 @@ def test_built_ins_win_then_import_paths_then_entry_points(plugin_paths):
             ["unknown noise distribution 'gauss'", "'normal'", "gan_ray.noise"],
         ),
         ("data", {"name": "cifar100"}, ["unknown dataset 'cifar100'", "'ring8'", "gan_ray.datasets"]),
-        ("model", {"name": "resnet"}, ["unknown model 'resnet'", "'dcgan'", "gan_ray.models"]),
+        ("model", {"name": "stylegan"}, ["unknown model 'stylegan'", "'resnet'", "gan_ray.models"]),
         ("penalty", {"name": "r3"}, ["unknown penalty 'r3'", "'r1_r2'", "gan_ray.penalties"]),
         (
             "metrics",

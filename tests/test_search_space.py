@@ -314,3 +314,50 @@ def test_a_time_budget_is_read_in_seconds():
     assert parse_search_space(GOOD).budget.time_budget_s is None
     with pytest.raises(SearchSpaceError, match="time_budget_s"):
         parse_search_space(GOOD + "budget: {time_budget_s: -1}\n")
+
+
+@pytest.mark.parametrize(
+    ("base", "parameters", "message"),
+    [
+        (
+            "data: {name: digits}\n  model: {name: resnet}",
+            "optim.lr_g: {log_uniform: [1.0e-4, 1.0e-2]}",
+            "model 'resnet' builds images of side [28, 32, 64, 128, 256], not 8",
+        ),
+        (
+            "data: {name: ring8}",
+            "data.augment.policy: {choice: [none, diffaug, ada]}",
+            "data.augment.policy 'diffaug' augments images; dataset 'ring8' is a 2-D mixture",
+        ),
+    ],
+)
+def test_a_space_the_network_or_the_augmentation_cannot_run_is_refused_in_one_line(base, parameters, message):
+    text = f"name: bad\nbase:\n  {base}\nparameters:\n  {parameters}\n"
+    with pytest.raises(SearchSpaceError) as err:
+        parse_search_space(text, "bad.yaml")
+    assert message in str(err.value) and "\n" not in str(err.value)
+    assert str(err.value).startswith("bad.yaml:")
+
+
+def test_the_resnet_space_searches_augmentation_lazy_penalties_and_the_network():
+    space = load_search_space(Path(__file__).parent.parent / "search_spaces" / "fashion_mnist_resnet.yaml")
+    keys = {p.key for p in space.params}
+    assert {
+        "data.augment.policy",
+        "penalty.every",
+        "model.params.width",
+        "model.params.blocks_per_stage",
+    } <= keys
+    assert space.budget.gpus_per_worker > 0
+    cfg = space.trial_config(
+        space.resolve(
+            {
+                "data.augment.policy": "ada",
+                "data.augment.ada_target": 0.5,
+                "penalty.every": 4,
+                "model.params.width": 128,
+            }
+        )
+    )
+    assert (cfg.data.augment.policy, cfg.data.augment.ada_target, cfg.penalty.every) == ("ada", 0.5, 4)
+    assert cfg.model_params["width"] == 128 and cfg.data.image_size == 32

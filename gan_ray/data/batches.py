@@ -19,13 +19,13 @@ from torch import Tensor
 DEVICE_FRACTION = 0.25
 
 
-def _as_float(batch: Tensor) -> Tensor:
+def as_float(batch: Tensor) -> Tensor:
     if batch.dtype == torch.uint8:
         return batch.float().div_(127.5).sub_(1.0)
     return batch
 
 
-def _mirrored(batch: Tensor, generator: torch.Generator | None) -> Tensor:
+def mirrored(batch: Tensor, generator: torch.Generator | None) -> Tensor:
     flip = torch.rand(batch.shape[0], device=batch.device, generator=generator) < 0.5
     return torch.where(flip.view(-1, *([1] * (batch.dim() - 1))), batch.flip(-1), batch)
 
@@ -44,8 +44,8 @@ class TensorSource:
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         idx = torch.randint(0, self.data.shape[0], (n,), device=self.data.device, generator=generator)
-        batch = _as_float(self.data[idx])
-        return _mirrored(batch, generator) if self.mirror else batch
+        batch = as_float(self.data[idx])
+        return mirrored(batch, generator) if self.mirror else batch
 
 
 class HostSource:
@@ -90,8 +90,8 @@ class HostSource:
             event = torch.cuda.Event()
             event.record(torch.cuda.current_stream(self.device))
             self._copied[(n, slot)] = event
-        batch = _as_float(batch)
-        return _mirrored(batch, generator) if self.mirror else batch
+        batch = as_float(batch)
+        return mirrored(batch, generator) if self.mirror else batch
 
 
 def fits_on_device(nbytes: int, device: torch.device) -> bool:

@@ -438,9 +438,12 @@ def check_source(spec: Any) -> None:
         raise DatasetNotFoundError(_no_images_message(files.root, listing, plan))
 
 
-def check_for_run(spec: Any, batch_size: int, class_metrics: bool) -> PreparedImages:
+def check_for_run(
+    spec: Any, batch_size: int, class_metrics: bool, conditional: bool = False
+) -> PreparedImages:
     """The prepared set, or a :class:`~gan_ray.errors.ConfigError` in one line where a run on it cannot
-    work: fewer images than one batch, or classifier metrics on a set with fewer than two classes."""
+    work: fewer images than one batch, classifier metrics on a set with fewer than two classes, or a
+    class-conditional model on a set without class subfolders."""
     from gan_ray.errors import ConfigError
 
     prepared = load_prepared(spec, say=print, fresh=True)  # a source changed since is decoded again
@@ -449,6 +452,12 @@ def check_for_run(spec: Any, batch_size: int, class_metrics: bool) -> PreparedIm
     if count < batch_size:
         raise ConfigError(
             f"data.root {where!r}: {count} image(s), fewer than one batch (train.batch_size {batch_size})"
+        )
+    if conditional and prepared.num_classes < 2:
+        raise ConfigError(
+            f"model.conditional true: data.root {where!r} has "
+            f"{'one class folder' if prepared.classes else 'no class subfolders'}; a class-conditional "
+            "model needs 2 or more (allowed: one subfolder per class, or model.conditional false)"
         )
     if class_metrics and prepared.num_classes < 2:
         found = f"one class folder ({prepared.classes[0]!r})" if prepared.classes else "no class subfolders"

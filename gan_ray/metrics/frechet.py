@@ -189,12 +189,17 @@ class FrechetEvaluator:
         """
         return self._score(fake_images)[0]
 
-    def scores(self, fake_images: Tensor) -> dict[str, float]:
+    def scores(self, fake_images: Tensor, asked: Tensor | None = None) -> dict[str, float]:
         """The Fréchet distance under its name (``fid_classifier`` / ``fid_inception``) and, for the
         classifier, ``classes_covered`` and ``class_reverse_kl`` of the classes it predicts for the samples
-        (:func:`gan_ray.metrics.classes.class_coverage`); no classes for non-finite samples."""
+        (:func:`gan_ray.metrics.classes.class_coverage`); no classes for non-finite samples. ``asked``: the
+        classes a conditional G was asked for, one a sample: adds ``class_accuracy``, the fraction the
+        classifier judges to be of the class asked for."""
         distance, labels = self._score(fake_images)
         out = {self.metric_name: distance}
         if labels:
-            out.update(class_coverage(torch.cat(labels), self.num_classes))
+            predicted = torch.cat(labels)
+            out.update(class_coverage(predicted, self.num_classes))
+            if asked is not None:
+                out["class_accuracy"] = float((predicted == asked.cpu()).double().mean())
         return out

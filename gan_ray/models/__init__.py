@@ -8,8 +8,9 @@ from torch import nn
 from gan_ray.models.contract import Discriminator, Generator, check_contract
 from gan_ray.models.dcgan import DCGANDiscriminator, DCGANGenerator
 from gan_ray.models.mlp import MLPDiscriminator, MLPGenerator
+from gan_ray.models.resnet import ResNetDiscriminator, ResNetGenerator
 from gan_ray.models.scoring import score_apart
-from gan_ray.models.spec import AUTO, MODELS, ModelSpec, build_dcgan, build_mlp, model_spec
+from gan_ray.models.spec import AUTO, MODELS, ModelSpec, build_dcgan, build_mlp, build_resnet, model_spec
 
 __all__ = [
     "AUTO",
@@ -21,8 +22,11 @@ __all__ = [
     "MLPGenerator",
     "MODELS",
     "ModelSpec",
+    "ResNetDiscriminator",
+    "ResNetGenerator",
     "build_dcgan",
     "build_mlp",
+    "build_resnet",
     "check_contract",
     "model_spec",
     "score_apart",

@@ -24,6 +24,8 @@ class Discriminator(Protocol):
       tuple of such logits, one per batch, each batch scored *apart*: the D-step hands D the real and
       the fake batch in one call, and BatchNorm must never pool real with fake
       (:func:`gan_ray.models.scoring.score_apart` does it).
+    - Class-conditional (built with ``num_classes`` > 0): ``forward(*batches, labels=y)``, y int64 (N,),
+      scores every batch against the same labels.
     """
 
     pac: int
@@ -33,7 +35,8 @@ class Discriminator(Protocol):
 
 @runtime_checkable
 class Generator(Protocol):
-    """G's contract: noise (N, noise_dim) -> samples (N, *sample_shape), images in [-1, 1]."""
+    """G's contract: noise (N, noise_dim) -> samples (N, *sample_shape), images in [-1, 1]; a
+    class-conditional G is called ``G(z, labels)``, labels int64 (N,) in [0, num_classes)."""
 
     def __call__(self, z: Tensor) -> Tensor: ...
 
@@ -49,8 +52,11 @@ def check_contract(
     sample_shape: tuple[int, ...],
     noise_dim: int,
     pac: int = 1,
+    num_classes: int = 0,
 ) -> None:
     """Run G and D once on a small batch and raise a :class:`PluginError` naming what breaks the contract.
+
+    With ``num_classes`` > 0, G and D are called with labels as a conditional model is.
 
     Runs in train mode without grads, on copies of nothing: every buffer (BatchNorm's running
     statistics) and the RNG are put back as they were, so a checked model trains as an unchecked one.
@@ -76,7 +82,7 @@ def check_contract(
         for m in dropouts:
             m.eval()
         try:
-            _check_shapes(name, generator, discriminator, sample_shape, noise_dim, pac, device)
+            _check_shapes(name, generator, discriminator, sample_shape, noise_dim, pac, device, num_classes)
         finally:
             _restore(generator, discriminator, saved)
             for m in dropouts:
@@ -101,29 +107,36 @@ def _check_shapes(
     noise_dim: int,
     pac: int,
     device: torch.device,
+    num_classes: int = 0,
 ) -> None:
     n = 4 * pac
-    fake = _call(name, "G(z)", generator, torch.randn(n, noise_dim, device=device))
+    # Labels only for a conditional model: an unconditional one is called exactly as before.
+    y = {"labels": torch.arange(n, device=device) % num_classes} if num_classes else {}
+    g_args = (y["labels"],) if y else ()
+    fake = _call(name, "G(z)", generator, torch.randn(n, noise_dim, device=device), *g_args)
     if not isinstance(fake, Tensor) or tuple(fake.shape) != (n, *sample_shape):
         got = tuple(fake.shape) if isinstance(fake, Tensor) else type(fake).__name__
         raise _fail(
             name, f"G(z) with z of shape {(n, noise_dim)} returned {got}; expected {(n, *sample_shape)}"
         )
     real = torch.randn(n, *sample_shape, device=device).clamp_(-1, 1)
-    one = _call(name, "D(x)", discriminator, real)
+    one = _call(name, "D(x)", discriminator, real, **y)
     if not isinstance(one, Tensor) or tuple(one.shape) != (n // pac,):
         got = tuple(one.shape) if isinstance(one, Tensor) else type(one).__name__
         raise _fail(
             name,
             f"D(x) with x of shape {(n, *sample_shape)} returned {got}; expected logits of shape {(n // pac,)}",
         )
-    both = _call(name, "D(real, fake)", discriminator, real, fake)
+    both = _call(name, "D(real, fake)", discriminator, real, fake, **y)
     if not (isinstance(both, tuple) and len(both) == 2 and all(isinstance(t, Tensor) for t in both)):
         raise _fail(
             name,
             f"D(real, fake) returned {type(both).__name__}; expected a tuple of 2 logits tensors, one per batch",
         )
-    apart = (_call(name, "D(x)", discriminator, real), _call(name, "D(x)", discriminator, fake))
+    apart = (
+        _call(name, "D(x)", discriminator, real, **y),
+        _call(name, "D(x)", discriminator, fake, **y),
+    )
     if not all(torch.allclose(a, b, rtol=1e-4, atol=1e-5) for a, b in zip(both, apart, strict=True)):
         raise _fail(
             name,
@@ -132,8 +145,8 @@ def _check_shapes(
         )
 
 
-def _call(name: str, what: str, module: nn.Module, *args: Tensor):
+def _call(name: str, what: str, module: nn.Module, *args: Tensor, **kwargs: Tensor):
     try:
-        return module(*args)
+        return module(*args, **kwargs)
     except Exception as err:
         raise _fail(name, f"{what} raised {type(err).__name__}: {err}") from None

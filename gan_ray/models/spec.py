@@ -1,7 +1,7 @@
 """A model is a spec, not a family string: a builder of (G, D) from plain arguments, and the traits the
 training loop reads from it (default noise dim, channels_last, bf16, CUDA-graph safety).
 
-Built-ins are ``mlp`` and ``dcgan``; anything else is a plug-in by ``package.module:builder`` or a
+Built-ins are ``mlp``, ``dcgan`` and ``resnet``; anything else is a plug-in by ``package.module:builder`` or a
 ``gan_ray.models`` entry point (:mod:`gan_ray.registry`). A builder is called as
 ``builder(sample_shape, noise_dim, num_classes, penalised, **params)`` and returns ``(G, D)``.
 """
@@ -20,6 +20,7 @@ from torch import nn
 from gan_ray.errors import PluginError
 from gan_ray.models.dcgan import SUPPORTED_SIZES, DCGANDiscriminator, DCGANGenerator
 from gan_ray.models.mlp import MLPDiscriminator, MLPGenerator
+from gan_ray.models.resnet import RESNET_SIZES, ResNetDiscriminator, ResNetGenerator
 from gan_ray.registry import Registry
 
 #: A width, a depth, a count: what the built-in builders' parameters must be (config validation reads it).
@@ -37,7 +38,8 @@ class ModelSpec:
     or ``any``. ``channels_last``: the loop stores conv weights NHWC (faster convolutions on GPU and on
     oneDNN). ``bf16``: ``train.precision: auto`` trains it in bf16 on GPUs that have it.
     ``cuda_graph_safe``: its forward has no host sync or data-dependent control flow, so the whole step
-    may be captured in a CUDA graph (a plug-in is not assumed to be).
+    may be captured in a CUDA graph (a plug-in is not assumed to be). ``image_sizes``: the image sides
+    it builds (None: any), so a config asking for another side is refused when it is validated.
     """
 
     builder: Builder
@@ -46,6 +48,7 @@ class ModelSpec:
     channels_last: bool = False
     bf16: bool = False
     cuda_graph_safe: bool = False
+    image_sizes: tuple[int, ...] | None = None
 
     def param_names(self) -> tuple[str, ...] | None:
         """The keyword parameters the builder takes after :data:`BUILDER_ARGS` (None: any, ``**params``)."""
@@ -144,6 +147,8 @@ def build_mlp(
 ) -> tuple[nn.Module, nn.Module]:
     """Goodfellow et al. (2014)'s fully connected G and D for vectors (the 2-D mixtures)."""
     (dim,) = sample_shape
+    if num_classes:
+        raise PluginError("model 'mlp' is unconditional (the 2-D mixtures have no labels)")
     g = MLPGenerator(noise_dim, dim, hidden_dim, hidden_layers)
     d = MLPDiscriminator(dim, hidden_dim, hidden_layers, d_dropout, pac=d_pac, minibatch_std=d_minibatch_std)
     return g, d
@@ -160,15 +165,78 @@ def build_dcgan(
     d_pac: Positive = 1,
     d_minibatch_std: int = 0,
 ) -> tuple[nn.Module, nn.Module]:
-    """Radford et al. (2016)'s DCGAN for images of side 8, 28, 32 or 64."""
+    """Radford et al. (2016)'s DCGAN for images of side 8, 28, 32 or 64; ``num_classes`` > 0: G joins a
+    class embedding to z, D has a projection head (:mod:`gan_ray.models.conditional`)."""
     channels, size, _ = sample_shape
     if size not in SUPPORTED_SIZES:
         raise PluginError(f"model 'dcgan' builds images of side {sorted(SUPPORTED_SIZES)}, not {size}")
-    g = DCGANGenerator(noise_dim, channels, size, g_filters)
+    _conditional_pac("dcgan", num_classes, d_pac)
+    g = DCGANGenerator(noise_dim, channels, size, g_filters, num_classes=num_classes)
     # Batch statistics couple the samples of a batch, which breaks a gradient penalty's per-sample
     # gradients (WGAN-GP's, R1's, R2's): a penalised D normalises each sample on its own.
     norm = "layer" if penalised else "batch"
-    d = DCGANDiscriminator(channels, size, d_filters, norm=norm, pac=d_pac, minibatch_std=d_minibatch_std)
+    d = DCGANDiscriminator(
+        channels,
+        size,
+        d_filters,
+        norm=norm,
+        pac=d_pac,
+        minibatch_std=d_minibatch_std,
+        num_classes=num_classes,
+    )
+    return g, d
+
+
+def _conditional_pac(name: str, num_classes: int, pac: int) -> None:
+    """A pack of PacGAN mixes samples of several classes: which class would the projection ask about?"""
+    if num_classes and pac > 1:
+        raise PluginError(
+            f"model {name!r}: d_pac {pac} with {num_classes} classes; a conditional D takes d_pac 1"
+        )
+
+
+#: (width, blocks_per_stage) where a config sets none: small at the CPU-sized sides (28, 32: a few
+#: minutes of CPU train something), R3GAN-like widths for the GPU-sized ones.
+RESNET_DEFAULTS = {28: (64, 1), 32: (128, 1), 64: (256, 2), 128: (256, 2), 256: (256, 2)}
+
+
+def build_resnet(
+    sample_shape: tuple[int, ...],
+    noise_dim: int,
+    num_classes: int = 0,
+    penalised: bool = False,
+    *,
+    width: Positive | None = None,
+    blocks_per_stage: Positive | None = None,
+    expansion: Positive = 2,
+    group_size: Positive = 16,
+    d_pac: Positive = 1,
+    d_minibatch_std: int = 0,
+) -> tuple[nn.Module, nn.Module]:
+    """R3GAN's residual G and D (:mod:`gan_ray.models.resnet`) for images of side 28, 32, 64, 128 or 256.
+
+    ``width``: channels of the stages up to 32 px (halved per doubling above); ``blocks_per_stage``;
+    ``expansion``: the inverted bottleneck's widening; ``group_size``: channels per group of the 3x3
+    convolutions (R3GAN's CIFAR preset: 768 wide, expansion 2, 96 groups, i.e. 16 a group). None: the
+    side's default (:data:`RESNET_DEFAULTS`). No normalisation, so every penalty applies as it is.
+    ``num_classes`` > 0: G joins a class embedding to z, D has a projection head on phi(x).
+    """
+    channels, size, _ = sample_shape
+    if size not in RESNET_SIZES:
+        raise PluginError(f"model 'resnet' builds images of side {sorted(RESNET_SIZES)}, not {size}")
+    _conditional_pac("resnet", num_classes, d_pac)
+    default_width, default_blocks = RESNET_DEFAULTS[size]
+    arch = {
+        "image_size": size,
+        "width": width or default_width,
+        "blocks_per_stage": blocks_per_stage or default_blocks,
+        "expansion": expansion,
+        "group_size": group_size,
+    }
+    g = ResNetGenerator(noise_dim, channels, **arch, num_classes=num_classes)
+    d = ResNetDiscriminator(
+        channels, **arch, pac=d_pac, minibatch_std=d_minibatch_std, num_classes=num_classes
+    )
     return g, d
 
 
@@ -186,6 +254,19 @@ MODELS: Registry[ModelSpec] = Registry(
             channels_last=True,
             bf16=True,
             cuda_graph_safe=True,
+            image_sizes=tuple(sorted(SUPPORTED_SIZES)),
+        ),
+        # No host sync and no data-dependent control flow in either forward: capturable. The step is
+        # still eager wherever cuda_graphs.graph_blocker says (R1/R2/gp's double backward, lr schedules,
+        # DDP over several workers), which R3GAN's recipe (rpgan + r1_r2) always meets.
+        "resnet": ModelSpec(
+            build_resnet,
+            default_noise_dim=64,
+            data="image",
+            channels_last=True,
+            bf16=True,
+            cuda_graph_safe=True,
+            image_sizes=tuple(sorted(RESNET_SIZES)),
         ),
     },
     convert=_as_spec,

@@ -18,6 +18,7 @@ from gan_ray.data.sources import data_shape
 from gan_ray.noise import get_noise
 
 NOISE = "noise"  # the input tensor's name
+LABELS = "labels"  # a conditional generator's second input: int64 class indices (n,)
 PROGRAM = "generator"  # the pyfunc model's artifact: an mlflow.pytorch model holding the pt2 program
 EXAMPLE_BATCH = 4  # > 1, or torch.export specialises the batch dimension to a constant
 # A request's largest batch: about 2**18 numbers in or out (~5 MB of JSON each way), a power of two.
@@ -35,18 +36,34 @@ def serving_config(cfg: GanConfig) -> dict[str, Any]:
     """The pyfunc model's ``model_config``: what it checks requests against (it reads no gan_ray config).
     A user may override ``max_batch`` at load time: ``mlflow.pyfunc.load_model(uri, model_config={...})``."""
     shape = data_shape(cfg.data)
-    return {
+    config = {
         "noise_dim": cfg.noise_dim,
         "sample_shape": list(shape),
         "max_batch": max_batch(cfg.noise_dim, shape),
         "noise_distribution": cfg.noise.distribution,
     }
+    if cfg.num_classes:
+        config["num_classes"] = cfg.num_classes
+    return config
 
 
 def example_noise(cfg: GanConfig, n: int = EXAMPLE_BATCH) -> np.ndarray:
     """``n`` float32 noise rows from the config's distribution (seed 0): the model's input example."""
     g = torch.Generator().manual_seed(0)
     return get_noise(cfg.noise.distribution)(n, cfg.noise_dim, generator=g).numpy().astype(np.float32)
+
+
+def example_labels(cfg: GanConfig, n: int = EXAMPLE_BATCH) -> np.ndarray:
+    """``n`` int64 class indices, the classes in turn: a conditional model's example ``labels``."""
+    return (np.arange(n) % max(cfg.num_classes, 1)).astype(np.int64)
+
+
+def example_input(cfg: GanConfig) -> dict[str, np.ndarray]:
+    """The pyfunc model's input example: ``{"noise": ...}``, and ``"labels"`` for a conditional one."""
+    example = {NOISE: example_noise(cfg)}
+    if cfg.num_classes:
+        example[LABELS] = example_labels(cfg)
+    return example
 
 
 def signature(cfg: GanConfig):
@@ -57,7 +74,10 @@ def signature(cfg: GanConfig):
     from mlflow.types import Schema, TensorSpec
 
     f32 = np.dtype(np.float32)
+    inputs = [TensorSpec(f32, (-1, cfg.noise_dim), NOISE)]
+    if cfg.num_classes:
+        inputs.append(TensorSpec(np.dtype(np.int64), (-1,), LABELS))
     return ModelSignature(
-        inputs=Schema([TensorSpec(f32, (-1, cfg.noise_dim), NOISE)]),
+        inputs=Schema(inputs),
         outputs=Schema([TensorSpec(f32, (-1, *data_shape(cfg.data)), "samples")]),
     )

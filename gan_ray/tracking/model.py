@@ -31,7 +31,15 @@ from torch import nn
 from gan_ray.config import GanConfig, config_yaml, validate_config
 from gan_ray.data.sources import data_shape
 from gan_ray.models import unwrap
-from gan_ray.tracking.contract import NOISE, PROGRAM, example_noise, serving_config, signature
+from gan_ray.models.conditional import PackedConditional, pack_labels
+from gan_ray.tracking.contract import (
+    PROGRAM,
+    example_input,
+    example_labels,
+    example_noise,
+    serving_config,
+    signature,
+)
 from gan_ray.tracking.params import run_params
 from gan_ray.tracking.registry import GENERATOR_NAME, resolve_model_uri
 from gan_ray.tracking.store import TAG_DATASET, TAG_LOSS, make_client, resolve_tracking_uri
@@ -66,11 +74,16 @@ def export_ready_generator(generator: nn.Module, cfg: GanConfig) -> nn.Module:
 
 
 def _save_program(module: nn.Module, cfg: GanConfig, path: Path) -> None:
-    """The pt2 program as an ``mlflow.pytorch`` model (the pyfunc model's ``generator`` artifact)."""
+    """The pt2 program as an ``mlflow.pytorch`` model (the pyfunc model's ``generator`` artifact). A
+    conditional G is exported taking ``cat(noise, label)`` (one input, as the pt2 flavor wants)."""
     import mlflow.pytorch
     from mlflow.models import infer_signature
 
     example = example_noise(cfg)
+    if cfg.num_classes:
+        module = PackedConditional(module).eval()
+        packed = pack_labels(torch.from_numpy(example), torch.from_numpy(example_labels(cfg)))
+        example = packed.numpy()
     with torch.no_grad():
         output = module(torch.from_numpy(example)).numpy()
     mlflow.pytorch.save_model(
@@ -98,7 +111,7 @@ def _save_model(module: nn.Module, cfg: GanConfig, model_dir: Path, mlflow_model
             model_config=serving_config(cfg),
             mlflow_model=mlflow_model,
             signature=signature(cfg),
-            input_example={NOISE: example_noise(cfg)},
+            input_example=example_input(cfg),
             pip_requirements=pip_requirements(),
         )
     _add_extra_files(model_dir, {CONFIG_FILE: config_yaml(cfg)}, module.state_dict())
@@ -146,6 +159,7 @@ def log_generator(
                         "noise_distribution": cfg.noise.distribution,
                         "noise_dim": cfg.noise_dim,
                         "sample_shape": list(data_shape(cfg.data)),
+                        "num_classes": cfg.num_classes,
                     }
                 },
             )

@@ -15,7 +15,9 @@ The contract (the signature): one named tensor ``noise`` float32 (-1, noise_dim)
 (-1, *sample_shape), as ``gan-ray sample`` draws them. A lone ndarray is accepted too: MLflow wraps it
 as ``{"noise": array}`` for a one-tensor schema. For a conditional generator, the signature gains a
 second named tensor ``labels`` int64 (-1,) and ``model_config`` a ``num_classes``; requests then send
-``{"noise": ..., "labels": ...}`` and unconditional requests stay valid as they are.
+``{"noise": ..., "labels": ...}`` (labels one class index a noise row, in [0, num_classes)) and
+unconditional requests stay valid as they are. Its program takes ``cat(noise, label)``, the class as
+the last column.
 """
 
 from __future__ import annotations
@@ -31,6 +33,7 @@ from mlflow.pyfunc import PythonModel
 
 PROGRAM = "generator"  # the artifact: an mlflow.pytorch model holding the pt2 program
 NOISE = "noise"  # the input tensor's name
+LABELS = "labels"  # a conditional generator's second input tensor
 CHUNK = 4096  # rows per forward pass
 
 
@@ -66,8 +69,33 @@ def checked_noise(model_input: Any, noise_dim: int, max_batch: int) -> np.ndarra
     return noise
 
 
+def checked_labels(model_input: Any, n: int, num_classes: int) -> np.ndarray:
+    """``model_input["labels"]`` as int64 (n,), each in [0, num_classes); else a 400 naming what is wrong."""
+    expected = f"expected {LABELS!r}: {n} integer class indices in [0, {num_classes}), one a noise row"
+    if not isinstance(model_input, dict) or LABELS not in model_input:
+        keys = sorted(model_input) if isinstance(model_input, dict) else type(model_input).__name__
+        raise bad_input(f"{expected}; this generator is class-conditional, got {keys}")
+    raw = model_input[LABELS]
+    if hasattr(raw, "to_numpy"):
+        raw = raw.to_numpy()
+    try:
+        values = np.asarray(raw)
+        labels = values.astype(np.int64).reshape(-1)
+    except (TypeError, ValueError) as err:
+        raise bad_input(f"{expected}; got values that are not integers ({err})") from None
+    if values.dtype.kind not in "iu" and not np.array_equal(labels, values.reshape(-1)):
+        raise bad_input(f"{expected}; got values that are not integers")
+    if labels.shape[0] != n:
+        raise bad_input(f"{expected}; got {labels.shape[0]} labels")
+    bad = labels[(labels < 0) | (labels >= num_classes)]
+    if bad.size:
+        raise bad_input(f"{expected}; got class {int(bad[0])}")
+    return labels
+
+
 class GeneratorModel(PythonModel):
-    """Samples from the exported generator; settings from ``model_config`` (noise_dim, max_batch)."""
+    """Samples from the exported generator; settings from ``model_config`` (noise_dim, max_batch,
+    num_classes for a conditional one)."""
 
     def load_context(self, context) -> None:
         import mlflow.pytorch
@@ -75,12 +103,16 @@ class GeneratorModel(PythonModel):
         config = context.model_config
         self.noise_dim = int(config["noise_dim"])
         self.max_batch = int(config["max_batch"])
+        self.num_classes = int(config.get("num_classes", 0))
         self.program = mlflow.pytorch.load_model(context.artifacts[PROGRAM])
 
     # np.ndarray: a hint MLflow infers no schema from (the logged signature stands); it hands over
     # {"noise": array} for the named tensor, which checked_noise takes as well.
     def predict(self, context, model_input: np.ndarray, params: dict[str, Any] | None = None) -> np.ndarray:
         noise = torch.from_numpy(checked_noise(model_input, self.noise_dim, self.max_batch))
+        if self.num_classes:
+            labels = checked_labels(model_input, noise.shape[0], self.num_classes)
+            noise = torch.cat([noise, torch.from_numpy(labels).float()[:, None]], dim=1)
         out = []
         with torch.no_grad():
             for chunk in noise.split(CHUNK):

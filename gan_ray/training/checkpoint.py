@@ -24,11 +24,12 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from gan_ray.augment import Augmentation
 from gan_ray.config import GanConfig, config_yaml
 from gan_ray.files import atomic_torch_save
 from gan_ray.models import unwrap
 from gan_ray.training.ema import WeightAverage
-from gan_ray.visualize import save_samples
+from gan_ray.visualize import class_rows, save_samples
 
 CHECKPOINT_FILE = "checkpoint.pt"
 SAMPLES_FILE = "samples.png"
@@ -48,9 +49,11 @@ def training_state(
     history: Sequence[Mapping[str, float]] = (),
     hyperparameters: Mapping[str, Any] | None = None,
     ema: WeightAverage | None = None,
+    augment: Augmentation | None = None,
 ) -> dict[str, Any]:
     """Everything a run needs to continue bit for bit, plus what it has reported so far; with EMA on,
-    ``generator_ema`` is the averaged generator (what evals scored and what a logged model holds)."""
+    ``generator_ema`` is the averaged generator (what evals scored and what a logged model holds); with
+    ADA on, ``augment`` holds its probability and the statistics it moves by."""
     state = {
         "step": step,
         "generator": unwrap(generator).state_dict(),
@@ -65,6 +68,8 @@ def training_state(
     if ema is not None:
         average = ema.state_dict()
         state["generator_ema"], state["ema_updates"] = average["module"], average["updates"]
+    if augment is not None and augment.state_dict():
+        state["augment"] = augment.state_dict()
     if torch.cuda.is_available() and torch.cuda.is_initialized():
         state["rng_cuda"] = torch.cuda.get_rng_state()
     return state
@@ -81,10 +86,15 @@ def save_checkpoint(folder: str | Path, state: dict[str, Any]) -> Path:
 
 
 def write_run_state(folder: str | Path, state: dict[str, Any], samples: Tensor, config: GanConfig) -> Path:
-    """Make ``folder`` a run-state folder: the checkpoint, the eval's samples and the config."""
+    """Make ``folder`` a run-state folder: the checkpoint, the eval's samples and the config. A conditional
+    run's samples are drawn for the classes in turn: its grid has one row a class."""
     folder = Path(folder)
     save_checkpoint(folder, state)
-    save_samples(samples, folder / SAMPLES_FILE, config.data.name)
+    if config.num_classes and samples.shape[0] >= config.num_classes:
+        grid, per_row = class_rows(samples, config.num_classes)
+        save_samples(grid, folder / SAMPLES_FILE, config.data.name, max_images=grid.shape[0], nrow=per_row)
+    else:
+        save_samples(samples, folder / SAMPLES_FILE, config.data.name)
     (folder / CONFIG_FILE).write_text(config_yaml(config))
     return folder
 
@@ -103,9 +113,16 @@ def load_checkpoint(path: str | Path, map_location: str | torch.device = "cpu") 
 
 
 def restore(
-    state: dict[str, Any], generator, discriminator, opt_g, opt_d, ema: WeightAverage | None = None
+    state: dict[str, Any],
+    generator,
+    discriminator,
+    opt_g,
+    opt_d,
+    ema: WeightAverage | None = None,
+    augment: Augmentation | None = None,
 ) -> int:
-    """Load ``state`` into the modules, optimisers, EMA and RNG; returns the step to continue from.
+    """Load ``state`` into the modules, optimisers, EMA, ADA's probability and RNG; returns the step to
+    continue from.
 
     An EMA the checkpoint has no average for (turned on at this resume) starts from G's weights.
     """
@@ -118,6 +135,8 @@ def restore(
             ema.load_state_dict({"module": state["generator_ema"], "updates": state["ema_updates"]})
         else:
             ema.restart()
+    if augment is not None and "augment" in state:
+        augment.load_state_dict(state["augment"])
     torch.set_rng_state(state["rng_cpu"])
     if "rng_cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state(state["rng_cuda"])

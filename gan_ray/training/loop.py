@@ -17,7 +17,9 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from gan_ray.config import GanConfig, check_resumable
+from gan_ray.augment import Augmentation, make_augmentation
+from gan_ray.config import AugmentConfig, GanConfig, check_resumable
+from gan_ray.data.labelled import make_labelled_source
 from gan_ray.data.sources import DataSource, make_source
 from gan_ray.errors import DivergedError
 from gan_ray.losses import get_loss
@@ -104,6 +106,8 @@ class Training:
     # a resumed run's first eval has none).
     previous_samples: Tensor | None = field(default=None, repr=False)
     eval_noise: Tensor = field(init=False)
+    # The classes of the eval samples, 0, 1, ..., C-1, 0, 1, ... (None: unconditional): every class alike.
+    eval_labels: Tensor | None = field(init=False)
 
     def __post_init__(self) -> None:
         # Fixed evaluation noise, from its own generator, so evals are comparable and training RNG untouched.
@@ -112,6 +116,8 @@ class Training:
         self.eval_noise = get_noise(self.config.noise.distribution)(n, self.config.noise_dim, generator=g).to(
             self.device
         )
+        classes = self.config.num_classes
+        self.eval_labels = torch.arange(n, device=self.device) % classes if classes else None
 
     def state_dict(self) -> dict[str, Any]:
         """The checkpoint of this run now (see :func:`gan_ray.training.checkpoint.training_state`)."""
@@ -125,6 +131,7 @@ class Training:
             self.history,
             self.hyperparameters(),
             ema=self.ema,
+            augment=self.step_fn.augment,
         )
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
@@ -136,7 +143,9 @@ class Training:
         """
         if "config" in state:
             check_resumable(state["config"], self.config)
-        self.step = restore(state, self.generator, self.discriminator, self.opt_g, self.opt_d, self.ema)
+        self.step = restore(
+            state, self.generator, self.discriminator, self.opt_g, self.opt_d, self.ema, self.step_fn.augment
+        )
         self.history = [dict(h) for h in state.get("history", [])]
         o = self.config.optim
         for opt, lr in ((self.opt_g, o.lr_g), (self.opt_d, o.lr_d)):
@@ -181,6 +190,8 @@ class Training:
             used["penalty.schedule"] = (
                 s.penalty_schedule.kind if s.penalty_schedule is not None else "constant"
             )
+            if s.penalty_every != 1:
+                used["penalty.every"] = s.penalty_every
         if s.penalty_schedule is not None:
             used["penalty.final_ratio"] = s.penalty_schedule.final_ratio
         used.update({f"loss.params.{k}": v for k, v in s.loss.params().items()})
@@ -189,19 +200,36 @@ class Training:
     @torch.no_grad()
     def sample(self, n: int | None = None) -> Tensor:
         """Samples from G (its weight average, with EMA on) in eval mode, from the fixed eval noise (or
-        the first n of it)."""
+        the first n of it), of the eval labels (classes in turn) for a conditional G."""
         g = self.ema.module if self.ema is not None else unwrap(self.generator)
         was_training = g.training
         g.eval()
         try:
             z = self.eval_noise if n is None else self.eval_noise[:n]
-            return g(z).float()
+            if self.eval_labels is None:
+                return g(z).float()
+            return g(z, self.eval_labels[: z.shape[0]]).float()
         finally:
             g.train(was_training)
 
 
 def _rank_seed(seed: int, rank: int, step: int = 0) -> int:
     return (seed * 1_000_003 + rank * 7_919 + step) % (2**63)
+
+
+def augmentation(cfg: AugmentConfig, device: torch.device) -> Augmentation | None:
+    """The augmentation ``data.augment`` asks for, its ADA state on ``device`` (None: off)."""
+    return make_augmentation(
+        cfg.policy,
+        device,
+        cfg.transforms,
+        p=cfg.p,
+        target=cfg.ada_target,
+        kimg=cfg.ada_kimg,
+        interval=cfg.ada_interval,
+        translation_ratio=cfg.translation_ratio,
+        cutout_ratio=cfg.cutout_ratio,
+    )
 
 
 def _optimizers(cfg: GanConfig, g: nn.Module, d: nn.Module, device: torch.device, capturable: bool = False):
@@ -247,7 +275,9 @@ def build_training(
     if device.type == "cuda" and not graphed:
         _log.warning("gan_ray: the eager step on %s: %s", device, blocker)
     opt_g, opt_d = _optimizers(cfg, unwrap(g), unwrap(d), device, capturable=graphed)
-    if source is None:
+    if source is None and cfg.num_classes:
+        source = make_labelled_source(cfg.data, device, rank, world_size)
+    elif source is None:
         source = make_source(cfg.data, device, rank, world_size)
     torch.manual_seed(_rank_seed(cfg.train.seed, rank))  # different noise and batches per rank
     step = GanStep(
@@ -273,6 +303,9 @@ def build_training(
         penalty_schedule=schedule(
             cfg.penalty.schedule, cfg.penalty.final_ratio, cfg.train.steps, cfg.penalty.burn_in
         ),
+        penalty_every=cfg.penalty.every,
+        augment=augmentation(cfg.data.augment, device),
+        num_classes=cfg.num_classes,
     )
     step_fn = GraphedStep(step) if graphed else step
     return Training(cfg, device, g, d, opt_g, opt_d, step_fn, rank=rank, world_size=world_size, ema=step.ema)
@@ -286,7 +319,8 @@ def default_evaluator(
     cfg: GanConfig, device: torch.device, extractor_file: str | Path | None = None
 ) -> Evaluator:
     """The quality metrics for the config's dataset (:attr:`GanConfig.reported_metrics`): mode metrics for
-    mixtures, a Fréchet distance (and the classes a classifier sees) for images, scored by ``extractor_file`` (default: ``cfg.metrics.extractor``, else this node's cache)
+    mixtures, a Fréchet distance (and the classes a classifier sees; for a conditional G, how often it
+    sees the class asked for: ``class_accuracy``) for images, scored by ``extractor_file`` (default: ``cfg.metrics.extractor``, else this node's cache)
     and named by ``feature_extractor`` in every report."""
     if cfg.data.is_mixture:
         return lambda samples: mode_metrics(samples, cfg.data.name)
@@ -298,7 +332,14 @@ def default_evaluator(
     frechet = FrechetEvaluator(
         cfg.data, device=device, kind=cfg.metrics.features, extractor_file=extractor_file
     )
-    return lambda samples: {**frechet.scores(samples), "feature_extractor": frechet.identity}
+    classes = cfg.num_classes
+
+    def scores(samples: Tensor) -> dict[str, float | str]:
+        # A conditional G's eval samples were asked for the classes in turn (Training.eval_labels).
+        asked = torch.arange(samples.shape[0]) % classes if classes else None
+        return {**frechet.scores(samples, asked=asked), "feature_extractor": frechet.identity}
+
+    return scores
 
 
 def run_loop(
@@ -329,6 +370,9 @@ def run_loop(
         elapsed = time.perf_counter() - start
         training.step += interval
         values["images_per_s"] = interval * images_per_step / elapsed
+        augment = training.step_fn.augment
+        if augment is not None and augment.adaptive is not None:
+            values["ada_p"] = float(augment.adaptive.p)  # read at the eval, beside the metrics' one sync
         values[TIME_STEPS] = elapsed
         if not all(math.isfinite(values[k]) for k in ("loss_d", "loss_g", "d_real", "d_fake")):
             raise DivergedError(training.step, values)

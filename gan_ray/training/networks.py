@@ -11,17 +11,19 @@ from gan_ray.models import check_contract
 def build_models(cfg: GanConfig, check: bool = True) -> tuple[nn.Module, nn.Module]:
     """(G, D) for the config's data shape and model spec, freshly initialised.
 
-    The builder gets the sample shape, the noise dim, the number of classes (0: unconditional, which every
-    run is today) and whether D is penalised (a gradient penalty needs per-sample gradients, so
+    The builder gets the sample shape, the noise dim, the number of classes (0: unconditional; the
+    dataset's with ``model.conditional``) and whether D is penalised (a gradient penalty needs per-sample gradients, so
     BatchNorm's batch coupling is out). ``check`` runs G and D once against their contract
     (:func:`gan_ray.models.check_contract`): a plug-in that breaks it fails here in one line.
     """
     shape = cfg.data.info.sample_shape(cfg.data.image_size)
     g, d = cfg.model_spec.build(
-        shape, cfg.noise_dim, 0, cfg.effective_penalty is not None, **cfg.model_params
+        shape, cfg.noise_dim, cfg.num_classes, cfg.effective_penalty is not None, **cfg.model_params
     )
     if check:
-        check_contract(cfg.model_name, g, d, shape, cfg.noise_dim, pac=cfg.model.d_pac)
+        check_contract(
+            cfg.model_name, g, d, shape, cfg.noise_dim, pac=cfg.model.d_pac, num_classes=cfg.num_classes
+        )
     return g, d
 
 

@@ -34,4 +34,9 @@ def _check_images(cfg: GanConfig) -> None:
     if cfg.data.info.shaped_by_config:
         from gan_ray.data.prepared import check_for_run
 
-        check_for_run(cfg.data, cfg.train.batch_size, class_metrics=cfg.metrics.features == "classifier")
+        check_for_run(
+            cfg.data,
+            cfg.train.batch_size,
+            class_metrics=cfg.metrics.features == "classifier",
+            conditional=cfg.model.conditional,
+        )

@@ -9,6 +9,15 @@ hands D the real and the fake batch in one call, which scores each apart (so Bat
 fakes in the D-step as in the G-step, where D sees fakes alone). D-step fakes and the G-step's pass
 through D use the unwrapped modules, so G's gradients flow through D without D's parameters taking
 part (their requires_grad is off for it).
+
+With augmentation on (``augment``), every batch D sees goes through it, real and fake alike, in the
+D-step, in the penalty's pass and in G's pass through D (differentiably: G learns through it); ADA's
+probability moves on D's logits on the augmented reals, on the device.
+
+Class-conditional (``num_classes`` > 0, a source with labels): the D-step draws real images with their
+labels and G's fakes of the *same* labels, so D sees (x, y) for both from the data's label distribution
+and a penalty is taken at one set of labels; the G-step draws labels from the data (with a real batch,
+the loss pairs, its labels). Unconditional steps run exactly the ops they ran before.
 """
 
 from __future__ import annotations
@@ -19,6 +28,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor, nn
 
+from gan_ray.augment import Augmentation
 from gan_ray.data.sources import DataSource
 from gan_ray.losses import GanLoss
 from gan_ray.models import unwrap
@@ -110,9 +120,17 @@ class GanStep:
     # A gradient penalty added to D's loss (None: none), its weight moved by ``penalty_schedule``.
     penalty: Penalty | None = None
     penalty_schedule: Schedule | None = None
+    # Lazy regularisation: the penalty at every N-th D-step only, at N times its weight (StyleGAN2).
+    penalty_every: int = 1
+    # What D's inputs go through (None: nothing): DiffAugment's transforms, at ADA's probability or not.
+    augment: Augmentation | None = None
     iterations: int = 0
+    # The D-step being taken, counted from the run's start (``__call__`` sets it).
+    d_index: int = 0
     # The name the config chose the noise by (a plug-in's import path), for the hyperparameters read back.
     noise_name: str = ""
+    # Classes G and D are conditioned on (0: unconditional); the source then has sample_labelled/_labels.
+    num_classes: int = 0
 
     def __post_init__(self) -> None:
         self.device = self.metrics.device
@@ -132,28 +150,60 @@ class GanStep:
         x = self.source.sample(self.batch_size)
         return x.contiguous(memory_format=torch.channels_last) if self.channels_last else x
 
+    def _real_labelled(self) -> tuple[Tensor, Tensor | None]:
+        """A real batch and its labels (None when unconditional)."""
+        if not self.num_classes:
+            return self._real(), None
+        x, labels = self.source.sample_labelled(self.batch_size)
+        return (x.contiguous(memory_format=torch.channels_last) if self.channels_last else x), labels
+
     def _z(self) -> Tensor:
         return self.noise(self.batch_size, self.noise_dim, device=self.device)
 
+    def _seen(self, x: Tensor) -> Tensor:
+        """A batch as D sees it: augmented, where augmentation is on."""
+        return x if self.augment is None else self.augment(x)
+
+    @staticmethod
+    def _generate(g: nn.Module, z: Tensor, labels: Tensor | None) -> Tensor:
+        return g(z) if labels is None else g(z, labels)
+
+    @staticmethod
+    def _judge(d: nn.Module, *batches: Tensor, labels: Tensor | None):
+        return d(*batches) if labels is None else d(*batches, labels=labels)
+
+    def _penalised(self) -> bool:
+        """Whether this D-step carries the penalty (``d_index`` counts D-steps from the run's start, so a
+        resumed run keeps the rhythm)."""
+        return self.penalty is not None and self.d_index % self.penalty_every == 0
+
     def d_step(self) -> None:
         g_plain, d_plain = unwrap(self.generator), unwrap(self.discriminator)
-        real = self._real()
+        real, labels = self._real_labelled()
         with torch.no_grad(), self._autocast():
-            fake = g_plain(self._z())
+            fake = self._generate(g_plain, self._z(), labels)
+        seen_real, seen_fake = self._seen(real), self._seen(fake.to(real.dtype))
         with self._autocast():
             # One call of the (maybe DDP) D scores real and fake, each batch apart: one DDP forward per
             # backward, and BatchNorm sees the fakes alone, as it does in the G-step. Scoring
             # cat([real, fake]) would pool the statistics, and G would train against a D that the
             # D-step never trained.
-            real_logits, fake_logits = (x.float() for x in self.discriminator(real, fake.to(real.dtype)))
+            real_logits, fake_logits = (
+                x.float() for x in self._judge(self.discriminator, seen_real, seen_fake, labels=labels)
+            )
             loss = self.loss.d_loss(real_logits, fake_logits)
-        if self.penalty is not None:
+        if self.augment is not None:
+            self.augment.observe(real_logits)
+        if self._penalised():
             # Through the plain D, in its own forward: a DDP module runs one forward per backward (the
             # penalty's gradients still reach DDP's hooks through the shared parameters). In fp32: the
-            # input gradients are small differences that bf16 would round away.
+            # input gradients are small differences that bf16 would round away. With augmentation, the
+            # gradient is taken at the un-augmented input through the augmentation (as stylegan2-ada's R1).
+            d_judge = d_plain if labels is None else (lambda x: d_plain(x, labels=labels))
+            d_seen = d_judge if self.augment is None else (lambda x: d_judge(self.augment(x)))
             with torch.autocast(self.device.type, enabled=False):
-                term = self.penalty.term(d_plain, real.float(), fake.float(), pack=getattr(d_plain, "pac", 1))
-                loss = loss + self.penalty_weight() * term
+                term = self.penalty.term(d_seen, real.float(), fake.float(), pack=getattr(d_plain, "pac", 1))
+                loss = loss + self.penalty_every * self.penalty_weight() * term
         self.opt_d.zero_grad(set_to_none=True)
         loss.backward()
         self.opt_d.step()
@@ -170,17 +220,24 @@ class GanStep:
 
     def g_step(self) -> None:
         d_plain = unwrap(self.discriminator)
+        real, labels = self._g_step_labels()
         d_plain.requires_grad_(False)
         try:
             with self._autocast():
-                fake = self.generator(self._z())
+                fake = self._generate(self.generator, self._z(), labels)
                 if self.channels_last:
                     fake = fake.contiguous(memory_format=torch.channels_last)
                 if self.loss.g_needs_real:
                     # Each batch scored apart, as in the D-step, so BatchNorm judges them alike.
-                    real_logits, fake_logits = (x.float() for x in d_plain(self._real(), fake))
+                    real = self._seen(self._real() if real is None else real)
+                    real_logits, fake_logits = (
+                        x.float() for x in self._judge(d_plain, real, self._seen(fake), labels=labels)
+                    )
                 else:
-                    real_logits, fake_logits = None, d_plain(fake).float()
+                    real_logits, fake_logits = (
+                        None,
+                        self._judge(d_plain, self._seen(fake), labels=labels).float(),
+                    )
                 loss = self.loss.g_loss(real_logits, fake_logits)
             self.opt_g.zero_grad(set_to_none=True)
             loss.backward()
@@ -192,6 +249,15 @@ class GanStep:
         with torch.no_grad():
             self.metrics.sums[1] += loss.detach()
         self.metrics.g_terms += 1
+
+    def _g_step_labels(self) -> tuple[Tensor | None, Tensor | None]:
+        """(a real batch or None, the labels of G's fakes or None). Unconditional: (None, None), and the
+        real batch a pairing loss needs is drawn after the noise, as it always was."""
+        if not self.num_classes:
+            return None, None
+        if self.loss.g_needs_real:
+            return self._real_labelled()
+        return None, self.source.sample_labels(self.batch_size)
 
     def lr_factor(self) -> float:
         """Where the learning-rate schedule stands now (1 without one)."""
@@ -210,7 +276,8 @@ class GanStep:
             for opt, base in ((self.opt_g, self.base_lr_g), (self.opt_d, self.base_lr_d)):
                 for group in opt.param_groups:
                     group["lr"] = base * factor
-        for _ in range(self.d_steps_per_g_step):
+        for i in range(self.d_steps_per_g_step):
+            self.d_index = self.iterations * self.d_steps_per_g_step + i
             self.d_step()
         self.g_step()
         self.iterations += 1

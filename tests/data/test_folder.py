@@ -303,3 +303,50 @@ def test_a_host_source_draws_rows_of_the_data_as_floats():
     rows = {tuple(r) for r in (data.float() / 127.5 - 1).flatten(1).tolist()}
     assert all(tuple(r) in rows for r in torch.cat([first, second]).flatten(1).tolist())
     assert not torch.equal(first, second)  # the staging buffers do not alias the batches handed out
+
+
+# --- class-conditional training on a folder's class subfolders ----------------------------------------------
+
+
+def test_a_conditional_model_on_a_folder_gets_its_classes_and_their_right_labels(tmp_path):
+    """The folder's class subfolders are the conditional model's classes: G and D are built for their
+    count, and each drawn real image comes with its own folder's label (class i's squares are 40 (i + 1)
+    grey), kept as uint8 on the device and made floats per batch."""
+    from gan_ray.data.labelled import make_labelled_source
+    from gan_ray.training.loop import build_training, run_loop
+
+    root = _grey_folder(tmp_path / "src", classes=("a", "b", "c"))
+    cfg = _cfg(root).with_overrides(
+        {"model.name": "dcgan", "model.conditional": True, "train.steps": 2, "train.eval_every": 2}
+    )
+    check_components(cfg)
+    assert cfg.num_classes == 3
+    source = make_labelled_source(cfg.data)
+    assert source.data.dtype == torch.uint8
+    images, labels = source.sample_labelled(64, torch.Generator().manual_seed(0))
+    assert images.dtype == torch.float32 and set(labels.tolist()) == {0, 1, 2}
+    expected = (40.0 * (labels + 1)) / 127.5 - 1.0
+    assert torch.allclose(images.mean(dim=(1, 2, 3)), expected, atol=1e-5)
+    training = build_training(cfg)
+    (report,) = list(run_loop(training))
+    assert report.step == 2
+    samples = training.sample()
+    assert samples.shape[1:] == (1, 28, 28)
+
+
+def test_a_conditional_model_on_a_folder_without_classes_is_one_line(tmp_path):
+    flat = tmp_path / "flat"
+    flat.mkdir()
+    for j in range(4):
+        Image.new("L", (8, 8), j).save(flat / f"{j}.png")
+    cfg = _cfg(flat).with_overrides({"model.name": "dcgan", "model.conditional": True})
+    with pytest.raises(ConfigError, match="model.conditional true: .* no class subfolders"):
+        check_components(cfg)
+    with pytest.raises(ConfigError, match="data.labels 'none' drops the folder's"):
+        validate_config(
+            {
+                "data": {"name": "folder", "root": str(flat), "image_size": 28, "labels": "none"},
+                "model": {"name": "dcgan", "conditional": True},
+                "metrics": {"features": "inception"},
+            }
+        )

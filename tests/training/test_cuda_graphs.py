@@ -330,3 +330,58 @@ def test_the_weight_average_updates_inside_the_captured_step():
 def test_a_learning_rate_schedule_runs_eagerly():
     cfg = validate_config({**ring8(), "optim": {"lr_g": 1e-3, "lr_d": 1e-3, "lr_schedule": "cosine"}})
     assert "lr_schedule" in graph_blocker(cfg, CUDA)
+
+
+@pytest.mark.gpu
+@needs_cuda
+@pytest.mark.parametrize("policy", ["diffaug", "ada"])
+def test_graphed_resnet_with_augmentation_matches_eager(policy):
+    """The residual network and the augmentation (ADA's on-device probability update among it) capture:
+    replays train as the eager step does and move ADA's p alike."""
+    config = {
+        "data": {
+            "name": "digits",
+            "image_size": 28,
+            "augment": {"policy": policy, "ada_kimg": 0.1, "ada_interval": 2},
+        },
+        "model": {"name": "resnet", "params": {"width": 32, "group_size": 8}},
+        "train": {"batch_size": 16, "precision": "fp32"},
+    }
+    graphed, eager = _cuda_pair(config, source_shape=(1, 28, 28))
+    _run_both(graphed, eager, steps=10)
+    assert graphed.step_fn.graphed, graphed.step_fn.eager_reason
+    assert_close_relative_to_update(
+        params(build_training(validate_config(config), device=CUDA)), graphed, eager, 1e-3
+    )
+    if policy == "ada":
+        p_graphed, p_eager = graphed.step_fn.augment.adaptive.p, eager.step_fn.augment.adaptive.p
+        assert float(p_graphed) == pytest.approx(float(p_eager)) and float(p_eager) > 0
+
+
+@pytest.mark.gpu
+@needs_cuda
+@pytest.mark.parametrize("model", ["dcgan", "resnet"])
+def test_graphed_conditional_step_matches_eager(model):
+    """A class-conditional step (labels drawn on the device with their images, fakes of the same labels,
+    the projection head) captures, and replays train as the eager step does."""
+    from gan_ray.data.labelled import LabelledSource
+
+    sizes = {"width": 32, "group_size": 8} if model == "resnet" else {"g_filters": 16, "d_filters": 16}
+    config = {
+        "data": {"name": "digits", "image_size": 28},
+        "model": {"name": model, "params": sizes, "conditional": True},
+        "train": {"batch_size": 16, "precision": "fp32"},
+    }
+    cfg = validate_config(config)
+    rng = torch.Generator().manual_seed(1)
+    source = LabelledSource(
+        torch.rand(512, 1, 28, 28, generator=rng) * 2 - 1, torch.randint(0, 10, (512,), generator=rng), CUDA
+    )
+    graphed = build_training(cfg, device=CUDA, source=source)
+    eager = build_training(cfg.with_overrides({"train.cuda_graphs": False}), device=CUDA, source=source)
+    assert isinstance(graphed.step_fn, GraphedStep) and type(eager.step_fn) is GanStep
+    _run_both(graphed, eager, steps=10)
+    assert graphed.step_fn.graphed, graphed.step_fn.eager_reason
+    assert_close_relative_to_update(
+        params(build_training(cfg, device=CUDA, source=source)), graphed, eager, 1e-3
+    )
