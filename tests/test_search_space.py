@@ -361,3 +361,20 @@ def test_the_resnet_space_searches_augmentation_lazy_penalties_and_the_network()
     )
     assert (cfg.data.augment.policy, cfg.data.augment.ada_target, cfg.penalty.every) == ("ada", 0.5, 4)
     assert cfg.model_params["width"] == 128 and cfg.data.image_size == 32
+
+
+def test_the_gpu_folder_space_takes_128_px_and_conditional_from_the_command_line():
+    """search_spaces/folder_resnet.yaml: the residual network on a folder at 64 px; 128 px and a
+    class-conditional model are one override each, validated as the file is."""
+    path = Path(__file__).parent.parent / "search_spaces" / "folder_resnet.yaml"
+    space = load_search_space(path).with_base_overrides(
+        {"data.root": "/images", "data.image_size": 128, "model.conditional": True}
+    )
+    cfg = space.trial_config(space.resolve({"data.augment.policy": "diffaug", "model.params.width": 128}))
+    assert (cfg.data.name, cfg.data.image_size, cfg.model_name, cfg.model.conditional) == (
+        "folder",
+        128,
+        "resnet",
+        True,
+    )
+    assert cfg.data.augment.policy == "diffaug" and space.budget.gpus_per_worker > 0
