@@ -213,14 +213,11 @@ def test_fewer_images_than_one_batch_and_one_class_only_fail_before_training(tmp
 
 
 def test_a_size_the_model_cannot_build_fails_before_anything_is_decoded(tmp_path):
-    from gan_ray.errors import PluginError
     from gan_ray.settings import cache_dir
 
     root = _grey_folder(tmp_path / "src")
-    cfg = validate_config({"data": {"name": "folder", "root": str(root), "image_size": 128}})
-    check_available(cfg.data)  # the source is there and holds images: listed, not decoded
-    with pytest.raises(PluginError, match="builds images of side .* not 128"):
-        check_components(cfg)
+    with pytest.raises(ConfigError, match=r"builds images of side \[8, 28, 32, 64\], not 128"):
+        validate_config({"data": {"name": "folder", "root": str(root), "image_size": 128}})
     assert not list((cache_dir() / "prepared").glob("folder-*-3x128x128-*"))
 
 
@@ -279,7 +276,9 @@ def test_folder_fields_are_checked_in_the_config():
         validate_config({"data": {"name": "digits", "channels": 1}})
     with pytest.raises(ConfigError, match="trains on the labels of 'folder', which has none"):
         validate_config({"data": {"name": "folder", "root": "/x", "image_size": 64, "labels": "none"}})
-    big = validate_config({"data": {"name": "folder", "root": "/x", "image_size": 128}})
+    big = validate_config(
+        {"data": {"name": "folder", "root": "/x", "image_size": 128}, "model": {"name": "resnet"}}
+    )
     assert data_shape(big.data) == (3, 128, 128)
 
 
