@@ -15,7 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from gan_ray import settings
-from gan_ray.data.catalog import DatasetInfo, check_feature_name, dataset_info
+from gan_ray.data.catalog import DatasetInfo, check_feature_name, check_suite, dataset_info
 from gan_ray.errors import ConfigError
 from gan_ray.losses import LOSSES, get_loss, loss_param_names
 from gan_ray.models.spec import AUTO, MODELS, ModelSpec
@@ -283,11 +283,27 @@ class MetricsConfig(_Strict):
 
     features: str = "classifier"
     extractor: str | None = None
+    suite: tuple[str, ...] = Field(
+        (),
+        description="beside the Fréchet distance: 'fid' (nothing), 'full', or [kid, precision_recall, density_coverage]",
+    )
+    reference_samples: int = Field(
+        5000,
+        ge=10,
+        le=50_000,
+        description="real features kept for KID, P&R, D&C (the papers: 50,000 / 10,000)",
+    )
+    reference: str | None = Field(None, description="pytorch-fid's .npz (mu, sigma) as the Fréchet reference")
 
     @field_validator("features")
     @classmethod
     def _known_features(cls, v: str) -> str:
         return check_feature_name(v)
+
+    @field_validator("suite", mode="before")
+    @classmethod
+    def _known_parts(cls, v: Any) -> tuple[str, ...]:
+        return check_suite(v)
 
 
 class ScalingConfig(_Strict):
@@ -414,7 +430,7 @@ class GanConfig(_Strict):
     @property
     def reported_metrics(self) -> tuple[str, ...]:
         """The metrics every eval report of this config carries."""
-        return self.data.info.reported_metrics(self.metrics.features)
+        return self.data.info.reported_metrics(self.metrics.features, self.metrics.suite)
 
     @property
     def model_name(self) -> str:
@@ -507,7 +523,7 @@ class GanConfig(_Strict):
 
 
 #: The config keys that hold a local path (or a URI, which stays as it is).
-PATH_KEYS = ("output_dir", "data.root", "scaling.storage_path", "metrics.extractor")
+PATH_KEYS = ("output_dir", "data.root", "scaling.storage_path", "metrics.extractor", "metrics.reference")
 
 
 def resolve_path(value: str | None) -> str | None:

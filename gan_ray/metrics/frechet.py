@@ -19,6 +19,8 @@ from gan_ray.data.images import load_images
 from gan_ray.metrics.classes import class_coverage
 from gan_ray.metrics.features import default_cache_dir, get_feature_extractor
 from gan_ray.metrics.features.cache import cached
+from gan_ray.metrics.reference import cached_real_features, identity, read_npz_stats
+from gan_ray.metrics.scorer import SuiteScorer
 
 if TYPE_CHECKING:
     from torchmetrics.image.fid import FrechetInceptionDistance
@@ -71,6 +73,13 @@ def frechet_distance(features_a: Tensor, features_b: Tensor) -> float:
     return _compute(metric)
 
 
+def _real_sample(spec: DataSpec, num: int) -> Tensor:
+    """The first ``num`` real images of one seeded draw: the Fréchet statistics and the reference's
+    feature sample come from the same draw."""
+    images = load_images(spec)
+    return images[torch.randperm(images.shape[0], generator=torch.Generator().manual_seed(0))[:num]]
+
+
 def _stats_validator(num_features: int):
     def valid(stats: dict[str, Any] | None) -> bool:
         try:
@@ -107,6 +116,9 @@ class FrechetEvaluator:
         extractor_seed: int = 0,
         batch_size: int = 500,
         extractor_file: str | Path | None = None,
+        suite: tuple[str, ...] = (),
+        reference_samples: int = 5000,
+        reference: str | Path | None = None,
     ):
         if num_real < 2:
             raise ValueError(f"num_real must be at least 2, got {num_real}")
@@ -122,27 +134,42 @@ class FrechetEvaluator:
         # The features are computed here (not inside torchmetrics), so the classifier's head can label the
         # same forward pass's samples.
         self._metric = _fid_metric(_Identity(self.extractor.num_features)).to(self.device)
+        self.suite = SuiteScorer(self.metric_name, suite) if suite else None
         c, h, w = self.shape
-        name = f"real-{info.name}-{c}x{h}x{w}-n{num_real}-{self.extractor.cache_id}.pt"
-        stats, _ = cached(
-            cache,
-            name,
-            lambda: self._real_stats(spec, num_real),
-            _stats_validator(self.extractor.num_features),
-        )
+        if reference is not None:
+            stats = read_npz_stats(reference, self.extractor.num_features)
+            source = Path(reference).name
+        else:
+            name = f"real-{info.name}-{c}x{h}x{w}-n{num_real}-{self.extractor.cache_id}.pt"
+            stats, _ = cached(
+                cache,
+                name,
+                lambda: self._real_stats(spec, num_real),
+                _stats_validator(self.extractor.num_features),
+            )
+            source = "data"
         self.num_real = int(stats["num_samples"])
         self._metric.real_features_sum = stats["features_sum"].to(self.device)
         self._metric.real_features_cov_sum = stats["features_cov_sum"].to(self.device)
         self._metric.real_features_num_samples = stats["num_samples"].to(self.device)
+        self.reference_identity = identity(info.name, self.shape, self.identity, self.num_real, source)
+        self.reference_file: Path | None = None
+        if self.suite is not None:
+            features_ident = identity(info.name, self.shape, self.identity, reference_samples)
+            real, self.reference_file = cached_real_features(
+                cache,
+                features_ident,
+                self.extractor.num_features,
+                lambda: self._features(_real_sample(spec, reference_samples)),
+            )
+            self.suite.real = real.to(self.device)
 
     @property
     def identity(self) -> str:
         return self.extractor.cache_id
 
     def _real_stats(self, spec: DataSpec, num_real: int) -> dict[str, Tensor]:
-        images = load_images(spec)
-        pick = torch.randperm(images.shape[0], generator=torch.Generator().manual_seed(0))[:num_real]
-        self._update(images[pick], real=True)
+        self._update(_real_sample(spec, num_real), real=True)
         return {
             "features_sum": self._metric.real_features_sum.cpu().clone(),
             "features_cov_sum": self._metric.real_features_cov_sum.cpu().clone(),
@@ -155,15 +182,31 @@ class FrechetEvaluator:
         return isinstance(getattr(self.extractor, "head", None), nn.Linear) and self.num_classes > 0
 
     @torch.no_grad()
+    def _features(self, images: Tensor) -> Tensor:
+        """The extractor's features of ``images``, in batches."""
+        return torch.cat(
+            [
+                self.extractor(
+                    images[s : s + self.batch_size].to(self.device, torch.float32, non_blocking=True)
+                )
+                for s in range(0, images.shape[0], self.batch_size)
+            ]
+        )
+
+    @torch.no_grad()
     def _update(self, images: Tensor, real: bool) -> list[Tensor]:
-        """Feed the images' features to the metric; the classes the classifier predicts for fake ones."""
-        labels = []
+        """Feed the images' features to the metric; the classes the classifier predicts for fake ones.
+        The fake features are kept (``self._fake_features``) where the suite needs them."""
+        labels, kept = [], []
         for start in range(0, images.shape[0], self.batch_size):
             batch = images[start : start + self.batch_size].to(self.device, torch.float32, non_blocking=True)
             features = self.extractor(batch)
             self._metric.update(features.double(), real=real)
             if not real and self.labels_classes:
                 labels.append(self.extractor.head(features).argmax(1).cpu())
+            if not real and self.suite is not None:
+                kept.append(features)
+        self._fake_features = torch.cat(kept) if kept else None
         return labels
 
     @torch.no_grad()
@@ -195,4 +238,6 @@ class FrechetEvaluator:
         out = {self.metric_name: distance}
         if labels:
             out.update(class_coverage(torch.cat(labels), self.num_classes))
+        if self.suite is not None:
+            out.update(self.suite.scores(self._fake_features if math.isfinite(distance) else None))
         return out

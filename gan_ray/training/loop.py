@@ -18,6 +18,7 @@ import torch
 from torch import Tensor, nn
 
 from gan_ray.config import GanConfig, check_resumable
+from gan_ray.data.catalog import REFERENCE_FILE_KEY, REFERENCE_KEY
 from gan_ray.data.sources import DataSource, make_source
 from gan_ray.errors import DivergedError
 from gan_ray.losses import get_loss
@@ -286,8 +287,10 @@ def default_evaluator(
     cfg: GanConfig, device: torch.device, extractor_file: str | Path | None = None
 ) -> Evaluator:
     """The quality metrics for the config's dataset (:attr:`GanConfig.reported_metrics`): mode metrics for
-    mixtures, a Fréchet distance (and the classes a classifier sees) for images, scored by ``extractor_file`` (default: ``cfg.metrics.extractor``, else this node's cache)
-    and named by ``feature_extractor`` in every report."""
+    mixtures, a Fréchet distance (and the classes a classifier sees, and ``metrics.suite``) for images,
+    scored by ``extractor_file`` (default: ``cfg.metrics.extractor``, else this node's cache) and named
+    by ``feature_extractor`` and the reference's identity line in every report (and the file of its real
+    features where the suite has one, for the tracking floor to log)."""
     if cfg.data.is_mixture:
         return lambda samples: mode_metrics(samples, cfg.data.name)
     from gan_ray.metrics.frechet import FrechetEvaluator  # torchmetrics: only for image runs
@@ -295,10 +298,22 @@ def default_evaluator(
     extractor_file = extractor_file or cfg.metrics.extractor
     if extractor_file is not None and "://" in str(extractor_file):
         raise ValueError(f"metrics.extractor {extractor_file!r} is remote: copy it to a local file first")
+    from gan_ray.metrics.reference import identity_line
+
+    m = cfg.metrics
     frechet = FrechetEvaluator(
-        cfg.data, device=device, kind=cfg.metrics.features, extractor_file=extractor_file
+        cfg.data,
+        device=device,
+        kind=m.features,
+        extractor_file=extractor_file,
+        suite=m.suite,
+        reference_samples=m.reference_samples,
+        reference=m.reference,
     )
-    return lambda samples: {**frechet.scores(samples), "feature_extractor": frechet.identity}
+    named = {"feature_extractor": frechet.identity, REFERENCE_KEY: identity_line(frechet.reference_identity)}
+    if frechet.reference_file is not None:
+        named[REFERENCE_FILE_KEY] = str(frechet.reference_file)
+    return lambda samples: {**frechet.scores(samples), **named}
 
 
 def run_loop(

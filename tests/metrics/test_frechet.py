@@ -317,3 +317,28 @@ def test_scores_name_the_distance_for_its_features_and_count_classes(evaluator):
     broken = one_class.clone()
     broken[0, 0, 0, 0] = float("nan")
     assert evaluator.scores(broken) == {"fid_classifier": math.inf}  # no classes of a diverged generator
+
+
+def test_the_suite_on_digits_with_its_cached_reference(evaluator, cache_dir, halves, tmp_path):
+    """``metrics.suite: full``: the reference's real features are cached beside the Fréchet statistics
+    (one file, named by its identity), a real half scores as real data, one digit as a collapse; and a
+    pytorch-fid .npz of the same real features gives the same Fréchet distance as the data's own."""
+    from gan_ray.metrics.reference import save_npz_stats
+
+    suite = ("kid", "precision_recall", "density_coverage")
+    ev = FrechetEvaluator(DIGITS, "cpu", cache_dir=cache_dir, suite=suite, reference_samples=800)
+    assert ev.identity == evaluator.identity and ev.reference_file.is_file()
+    assert ev.reference_file.name == f"real-features-digits-train-1x8x8-n800-{ev.identity}.pt"
+    assert ev.reference_identity["split"] == "train" and ev.reference_identity["source"] == "data"
+    real = ev.scores(halves[1][:800])
+    images, labels = load_labelled(DIGITS)
+    collapsed = ev.scores(images[labels == 3][:150].repeat(6, 1, 1, 1))
+    assert real["precision"] > 0.7 and real["recall"] > 0.7 and real["coverage"] > 0.7
+    assert collapsed["precision"] > 0.5 and collapsed["recall"] < 0.3 and collapsed["coverage"] < 0.3
+    assert collapsed["kid_classifier"] > 10 * max(real["kid_classifier"], 1e-3)
+    assert ev.scores(halves[1][:800]) == real  # two scorings of the same images agree exactly
+    npz = tmp_path / "digits.npz"
+    save_npz_stats(_features(evaluator, load_images(DIGITS)), npz)  # the whole set: what num_real draws
+    from_npz = FrechetEvaluator(DIGITS, "cpu", cache_dir=cache_dir, reference=npz)
+    assert from_npz.reference_identity["source"] == "digits.npz"
+    assert from_npz.evaluate(halves[1]) == pytest.approx(evaluator.evaluate(halves[1]), rel=1e-6)
