@@ -72,7 +72,9 @@ def corrupted_sets(
         "5 of 10 classes": lambda: of_classes(test, test_labels, 5, n),
         "2 of 10 classes": lambda: of_classes(test, test_labels, 2, n),
         f"duplicated ({n // 10} x 10)": lambda: collapsed(real, n // 10, n),
-        f"collapsed ({max(2, n // 100)} x {n // max(2, n // 100)})": lambda: collapsed(real, max(2, n // 100), n),
+        f"collapsed ({max(2, n // 100)} x {n // max(2, n // 100)})": lambda: collapsed(
+            real, max(2, n // 100), n
+        ),
     }
 
 
@@ -99,7 +101,9 @@ def table(rows: dict[str, dict[str, float]]) -> str:
 def classifier(train: Tensor, labels: Tensor) -> torch.nn.Module:
     from gan_ray.metrics.features import train_classifier
 
-    return train_classifier(train[:CLASSIFIER_IMAGES], labels[:CLASSIFIER_IMAGES], min_steps=400, max_steps=400)
+    return train_classifier(
+        train[:CLASSIFIER_IMAGES], labels[:CLASSIFIER_IMAGES], min_steps=400, max_steps=400
+    )
 
 
 def main(argv: list[str] | None = None) -> int:

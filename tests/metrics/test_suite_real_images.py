@@ -50,11 +50,11 @@ def _column(rows, names, metric):
 
 
 def _rising(values):
-    return all(a < b for a, b in zip(values, values[1:]))
+    return all(a < b for a, b in zip(values, values[1:], strict=False))
 
 
 def _falling(values):
-    return all(a > b for a, b in zip(values, values[1:]))
+    return all(a > b for a, b in zip(values, values[1:], strict=False))
 
 
 def test_blur_of_rising_strength(scored):

@@ -401,4 +401,6 @@ def test_the_suite_metrics_and_the_reference_reach_the_run(store, tmp_path):
     logged = client.get_run(run.run_id)
     assert {k: logged.data.metrics[k] for k in suite} == suite
     assert logged.data.tags[TAG_REFERENCE] == line
-    assert [a.path for a in client.list_artifacts(run.run_id, "reference")] == ["reference/real-features-demo.pt"]
+    assert [a.path for a in client.list_artifacts(run.run_id, "reference")] == [
+        "reference/real-features-demo.pt"
+    ]
