@@ -4,7 +4,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: install sweep train sample test test-fast lint docs format ui screenshots bench clean
+.PHONY: install sweep train sample serve test test-fast lint docs format ui screenshots bench clean
 
 $(STAMP): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,12 @@ train: $(STAMP)
 # 2,500 samples from the ring8 champion, as a scatter plot.
 sample: $(STAMP)
 	$(VENV)/bin/gan-ray sample --model models:/gan_ray-ring8@champion -n 2500 --seed 0 --out champion_ring8.png
+
+# The champion behind MLflow's scoring server (nothing of gan_ray is used): POST noise to
+# http://127.0.0.1:5001/invocations, see docs/serving.md. `uvicorn` must be on PATH: the venv's.
+serve: $(STAMP)
+	PATH=$(CURDIR)/$(VENV)/bin:$$PATH MLFLOW_TRACKING_URI=sqlite:///$(CURDIR)/mlflow.db \
+		$(VENV)/bin/mlflow models serve -m models:/gan_ray-ring8@champion --env-manager local --host 127.0.0.1 -p 5001
 
 # The MLflow UI on the local store: http://127.0.0.1:5000
 # The URL's workflowType opens the "Model training" view (MLflow 3's UI starts in its GenAI view).

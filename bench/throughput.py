@@ -58,7 +58,11 @@ MODELS = {
     # 28x28, 1 channel (MNIST's shape); data.root is never read, the images are synthetic.
     "dcgan28": ModelSpec(
         "dcgan28",
-        {"data": {"name": "mnist", "root": "unused"}, "model": {"name": "dcgan"}, "noise": {"dim": 100}},
+        {
+            "data": {"name": "mnist", "root": "unused"},
+            "model": {"name": "dcgan", "params": {}},
+            "noise": {"dim": 100},
+        },
         {"cpu": (64,), "cpu_quick": (16,), "cuda": (64, 256), "cuda_quick": (64,)},
     ),
     # The pytorch/examples DCGAN: 64x64, 3 channels, nz 100, ngf = ndf = 64.

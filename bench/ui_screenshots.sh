@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Screenshots of what a person sees of a sweep in the MLflow UI, taken by headless Chromium in a fresh
 # profile (so the UI's own remembered view cannot help): the runs table sorted by best_<metric>, the
-# compare view of three child runs, a child run's sample images, and the parent run's report.
+# compare view of three child runs, a child run's sample images, the parent run's report, and the
+# champion's registered version with its model card.
 #
 #   bench/ui_screenshots.sh [OUT_DIR]           # a tiny ring8 sweep first (about 2 minutes on 2 CPUs)
 #   STORE=path/to/mlflow.db bench/ui_screenshots.sh OUT_DIR   # an existing store instead
@@ -57,7 +58,7 @@ for _ in $(seq 90); do
 done
 
 # The ids to open: the latest sweep's experiment, its parent run, three child runs (best first).
-read -r EXP PARENT RUNS METRIC IMAGE <<<"$("$PY" - "$STORE" <<'EOF'
+read -r EXP PARENT RUNS METRIC IMAGE MODEL VERSION <<<"$("$PY" - "$STORE" <<'EOF'
 import json, sys
 from mlflow import MlflowClient
 
@@ -78,7 +79,14 @@ children = client.search_runs(
 )
 ids = json.dumps([r.info.run_id for r in children], separators=(",", ":"))
 images = sorted(a.path for a in client.list_artifacts(children[0].info.run_id, "images") if a.path.endswith(".png"))
-print(parent.info.experiment_id, parent.info.run_id, ids, metric, images[-1] if images else "none")
+# The champion's registered version (its description is the model card), if the sweep registered one.
+model, version = "none", "none"
+for registered in client.search_registered_models():
+    if "champion" in registered.aliases:
+        held = client.get_model_version_by_alias(registered.name, "champion")
+        if held.run_id in {r.info.run_id for r in children} or model == "none":
+            model, version = registered.name, held.version
+print(parent.info.experiment_id, parent.info.run_id, ids, metric, images[-1] if images else "none", model, version)
 EOF
 )"
 FIRST=$("$PY" -c "import json,sys; print(json.loads(sys.argv[1])[0])" "$RUNS")
@@ -101,3 +109,5 @@ shot 3_child_latest_samples "$BASE/experiments/$EXP/runs/$FIRST/artifacts/$IMAGE
 shot 4_parent_report "$BASE/experiments/$EXP/runs/$PARENT/artifacts/report/README.md?$ML"
 shot 5_parent_history "$BASE/experiments/$EXP/runs/$PARENT/artifacts/report/history.png?$ML"
 shot 6_parent_overview "$BASE/experiments/$EXP/runs/$PARENT?$ML"
+[ "$MODEL" != none ] && shot 7_champion_model_card "$BASE/models/$MODEL/versions/$VERSION?$ML" 1600,2600
+exit 0

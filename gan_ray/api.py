@@ -17,10 +17,9 @@ from gan_ray.search.space import SearchSpace
 from gan_ray.training.preflight import check_components
 
 if TYPE_CHECKING:
-    from gan_ray.ray.train import RayTrainResult
     from gan_ray.sampling import LoadedGenerator
     from gan_ray.search.trials import StudyRecord, SweepResult
-    from gan_ray.training.local import TrainResult
+    from gan_ray.training.result import RunResult
 
 Backend = Literal["auto", "local", "ray"]
 
@@ -43,13 +42,17 @@ def train(
     tracking: bool = True,
     tracking_uri: str | None = None,
     overrides: dict[str, Any] | None = None,
-) -> TrainResult | RayTrainResult:
-    """Train one GAN from a config object or YAML path.
+) -> RunResult:
+    """Train one GAN from a config object or YAML path; returns a :class:`gan_ray.training.result.RunResult`
+    (its ``status`` says whether it completed, collapsed or diverged).
 
-    In this process (``backend="local"``: returns a :class:`gan_ray.training.local.TrainResult`) or under
-    Ray Train with ``workers`` data-parallel workers (``backend="ray"``, or ``auto`` with several workers
-    or a GPU: returns a :class:`gan_ray.ray.train.RayTrainResult`). Bad configs and missing datasets
+    In this process (``backend="local"``) or under Ray Train with ``workers`` data-parallel workers
+    (``backend="ray"``, or ``auto`` with several workers or a GPU). Bad configs and missing datasets
     fail here, before Ray or any worker starts.
+
+    ``resume`` continues the latest checkpoint of the run's name (``output_dir/name`` locally,
+    ``storage_path/name`` under Ray); without it the run starts afresh, removing that run's earlier
+    checkpoints on a local disk with a line saying so (on remote storage Ray runs refuse instead).
 
     With ``tracking`` (the default) the run is recorded as one MLflow run in experiment ``config.name``
     at ``tracking_uri`` (default ``$MLFLOW_TRACKING_URI`` or ``./mlflow.db``); an unreachable
@@ -77,7 +80,7 @@ def train(
     if uses_ray(cfg, backend):
         from gan_ray.ray.train import fit
 
-        return fit(cfg, observer=observer)
+        return fit(cfg, observer=observer, resume=resume)
     from gan_ray.training.local import run_local
 
     return run_local(cfg, resume=resume, verbose=verbose, observers=[observer] if observer else [])
@@ -269,3 +272,16 @@ def load_generator(uri: str | Path, tracking_uri: str | None = None, device: str
     from gan_ray.sampling import load_generator as _load
 
     return _load(uri, tracking_uri=tracking_uri, device=device)
+
+
+def export(model: str | Path, *, onnx: str | Path, tracking_uri: str | None = None) -> Path:
+    """Write the generator at ``model`` (any URI :func:`load_generator` takes) to ``onnx`` as an ONNX file:
+    input ``noise`` (batch, noise_dim) float32, output ``samples``, the batch dimension dynamic.
+
+    Needs the ``onnx`` extra (checked before the model is loaded). Returns the file's path.
+    """
+    from gan_ray.onnx_export import check_onnx_available, export_onnx
+
+    check_onnx_available()
+    generator = load_generator(model, tracking_uri=tracking_uri, device="cpu")
+    return export_onnx(generator.module, generator.config.noise_dim, onnx)

@@ -20,6 +20,7 @@ EXAMPLES = """examples:
   gan-ray sweep search_spaces/ring8_pbt.yaml -v
   gan-ray sweep search_spaces/fashion_mnist_laptop.yaml --set data.root=~/data
   gan-ray sample --model models:/gan_ray-ring8@champion -n 2500 --out ring8.png
+  gan-ray export models:/gan_ray-ring8@champion --onnx ring8.onnx
   gan-ray report ring8
 """
 
@@ -40,6 +41,7 @@ def _overrides(args: argparse.Namespace) -> dict:
 
 def _train(args: argparse.Namespace) -> int:
     from gan_ray.api import train
+    from gan_ray.training.result import divergence
 
     result = train(
         args.config,
@@ -51,11 +53,10 @@ def _train(args: argparse.Namespace) -> int:
         tracking=not args.no_tracking,
         overrides=_overrides(args),
     )
-    if getattr(result, "diverged", False):
-        print(f"gan-ray: training diverged: {result.metrics}", file=sys.stderr)
+    if result.diverged:
+        print(f"gan-ray: {divergence(result)}", file=sys.stderr)
         return 1
-    where = getattr(result, "output_dir", None) or getattr(result, "path", None)
-    print(f"results: {where}")
+    print(f"results: {result.output}")
     return 0
 
 
@@ -115,6 +116,15 @@ def _sample(args: argparse.Namespace) -> int:
     return 0
 
 
+def _export(args: argparse.Namespace) -> int:
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
+    from gan_ray.api import export
+
+    path = export(args.model, onnx=args.onnx, tracking_uri=args.tracking_uri)
+    print(f"onnx: {path}")
+    return 0
+
+
 def _report(args: argparse.Namespace) -> int:
     from gan_ray.api import report
     from gan_ray.tracking.report import importance_line
@@ -137,6 +147,40 @@ def _add_set(p: argparse.ArgumentParser, what: str) -> None:
         metavar="KEY=VALUE",
         help=f"replace a dotted key of {what}, e.g. --set data.root=~/data (VALUE is read as YAML; repeatable)",
     )
+
+
+def _add_export(sub) -> None:
+    p = sub.add_parser(
+        "export", help="write a trained generator as an ONNX file (dynamic batch) for tools outside PyTorch"
+    )
+    p.add_argument(
+        "model",
+        metavar="MODEL_URI",
+        help="models:/NAME@champion, models:/NAME/VERSION, runs:/RUN_ID/generator, or a local folder",
+    )
+    p.add_argument("--onnx", required=True, metavar="OUT.onnx", help="the ONNX file to write")
+    p.add_argument("--tracking-uri", default=None, help=TRACKING_HELP)
+    p.set_defaults(func=_export)
+
+
+def _add_report(sub) -> None:
+    p = sub.add_parser(
+        "report",
+        help="which hyperparameters mattered: a sweep's report (charts, tables) on its MLflow parent run",
+    )
+    p.add_argument(
+        "name",
+        metavar="EXPERIMENT_OR_STUDY",
+        help="an MLflow experiment (its latest sweep) or an Optuna study",
+    )
+    p.add_argument("--tracking-uri", default=None, help=TRACKING_HELP)
+    p.add_argument(
+        "--study-storage",
+        default=None,
+        help="Optuna RDB URL (default $GAN_RAY_OPTUNA_STORAGE or ./optuna.db)",
+    )
+    p.add_argument("--out", default=None, help="also write the report's files to this folder")
+    p.set_defaults(func=_report)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -162,7 +206,11 @@ def build_parser() -> argparse.ArgumentParser:
         "auto: Ray when --workers/--gpu/$RAY_ADDRESS or the config asks for it",
     )
     p.add_argument(
-        "--resume", action="store_true", help="local backend: continue from the output folder's checkpoint"
+        "--resume",
+        action="store_true",
+        help="continue the latest checkpoint of the run's name (output_dir/NAME locally, the storage's NAME "
+        "under Ray); without it an earlier run of the name starts afresh (its checkpoints on a local disk "
+        "are removed, with a line saying so; remote storage is refused)",
     )
     p.add_argument("--tracking-uri", default=None, help=TRACKING_HELP)
     p.add_argument("--no-tracking", action="store_true", help="do not record the run in MLflow")
@@ -226,23 +274,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="cpu", help="cpu, cuda, cuda:N or auto")
     p.set_defaults(func=_sample)
 
-    p = sub.add_parser(
-        "report",
-        help="which hyperparameters mattered: a sweep's report (charts, tables) on its MLflow parent run",
-    )
-    p.add_argument(
-        "name",
-        metavar="EXPERIMENT_OR_STUDY",
-        help="an MLflow experiment (its latest sweep) or an Optuna study",
-    )
-    p.add_argument("--tracking-uri", default=None, help=TRACKING_HELP)
-    p.add_argument(
-        "--study-storage",
-        default=None,
-        help="Optuna RDB URL (default $GAN_RAY_OPTUNA_STORAGE or ./optuna.db)",
-    )
-    p.add_argument("--out", default=None, help="also write the report's files to this folder")
-    p.set_defaults(func=_report)
+    _add_export(sub)
+
+    _add_report(sub)
     return parser
 
 

@@ -47,6 +47,10 @@ class FeatureExtractorUnavailable(RuntimeError):
     """The requested feature extractor cannot be built here (a missing package or weights file)."""
 
 
+class MissingExtraError(RuntimeError):
+    """A feature needs packages of an optional extra that are not installed; the message says which."""
+
+
 class DivergedError(RuntimeError):
     """The losses, D's outputs or G's samples became NaN or infinite."""
 
@@ -64,4 +68,5 @@ USER_ERRORS: tuple[type[BaseException], ...] = (
     TrackingUnavailableError,
     ClusterError,
     FeatureExtractorUnavailable,
+    MissingExtraError,
 )

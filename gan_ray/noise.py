@@ -12,7 +12,7 @@ import torch
 from torch import Tensor
 
 from gan_ray.errors import PluginError
-from gan_ray.registry import Registry
+from gan_ray.registry import Registry, require_callable
 
 NoiseSampler = Callable[..., Tensor]
 
@@ -62,21 +62,14 @@ def bernoulli(
     return torch.randint(0, 2, (n, dim), device=device, generator=generator).mul_(2).sub_(1).float()
 
 
-def _as_sampler(name: str, obj: object) -> NoiseSampler:
-    if not callable(obj):
-        raise PluginError(
-            f"noise distribution {name!r} is {obj!r}, not a function "
-            "sampler(n, dim, device=None, generator=None) -> Tensor (n, dim)"
-        )
-    return obj  # type: ignore[return-value]
-
-
 #: The noise distributions by name: the built-ins here; plug-ins by import path or ``gan_ray.noise`` entry points.
 NOISE: Registry[NoiseSampler] = Registry(
     "noise distribution",
     "gan_ray.noise",
     {f.__name__: f for f in (normal, uniform, truncated_normal, hypersphere, bernoulli)},
-    convert=_as_sampler,
+    convert=require_callable(
+        "noise distribution", "a function sampler(n, dim, device=None, generator=None) -> Tensor (n, dim)"
+    ),
 )
 
 

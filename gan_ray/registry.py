@@ -14,7 +14,7 @@ import importlib
 import re
 from collections.abc import Callable, Iterator, Mapping
 from importlib import metadata
-from typing import Generic, TypeVar
+from typing import Any, Generic, TypeVar
 
 from gan_ray.errors import PluginError
 
@@ -48,6 +48,18 @@ def import_object(path: str, what: str = "plug-in") -> object:
                 f"{what} {path!r}: {module_name!r} has no attribute {attr!r} (it has {names})"
             ) from None
     return obj
+
+
+def require_callable(kind: str, contract: str) -> Callable[[str, object], Any]:
+    """The converter of a registry whose plug-ins are plain functions: the object itself, or one line
+    naming the contract it had to meet."""
+
+    def convert(name: str, obj: object) -> Any:
+        if not callable(obj):
+            raise PluginError(f"{kind} {name!r} is {obj!r}; expected {contract}")
+        return obj
+
+    return convert
 
 
 class Registry(Generic[T]):

@@ -17,14 +17,15 @@ from torch import Tensor
 
 from gan_ray.config import GanConfig, read_yaml, validate_config
 from gan_ray.noise import get_noise
-from gan_ray.tracking.model import CONFIG_FILE, EXTRA_FILES_DIR, STATE_FILE, download_model
+from gan_ray.tracking.model import CONFIG_FILE, EXTRA_FILES_DIR, PROGRAM_DIR, STATE_FILE, download_model
 from gan_ray.tracking.store import check_tracking_server, resolve_tracking_uri
 from gan_ray.training.checkpoint import CHECKPOINT_FILE, generator_weights, load_checkpoint
 from gan_ray.training.loop import resolve_device
 from gan_ray.training.networks import generator_from_state
 from gan_ray.visualize import save_samples
 
-PT2_FILE = "data/model.pt2"  # where mlflow.pytorch puts the exported program
+# Where a logged model keeps its exported program: today's, and that of models logged before the pyfunc.
+PT2_FILES = (f"{PROGRAM_DIR}/data/model.pt2", "data/model.pt2")
 CHUNK = 4096  # samples per forward pass
 
 
@@ -102,7 +103,8 @@ def _load_local(path: Path, device: torch.device, source: str) -> LoadedGenerato
             return _rebuild(cfg, state, device, source)
     if (path / CHECKPOINT_FILE).is_file():
         return _from_checkpoint(path / CHECKPOINT_FILE, device, source)
-    if (path / PT2_FILE).is_file() and (path / EXTRA_FILES_DIR / CONFIG_FILE).is_file():
+    has_program = any((path / f).is_file() for f in PT2_FILES)
+    if has_program and (path / EXTRA_FILES_DIR / CONFIG_FILE).is_file():
         return _from_pt2(path, device, source)
     raise FileNotFoundError(
         f"no generator in {path}: expected an MLflow model logged by gan_ray ({EXTRA_FILES_DIR}/{STATE_FILE} + "

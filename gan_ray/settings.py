@@ -22,10 +22,8 @@ VARIABLES: dict[str, str] = {
     "GAN_RAY_INCEPTION_WEIGHTS": "path of torch-fidelity's Inception weights file, where present",
     "RAY_ADDRESS": "the Ray cluster to use (default: start a local Ray)",
     "GAN_RAY_GIT_COMMIT": "the code's git commit, tagged on runs where no .git is at hand (ray job submit)",
-    "GAN_RAY_TEST_CRASH_AT_STEP": "tests only: a Train worker exits at this step, once",
-    "GAN_RAY_TEST_CRASH_MARKER": "tests only: the file recording that the crash happened",
-    "GAN_RAY_TEST_CRASH_RANK": "tests only: the rank that crashes (default 0)",
-    "GAN_RAY_TEST_NAN_SAMPLES_RANK": "tests only: this rank's eval samples come out NaN",
+    "GAN_RAY_TEST_SESSION": "tests only: module:attr (or file.py:attr) that wraps every run's session",
+    "GAN_RAY_TEST_SESSION_ARGS": "tests only: the JSON keyword arguments of that wrapper",
 }
 
 MLFLOW_DB_FILE = "mlflow.db"
@@ -96,14 +94,12 @@ def git_commit() -> str | None:
     return _get("GAN_RAY_GIT_COMMIT")
 
 
-#: The test-only crash switches a Ray Train worker reads (forwarded to workers when set).
-CRASH_AT_STEP = "GAN_RAY_TEST_CRASH_AT_STEP"
-CRASH_MARKER = "GAN_RAY_TEST_CRASH_MARKER"
-CRASH_RANK = "GAN_RAY_TEST_CRASH_RANK"
-NAN_SAMPLES_RANK = "GAN_RAY_TEST_NAN_SAMPLES_RANK"
+#: The test-only settings: a session factory every run driver wraps its session in (faults a test
+#: injects, in tests/faults.py), and its arguments. Forwarded to Ray workers when set.
+TEST_SESSION = "GAN_RAY_TEST_SESSION"
+TEST_SESSION_ARGS = "GAN_RAY_TEST_SESSION_ARGS"
 
 
-def crash_switches() -> dict[str, str]:
-    """The test-only fault variables that are set, to forward to Train workers."""
-    names = (CRASH_AT_STEP, CRASH_MARKER, CRASH_RANK, NAN_SAMPLES_RANK)
-    return {k: v for k in names if (v := _get(k)) is not None}
+def test_switches() -> dict[str, str]:
+    """The test-only settings that are set, to forward to Ray workers and trials."""
+    return {k: v for k in (TEST_SESSION, TEST_SESSION_ARGS) if (v := _get(k)) is not None}

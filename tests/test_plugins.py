@@ -21,6 +21,7 @@ import torch
 import gan_ray
 from gan_ray.config import validate_config
 from gan_ray.data.catalog import DATASETS
+from gan_ray.errors import PluginError
 from gan_ray.losses import LOSSES, get_loss
 from gan_ray.models import MODELS, ModelSpec
 from gan_ray.noise import NOISE
@@ -63,7 +64,7 @@ def test_a_plugged_config_resolves_every_component_and_trains(plugin_paths, name
     assert cfg.effective_penalty.weight == 0.01  # the plug-in's default_weight
     result = gan_ray.train(cfg, tracking=False, verbose=False)
     assert result.status in ("completed", "collapsed") and len(result.history) == 2
-    assert {"modes_covered", "mode_distance"} <= set(result.final)  # the mixture's metrics, on its modes
+    assert {"modes_covered", "mode_distance"} <= set(result.metrics)  # the mixture's metrics, on its modes
 
 
 def test_built_ins_win_then_import_paths_then_entry_points(plugin_paths):
@@ -311,3 +312,14 @@ def test_the_extending_pages_example_config_trains_from_the_command_line(tmp_pat
     )
     assert out.returncode == 0, out.stderr
     assert "fid_classifier" in out.stderr and (tmp_path / "plugins_demo" / "checkpoint.pt").is_file()
+
+
+@pytest.mark.parametrize(
+    ("registry", "contract"), [(NOISE, "sampler(n, dim"), ("features", "builder(data_spec")]
+)
+def test_a_plugin_that_is_not_a_function_names_the_contract(registry, contract):
+    if registry == "features":
+        from gan_ray.metrics.features import FEATURE_EXTRACTORS as registry
+    with pytest.raises(PluginError) as err:
+        registry.resolve("bad_plugins:NOT_A_LOSS")
+    assert "'bad_plugins:NOT_A_LOSS' is 3; expected" in str(err.value) and contract in str(err.value)

@@ -226,7 +226,7 @@ def _tuner(
             space=space,
             study_name=study_name,
             storage_path=storage_path,
-            switches=settings.crash_switches(),
+            switches=settings.test_switches(),
         ),
         # A trial that trains in its own process holds its worker's resources; a Ray Train trial's
         # driver holds a sliver of the driver resource and its workers the rest.

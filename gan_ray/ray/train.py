@@ -6,16 +6,17 @@ its own shard of the real data. Scaling the global batch by N usually wants the 
 scaled too (linearly for small N, by sqrt(N) for Adam at large N); gan_ray leaves them as given.
 
 Checkpoints are run-state folders (:mod:`gan_ray.training.checkpoint`) under ``storage_path/name``:
-every eval, the best by the objective and the latest are kept. The same (storage_path, name)
-resumes from the latest checkpoint.
+every eval, the best by the objective and the latest are kept. A run resumes from its latest one after
+a lost worker (``scaling.max_failures``) and, with ``resume``, when started again under its name
+(:func:`prepare_storage` has the rule).
 """
 
 from __future__ import annotations
 
 import contextlib
+import shutil
 import sys
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -23,33 +24,19 @@ import ray.train
 from ray.train import UserCallback
 
 from gan_ray import settings
-from gan_ray.config import GanConfig, check_resumable
-from gan_ray.errors import DivergedError
+from gan_ray.config import GanConfig
+from gan_ray.errors import ConfigError
 from gan_ray.objective import Objective
 from gan_ray.ray.cluster import check_fits, cluster_capacity, connect
-from gan_ray.ray.worker import loop_config, refuse_diverged, train_worker
-from gan_ray.training.checkpoint import CHECKPOINT_FILE, load_checkpoint, read_divergence
-from gan_ray.training.health import health_warning
-from gan_ray.training.observers import EvalRecord, RunObserver, RunStatus, final_status, outcome_of
+from gan_ray.ray.storage import exists
+from gan_ray.ray.worker import train_worker
+from gan_ray.training.checkpoint import CHECKPOINT_FILE, read_divergence
+from gan_ray.training.driver import check_resume, fresh_start_line, loop_config
+from gan_ray.training.observers import EvalRecord, RunObserver
+from gan_ray.training.result import RunResult, result_of, run_outcome
 
-
-@dataclass
-class RayTrainResult:
-    config: GanConfig
-    metrics: dict[str, Any]
-    path: str
-    checkpoint_path: str | None = None
-    best_checkpoint_path: str | None = None
-    history: list[dict[str, float]] = field(default_factory=list)
-
-    @property
-    def diverged(self) -> bool:
-        return bool(self.metrics.get("diverged"))
-
-    @property
-    def status(self) -> RunStatus:
-        """``diverged``, ``collapsed`` (its last eval's health was not ok) or ``completed``."""
-        return "diverged" if self.diverged else final_status("completed", self.history)
+#: The file Ray Train V2 resumes a run of the same (storage_path, name) from, when it finds it there.
+RAY_RUN_SNAPSHOT = "checkpoint_manager_snapshot.json"
 
 
 @contextlib.contextmanager
@@ -73,10 +60,13 @@ def make_trainer(
     storage_path: str | None = None,
     callbacks: list | None = None,
     objective: Objective | None = None,
+    warn: bool = True,
 ):
     """The TorchTrainer for ``cfg`` (not started): resources, failures and checkpoints from the config.
 
     ``objective`` is reported as ``objective`` and keeps the best checkpoint; default the dataset's.
+    ``warn``: rank 0 prints the health warnings (a sweep prints its trials' own). Under the same
+    ``(storage_path, name)`` as an earlier run, Ray resumes it: :func:`prepare_storage` first.
     """
     from ray.train.torch import TorchConfig, TorchTrainer
 
@@ -85,10 +75,10 @@ def make_trainer(
     if s.use_gpu:
         resources["GPU"] = s.gpus_per_worker
     objective = objective or cfg.objective
-    env = settings.crash_switches()
+    env = settings.test_switches()
     return TorchTrainer(
         train_worker,
-        train_loop_config=loop_config(cfg, objective),
+        train_loop_config=loop_config(cfg, objective, warn=warn),
         torch_config=TorchConfig(backend="nccl" if s.use_gpu else "gloo"),
         scaling_config=ray.train.ScalingConfig(
             num_workers=s.num_workers, use_gpu=s.use_gpu, resources_per_worker=resources
@@ -121,14 +111,29 @@ def latest_checkpoint(storage_path: str, name: str) -> Path | None:
     return next((f for f in reversed(folders) if (f / CHECKPOINT_FILE).is_file() or read_divergence(f)), None)
 
 
-def check_resume(cfg: GanConfig, storage_path: str, name: str) -> None:
-    """Refuse, before any worker starts, to resume run ``name`` if it diverged, or under a config that
-    changes its game. (Workers check again when they load the checkpoint, which covers remote storage.)
+def prepare_storage(cfg: GanConfig, storage_path: str, name: str, resume: bool) -> None:
+    """The resume rule of every run (a local one's too): ``resume`` continues the latest checkpoint of
+    run ``name``, checked here before any worker starts (workers check again when they load it, which
+    covers remote storage); without it the run starts afresh.
+
+    Ray itself resumes any run whose name already has a run snapshot in the storage, so a fresh start
+    must not find one there. On a local disk the earlier run's folder is removed with a printed line, as
+    a local run overwrites its output folder. Remote storage (S3 and the like, shared by a cluster's
+    runs and sweeps) is never deleted from here: such a start is refused in one line instead.
     """
-    folder = latest_checkpoint(storage_path, name)
-    if folder is not None:
-        refuse_diverged(folder, name)
-        check_resumable(load_checkpoint(folder)["config"], cfg, f" run {name!r} from {folder}")
+    if resume:
+        check_resume(cfg, latest_checkpoint(storage_path, name), name)
+        return
+    run_dir = f"{storage_path.rstrip('/')}/{name}"
+    if not exists(f"{run_dir}/{RAY_RUN_SNAPSHOT}"):
+        return
+    if "://" in storage_path:
+        raise ConfigError(
+            f"run {name!r} already has checkpoints in {run_dir}: pass --resume (resume=True) to continue "
+            "it, or give the run another name"
+        )
+    shutil.rmtree(run_dir)
+    print(fresh_start_line(name, run_dir), file=sys.stderr, flush=True)
 
 
 class ObserverCallback(UserCallback):
@@ -157,26 +162,24 @@ def fit(
     name: str | None = None,
     storage_path: str | None = None,
     observer: RunObserver | None = None,
-) -> RayTrainResult:
-    """Run ``cfg`` under Ray Train and wait for it; a finished run of the same name resumes from its checkpoint.
+    resume: bool = False,
+) -> RunResult:
+    """Run ``cfg`` under Ray Train and wait for it. ``resume`` continues the latest checkpoint of the run's
+    name; without it the run starts afresh (:func:`prepare_storage`).
 
     ``observer`` hears of the start, of every eval and of the end (completed, collapsed, diverged,
-    failed, killed). A run that ends collapsed says so in a warning line.
+    failed, killed). Rank 0 prints the health warnings (:func:`gan_ray.training.driver.run_worker`).
     """
+    name = name or cfg.name
     check_cluster(cfg, name)
-    check_resume(cfg, cfg.scaling.storage(storage_path), name or cfg.name)
+    prepare_storage(cfg, cfg.scaling.storage(storage_path), name, resume)
     if observer is not None:
         observer.start(cfg)
     callbacks = [ObserverCallback(observer)] if observer is not None else []
-    out: RayTrainResult | None = None
+    out: RunResult | None = None
     error: BaseException | None = None
     try:
-        result = make_trainer(cfg, name or cfg.name, storage_path, callbacks).fit()
-        out = _result_of(cfg, result)
-        if out.status == "collapsed":
-            last = out.history[-1]
-            warning = health_warning(name or cfg.name, int(last["step"]), last, ended=True)
-            print(warning, file=sys.stderr, flush=True)
+        out = _result_of(cfg, make_trainer(cfg, name, storage_path, callbacks).fit())
         return out
     except BaseException as err:
         error = err
@@ -186,35 +189,22 @@ def fit(
             _end(observer, out, error)
 
 
-def _result_of(cfg: GanConfig, result) -> RayTrainResult:
+def _result_of(cfg: GanConfig, result) -> RunResult:
     """What a finished Train run left: its latest checkpoint (a model's, or a divergence record, and
     then the best model is the last one kept) and its best by the objective."""
-    out = RayTrainResult(cfg, dict(result.metrics or {}), str(result.path))
     models = [(c, m) for c, m in result.best_checkpoints or [] if not m.get("diverged")]
     best = cfg.objective.best_of(models, lambda cm: cm[1].get("objective"))
-    if best is not None:
-        out.best_checkpoint_path = best[0].path
+    best_path = best[0].path if best is not None else None
     latest = result.checkpoint
     if latest is None:
-        return out
+        return result_of(cfg, str(result.path), None, None, best_path, result.metrics)
     with latest.as_directory() as directory:
-        record = read_divergence(directory)
-        if record is None:
-            out.checkpoint_path = latest.path
-            out.history = list(load_checkpoint(directory).get("history", []))
-            return out
-    out.history = record["history"]
-    out.checkpoint_path = out.best_checkpoint_path
-    return out
+        return result_of(cfg, str(result.path), Path(directory), latest.path, best_path, result.metrics)
 
 
-def _end(observer: RunObserver, out: RayTrainResult | None, error: BaseException | None) -> None:
-    if error is None and out is not None and out.diverged:
-        numbers = {k: float(v) for k, v in out.metrics.items() if isinstance(v, (int, float))}
-        error = DivergedError(int(out.metrics.get("step", 0)), numbers)
-    history = out.history if out is not None else []
-    if out is None or out.checkpoint_path is None:
-        observer.end(outcome_of(error, history, None))
+def _end(observer: RunObserver, out: RunResult | None, error: BaseException | None) -> None:
+    if out is None or out.checkpoint is None:
+        observer.end(run_outcome(out, error, None))
         return
-    with checkpoint_folder(out.checkpoint_path) as folder:
-        observer.end(outcome_of(error, history, folder))
+    with checkpoint_folder(out.checkpoint) as folder:
+        observer.end(run_outcome(out, error, folder))

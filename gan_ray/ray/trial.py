@@ -6,9 +6,10 @@ from __future__ import annotations
 from typing import Any
 
 from gan_ray.ray.train import make_trainer
-from gan_ray.ray.worker import TuneSession, loop_config, run_worker
+from gan_ray.ray.worker import TuneSession
 from gan_ray.search.space import SearchSpace
 from gan_ray.search.trials import trial_name
+from gan_ray.training.driver import loop_config, run_worker
 
 
 class DivergedTrialError(RuntimeError):
@@ -37,7 +38,10 @@ def run_trial(
     if in_trial_process(space):
         # A divergence ends the trial normally: its last report says so, and raising would have Tune
         # retry it (max_failures) from a divergence record.
-        run_worker(loop_config(cfg, space.objective), TuneSession(cfg.scaling.use_gpu), switches or {})
+        # The sweep's ledger prints its trials' health warnings on the sweep's console: the trials do not.
+        run_worker(
+            loop_config(cfg, space.objective, warn=False), TuneSession(cfg.scaling.use_gpu), switches or {}
+        )
         return
     from ray.tune.integration.ray_train import TuneReportCallback
 
@@ -48,6 +52,7 @@ def run_trial(
         storage_path=storage_path,
         callbacks=[TuneReportCallback()],
         objective=space.objective,
+        warn=False,
     )
     metrics = trainer.fit().metrics or {}
     if metrics.get("diverged"):

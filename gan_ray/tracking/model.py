@@ -3,15 +3,20 @@
 A logged generator is one MLflow model directory holding three views of the same weights, none of
 which runs pickled code when loaded:
 
-- ``data/model.pt2``: a ``torch.export`` program (MLflow's ``pt2`` format, dynamic batch size),
-  loadable with plain ``mlflow.pytorch.load_model`` / pyfunc; MLflow checks it is pickle-free.
+- ``python_function``: :mod:`gan_ray.tracking.pyfunc_generator`, a pyfunc model MLflow runs from its
+  code file (``pyfunc_generator.py``): noise in, samples out, bad input refused. What
+  ``mlflow.pyfunc.load_model``, ``mlflow models serve``, ``build-docker`` and Spark UDFs use; it needs
+  numpy, torch and mlflow only, not gan_ray.
+- ``artifacts/generator/``: the ``torch.export`` program (MLflow's ``pt2`` format, dynamic batch size)
+  the pyfunc model runs; the top-level ``pytorch`` flavor points at it, so plain
+  ``mlflow.pytorch.load_model`` gives the program too. MLflow checks it is pickle-free.
 - ``extra_files/generator.pt``: the state dict (tensors only, read with ``weights_only=True``) and
 - ``extra_files/config.yaml``: the run's config, from which :func:`gan_ray.sampling.load_generator`
   rebuilds the exact eager module on any device.
 
-Not a pyfunc ``PythonModel`` (MLflow cloudpickles that object) and not ``serialization_format="pickle"``.
-Logging takes ~0.3-0.6 s (the first call in a process ~1-3 s more, for one-time imports) because
-the pip requirements are given rather than inferred.
+Not a cloudpickled ``PythonModel`` and not ``serialization_format="pickle"``. Logging takes ~1 s (the
+first call in a process ~1-3 s more, for one-time imports) because the pip requirements are given
+rather than inferred.
 """
 
 from __future__ import annotations
@@ -26,7 +31,7 @@ from torch import nn
 from gan_ray.config import GanConfig, config_yaml, validate_config
 from gan_ray.data.sources import data_shape
 from gan_ray.models import unwrap
-from gan_ray.noise import get_noise
+from gan_ray.tracking.contract import NOISE, PROGRAM, example_noise, serving_config, signature
 from gan_ray.tracking.params import run_params
 from gan_ray.tracking.registry import GENERATOR_NAME, resolve_model_uri
 from gan_ray.tracking.store import TAG_DATASET, TAG_LOSS, make_client, resolve_tracking_uri
@@ -36,11 +41,13 @@ from gan_ray.training.networks import generator_from_state
 CONFIG_FILE = "config.yaml"
 STATE_FILE = "generator.pt"
 EXTRA_FILES_DIR = "extra_files"  # where mlflow.pytorch.save_model puts ``extra_files``
-EXAMPLE_BATCH = 4  # > 1, or torch.export specialises the batch dimension to a constant
+PYFUNC_CODE = Path(__file__).with_name("pyfunc_generator.py")  # run by MLflow, never imported here
+PROGRAM_DIR = f"artifacts/{PROGRAM}"  # where mlflow.pyfunc puts the ``generator`` artifact
 
 
 def pip_requirements() -> list[str]:
-    """What serving the pt2 program needs. Given explicitly: MLflow's inference of them takes seconds."""
+    """What serving the model needs (mlflow is added by MLflow). Given explicitly: MLflow's inference of
+    them takes seconds."""
     return [f"torch=={torch.__version__.split('+')[0]}", f"numpy=={np.__version__}"]
 
 
@@ -58,21 +65,43 @@ def export_ready_generator(generator: nn.Module, cfg: GanConfig) -> nn.Module:
     return generator_from_state(cfg, state)
 
 
-def _signature_and_example(cfg: GanConfig):
-    from mlflow.models import ModelSignature
-    from mlflow.types import Schema, TensorSpec
+def _save_program(module: nn.Module, cfg: GanConfig, path: Path) -> None:
+    """The pt2 program as an ``mlflow.pytorch`` model (the pyfunc model's ``generator`` artifact)."""
+    import mlflow.pytorch
+    from mlflow.models import infer_signature
 
-    noise_dim = cfg.noise_dim
-    g = torch.Generator().manual_seed(0)
-    example = (
-        get_noise(cfg.noise.distribution)(EXAMPLE_BATCH, noise_dim, generator=g).numpy().astype(np.float32)
+    example = example_noise(cfg)
+    with torch.no_grad():
+        output = module(torch.from_numpy(example)).numpy()
+    mlflow.pytorch.save_model(
+        module,
+        str(path),
+        serialization_format="pt2",
+        # unnamed, as the pytorch flavor's own pyfunc needs; the outer model's signature is the contract
+        signature=infer_signature(example, output),
+        input_example=example,
+        pip_requirements=pip_requirements(),
     )
-    f32 = np.dtype(np.float32)
-    signature = ModelSignature(
-        inputs=Schema([TensorSpec(f32, (-1, noise_dim), "noise")]),
-        outputs=Schema([TensorSpec(f32, (-1, *data_shape(cfg.data)), "samples")]),
-    )
-    return signature, example
+
+
+def _save_model(module: nn.Module, cfg: GanConfig, model_dir: Path, mlflow_model) -> None:
+    """The pyfunc model (from code) around the pt2 program, plus the pytorch flavor and extra files."""
+    import mlflow.pyfunc
+
+    with tempfile.TemporaryDirectory() as tmp:
+        program = Path(tmp) / PROGRAM
+        _save_program(module, cfg, program)
+        mlflow.pyfunc.save_model(
+            str(model_dir),
+            python_model=str(PYFUNC_CODE),
+            artifacts={PROGRAM: str(program)},
+            model_config=serving_config(cfg),
+            mlflow_model=mlflow_model,
+            signature=signature(cfg),
+            input_example={NOISE: example_noise(cfg)},
+            pip_requirements=pip_requirements(),
+        )
+    _add_extra_files(model_dir, {CONFIG_FILE: config_yaml(cfg)}, module.state_dict())
 
 
 def log_generator(
@@ -88,14 +117,12 @@ def log_generator(
 
     Registering it is :func:`gan_ray.tracking.registry.register_champion`'s job.
     """
-    import mlflow.pytorch
     from mlflow.entities import LoggedModelOutput, LoggedModelStatus
     from mlflow.models import Model
 
     tracking_uri = resolve_tracking_uri(tracking_uri)
     client = make_client(tracking_uri)
     module = export_ready_generator(generator, cfg)
-    signature, example = _signature_and_example(cfg)
     run = client.get_run(run_id)
     logged = client.create_logged_model(
         run.info.experiment_id,
@@ -122,16 +149,7 @@ def log_generator(
                     }
                 },
             )
-            mlflow.pytorch.save_model(
-                module,
-                str(model_dir),
-                mlflow_model=mlflow_model,
-                serialization_format="pt2",
-                signature=signature,
-                input_example=example,
-                pip_requirements=pip_requirements(),
-            )
-            _add_extra_files(model_dir, {CONFIG_FILE: config_yaml(cfg)}, module.state_dict())
+            _save_model(module, cfg, model_dir, mlflow_model)
             client.log_model_artifacts(logged.model_id, str(model_dir))
         client.log_outputs(run_id, [LoggedModelOutput(logged.model_id, step=step)])
         client.finalize_logged_model(logged.model_id, LoggedModelStatus.READY)
@@ -151,9 +169,8 @@ def log_generator_from_folder(folder: str | Path, run_id: str, tracking_uri: str
 
 
 def _add_extra_files(model_dir: Path, texts: dict[str, str], state: dict[str, torch.Tensor]) -> None:
-    """Write the config and the state dict into ``extra_files/`` and list them in the MLmodel, as
-    ``save_model(extra_files=...)`` would (that route copies them through MLflow's artifact
-    download machinery, progress bars included)."""
+    """Write the config and the state dict into ``extra_files/``, and add a ``pytorch`` flavor that
+    names the pt2 program and lists them, as ``mlflow.pytorch.save_model(extra_files=...)`` would."""
     from mlflow.models import Model
 
     extra = model_dir / EXTRA_FILES_DIR
@@ -163,9 +180,19 @@ def _add_extra_files(model_dir: Path, texts: dict[str, str], state: dict[str, to
     torch.save(state, extra / STATE_FILE)
     mlmodel = model_dir / "MLmodel"
     model = Model.load(str(mlmodel))
-    model.flavors["pytorch"]["extra_files"] = [
-        {"path": f"{EXTRA_FILES_DIR}/{p.name}"} for p in sorted(extra.iterdir())
-    ]
+    pyfunc = model.flavors["python_function"]
+    # MLflow records where the code file and the artifact were copied from (this machine's paths)
+    # and reads only their names back.
+    pyfunc["model_code_path"] = PYFUNC_CODE.name
+    for artifact in pyfunc["artifacts"].values():
+        artifact["uri"] = artifact["path"]
+    model.add_flavor(
+        "pytorch",
+        model_data=f"{PROGRAM_DIR}/data",
+        pytorch_version=str(torch.__version__),
+        code=None,
+        extra_files=[{"path": f"{EXTRA_FILES_DIR}/{p.name}"} for p in sorted(extra.iterdir())],
+    )
     model.save(str(mlmodel))
 
 

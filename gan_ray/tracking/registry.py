@@ -7,13 +7,15 @@ import json
 import math
 import warnings
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from gan_ray.config import GanConfig, config_yaml
 from gan_ray.data.catalog import RENAMED_METRICS
 from gan_ray.objective import Mode, Objective
+from gan_ray.tracking.card import model_card
 from gan_ray.tracking.store import (
     TAG_DATASET,
+    TAG_EVAL_SAMPLES,
     TAG_FEATURE_EXTRACTOR,
     TAG_LOSS,
     make_client,
@@ -33,7 +35,6 @@ TAG_METRIC_MODE = "gan_ray.metric_mode"
 TAG_SOURCE_RUN = "gan_ray.source_run_id"
 TAG_CONFIG = "gan_ray.config"
 TAG_LOGGED_MODEL = "gan_ray.logged_model_id"
-TAG_EVAL_SAMPLES = "gan_ray.eval_samples"
 
 
 def default_model_name(sweep_name: str) -> str:
@@ -109,7 +110,10 @@ def _ensure_registered_model(client: MlflowClient, name: str) -> None:
             description=(
                 f"gan_ray generators. `@{CHAMPION}` is the best so far by the metric in each version's "
                 "tags, compared only between versions scored alike (dataset, samples, feature extractor). "
-                f"Load one with `gan_ray.load_generator('models:/{name}@{CHAMPION}')`."
+                f"Use it without gan_ray: `mlflow.pyfunc.load_model('models:/{name}@{CHAMPION}').predict(noise)`, "
+                f"or `mlflow models serve -m models:/{name}@{CHAMPION} --env-manager local`; each version's "
+                f"description is its model card. With gan_ray: "
+                f"`gan_ray.load_generator('models:/{name}@{CHAMPION}')`."
             ),
         )
     except MlflowException:
@@ -176,13 +180,15 @@ def register_champion(
     *,
     alias: str = CHAMPION,
     scoring: Mapping[str, str] | None = None,
+    searched: Mapping[str, Any] | None = None,
 ) -> tuple[int, bool]:
     """Register ``model_uri`` as a new version of ``name``; move ``alias`` to it only if it beats the
     current holder's ``metric_name`` (strictly, in direction ``mode``). Returns (version, promoted).
 
     The version is tagged with the metric (name, value, mode), the source run, the config YAML and
     ``scoring``: how the value was measured (dataset, sample count, feature extractor; see
-    :func:`scoring_tags`). The holder is beaten only by a value measured the same way: a holder scored
+    :func:`scoring_tags`). Its description is the model card (:func:`gan_ray.tracking.card.model_card`),
+    with ``searched``, the sweep's searched parameters and this version's values. The holder is beaten only by a value measured the same way: a holder scored
     otherwise keeps the alias (:func:`incomparable` says why). A non-finite metric never promotes. Not
     atomic: register from one process (e.g. the sweep driver), not from concurrent trials.
     """
@@ -213,11 +219,22 @@ def register_champion(
     if run_id:
         tags[TAG_SOURCE_RUN] = run_id
     measured = ", ".join(f"{k.removeprefix('gan_ray.')} {v}" for k, v in sorted(scoring.items()))
-    description = (
+    summary = (
         f"{metric_name} = {metric_value:.4g} ({mode}; {measured}). {config.loss.name} loss, "
         f"{config.model_name} model" + (f", from run `{run_id}`." if run_id else ".")
     )
-    version = register_version(client, model_uri, name, run_id=run_id, tags=tags, description=description)
+    version = register_version(client, model_uri, name, run_id=run_id, tags=tags, description=summary)
+    card = model_card(
+        summary=summary,
+        model_uri=f"models:/{name}/{version.version}",
+        metric=metric_name,
+        value=metric_value,
+        mode=mode,
+        scoring=scoring,
+        config=config,
+        searched=searched,
+    )
+    client.update_model_version(name, version.version, description=card)  # the card names its version
     held = _held_value(current) if current is not None else math.nan
     promoted = objective.better(metric_value, held) and (
         current is None or incomparable(current, scoring) is None

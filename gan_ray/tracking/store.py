@@ -47,6 +47,7 @@ TAG_FEATURE_EXTRACTOR = "gan_ray.feature_extractor"  # which extractor scored an
 TAG_REFERENCE = (
     "gan_ray.reference"  # the real statistics it was scored against: dataset/split/resolution/extractor/n
 )
+TAG_EVAL_SAMPLES = "gan_ray.eval_samples"  # how many generated samples a registered score was measured on
 # The searched parameters (comma-separated dotted keys): what to pick as the UI's columns and axes.
 TAG_SEARCHED = "gan_ray.searched_params"
 TAG_VERSION = "gan_ray.version"

@@ -246,6 +246,7 @@ class MlflowSweep:
             cfg,
             self.tracking_uri,
             scoring=scoring,
+            searched=best.params,
         )
         result.model_name, result.model_version, result.promoted = self.model_name, str(version), promoted
         why = incomparable(holder, scoring) if holder is not None else None

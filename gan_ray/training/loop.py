@@ -1,7 +1,7 @@
 """The training core: build G, D, optimisers and data for a config, then run the alternating loop.
 
 Plain PyTorch: no Ray, no MLflow. :func:`run_loop` yields an :class:`EvalReport` every eval interval;
-whoever iterates it (:mod:`gan_ray.training.local`, a Ray Train worker) decides what to report and save.
+the run driver (:mod:`gan_ray.training.driver`) iterates it and decides what to report and save.
 """
 
 from __future__ import annotations

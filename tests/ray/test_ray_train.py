@@ -1,19 +1,18 @@
-"""Ray Train layer on a real local Ray (2 CPUs, gloo): DDP correctness, resume, worker crash, fail-fast."""
+"""Ray Train layer on a real local Ray (2 CPUs, gloo): DDP correctness, resume, worker crash, fail-fast,
+health warnings."""
 
 from __future__ import annotations
 
 import math
 import time
+from pathlib import Path
 
 import pytest
 import torch
+from faults import inject
 
 from gan_ray.config import ConfigError, validate_config
 from gan_ray.ray.train import fit
-from gan_ray.settings import CRASH_AT_STEP as CRASH_AT_STEP_ENV
-from gan_ray.settings import CRASH_MARKER as CRASH_MARKER_ENV
-from gan_ray.settings import CRASH_RANK as CRASH_RANK_ENV
-from gan_ray.settings import NAN_SAMPLES_RANK
 from gan_ray.training.checkpoint import load_checkpoint
 
 pytestmark = pytest.mark.slow
@@ -41,7 +40,7 @@ def test_two_workers_keep_replicas_identical(ray_session, tmp_path):
     assert result.metrics["health"] == "ok" and [h["health"] for h in result.history] == ["ok", "ok"]
     assert result.status == "completed"
     # The model did change (the spread is not trivially zero because nothing trained).
-    state = load_checkpoint(result.checkpoint_path)
+    state = load_checkpoint(result.checkpoint)
     fresh = validate_config(ring8("fresh"))
     from gan_ray.training.networks import build_models
 
@@ -57,37 +56,45 @@ def test_one_worker_matches_plain_core(ray_session, tmp_path):
     local = train(validate_config(base), verbose=False)
     remote = fit(validate_config({**base, "scaling": {"num_workers": 1}}), storage_path=str(tmp_path / "ray"))
     for key in ("loss_d", "loss_g", "d_real", "d_fake", "mode_distance"):
-        assert remote.metrics[key] == pytest.approx(local.final[key], rel=1e-4, abs=1e-5), key
+        assert remote.metrics[key] == pytest.approx(local.metrics[key], rel=1e-4, abs=1e-5), key
     g_local = load_checkpoint(local.checkpoint)["generator"]
-    g_ray = load_checkpoint(remote.checkpoint_path)["generator"]
+    g_ray = load_checkpoint(remote.checkpoint)["generator"]
     for k in g_local:
         torch.testing.assert_close(g_ray[k], g_local[k], rtol=1e-4, atol=1e-5)
 
 
-def test_same_name_resumes_and_continues_step_count(ray_session, tmp_path):
+def test_resume_continues_the_step_count_and_a_fresh_start_does_not(ray_session, tmp_path, capsys):
     first = fit(validate_config(ring8("resume")), storage_path=str(tmp_path))
     assert [h["step"] for h in first.history] == [100, 200]
+    assert first.output == str(tmp_path / "resume")
     longer = validate_config(ring8("resume", steps=400))
-    second = fit(longer, storage_path=str(tmp_path))
+    second = fit(longer, storage_path=str(tmp_path), resume=True)
     assert [h["step"] for h in second.history] == [100, 200, 300, 400]
     assert second.history[:2] == first.history
     assert [h["restarts"] for h in second.history] == [0, 0, 1, 1]  # a resume starts from a checkpoint too
     # A resume applies a new learning rate (the optimiser's saved state would bring back the old one)...
     faster = validate_config(ring8("resume", steps=500)).with_overrides({"optim.lr_g": 4e-4})
-    third = fit(faster, storage_path=str(tmp_path))
-    assert load_checkpoint(third.checkpoint_path)["hyperparameters"]["optim.lr_g"] == 4e-4
+    third = fit(faster, storage_path=str(tmp_path), resume=True)
+    assert load_checkpoint(third.checkpoint)["hyperparameters"]["optim.lr_g"] == 4e-4
     # ...and refuses, before any worker starts, a config that changes the game.
     t0 = time.perf_counter()
     with pytest.raises(ConfigError, match="loss.name: 'non_saturating' -> 'hinge'"):
-        fit(faster.with_overrides({"loss.name": "hinge", "train.steps": 600}), storage_path=str(tmp_path))
+        hinge = faster.with_overrides({"loss.name": "hinge", "train.steps": 600})
+        fit(hinge, storage_path=str(tmp_path), resume=True)
     assert time.perf_counter() - t0 < 5
+    # Without resume the same name starts afresh (Ray alone would have resumed it), and says so.
+    capsys.readouterr()
+    fresh = fit(longer, storage_path=str(tmp_path))
+    assert [h["step"] for h in fresh.history] == [100, 200, 300, 400]
+    assert [h["restarts"] for h in fresh.history] == [0, 0, 0, 0]
+    losses = [[(h["loss_d"], h["loss_g"]) for h in r.history[:2]] for r in (fresh, first)]
+    assert losses[0] == losses[1]  # the same seed, from step 0
+    assert "gan_ray: run 'resume' starts afresh: removed its earlier checkpoints" in capsys.readouterr().err
 
 
 def test_worker_crash_is_replaced_and_resumes(ray_session, tmp_path, monkeypatch):
     marker = tmp_path / "crashed"
-    monkeypatch.setenv(CRASH_AT_STEP_ENV, "250")
-    monkeypatch.setenv(CRASH_MARKER_ENV, str(marker))
-    monkeypatch.setenv(CRASH_RANK_ENV, "1")
+    inject(monkeypatch, "CrashOnce", at_step=250, marker=str(marker), rank=1)
     cfg = validate_config({**ring8("crash", steps=400), "scaling": {"num_workers": 2, "max_failures": 2}})
     result = fit(cfg, storage_path=str(tmp_path / "storage"))
     assert marker.read_text() == "250", "the injected crash did not happen"
@@ -143,7 +150,7 @@ def test_nan_eval_samples_on_one_rank_end_every_rank_at_that_eval(ray_session, t
 
     Before, rank 0 went to report the divergence while rank 1 waited in the next collective (the
     replica spread), until the collective timed out."""
-    monkeypatch.setenv(NAN_SAMPLES_RANK, "0")
+    inject(monkeypatch, "NanSamples", rank=0)
     cfg = validate_config({**ring8("nan_samples"), "scaling": {"num_workers": 2}})
     t0 = time.perf_counter()
     result = fit(cfg, storage_path=str(tmp_path))
@@ -191,4 +198,33 @@ def test_divergence_under_ddp_stops_every_rank_at_the_same_eval(ray_session, tmp
     assert run.info.status == "FAILED" and run.data.tags["gan_ray.status"] == "diverged"
     assert run.data.tags["gan_ray.diverged_at_step"] == "100"
     with pytest.raises(ConfigError, match="diverged at step 100"):
-        fit(cfg, storage_path=str(tmp_path))
+        fit(cfg, storage_path=str(tmp_path), resume=True)
+
+
+def test_a_ray_train_run_warns_where_its_health_turns_bad(ray_session, tmp_path):
+    """D at lr 1e-2 against G at 1e-6 on ring8 (tests/tracking/test_mlflow_run.py's collapse): D has won
+    at the last of three evals. Rank 0's driver prints the warning at that eval, as a local run does, and
+    at the end of the run; the worker's output is in Ray's log files here (the session's Ray keeps it
+    off the test's console)."""
+    from gan_ray.ray.cluster import logs_dir
+
+    cfg = validate_config(
+        {
+            **ring8("ray_collapses", steps=300, eval_samples=500),
+            "model": {"hidden_dim": 32, "hidden_layers": 2},
+            "optim": {"lr_d": 1e-2, "lr_g": 1e-6},
+            "scaling": {"num_workers": 1},
+        }
+    )
+    result = fit(cfg, storage_path=str(tmp_path))
+    assert result.status == "collapsed" and [h["health"] for h in result.history] == ["ok", "ok", "d_won"]
+    lines = [
+        line
+        for path in Path(logs_dir()).glob("worker-*.err")
+        for line in path.read_text(errors="replace").splitlines()
+        if "gan_ray: warning: ray_collapses" in line
+    ]
+    # (Ray Train's worker writes each printed line to this file twice: once as printed, once logged.)
+    assert any("ray_collapses is unhealthy (d_won) at step 300: D has won" in line for line in lines), lines
+    assert any("ray_collapses collapsed at step 300: D has won" in line for line in lines), lines
+    assert not any("at step 100" in line or "at step 200" in line for line in lines), lines

@@ -404,3 +404,60 @@ def test_an_image_sweep_scores_every_trial_with_the_one_extractor_it_handed_out(
         version.tags["gan_ray.feature_extractor"] == identity
         and version.tags["gan_ray.eval_samples"] == "512"
     )
+
+
+def _refused(response, says: str) -> None:
+    """A 400 whose JSON message names the expected shape, never a stack trace."""
+    assert response.status_code == 400, response.text[:500]
+    error = response.json()
+    assert error["error_code"] == "INVALID_PARAMETER_VALUE" and says in error["message"], error["message"][
+        :500
+    ]
+    assert "Traceback" not in response.text and "stack_trace" not in error
+
+
+def test_the_champion_serves_with_mlflow_models_serve(first, env, tmp_path):
+    """``mlflow models serve --env-manager local`` on the sweep's registered champion, as a user starts it:
+    the model's own serving example and a batch of noise rows give the samples gan_ray draws; bad input is a
+    400 naming the expected shape. One server for all of it."""
+    import json
+
+    import numpy as np
+    import torch
+    from scoring_server import ScoringServer
+
+    from gan_ray.sampling import load_generator
+    from gan_ray.tracking.contract import example_noise
+    from gan_ray.tracking.model import download_model
+    from gan_ray.tracking.registry import champion_version
+
+    uri = f"models:/{first.model_name}@champion"
+    local = download_model(uri, tmp_path / "model", env["tracking_uri"])
+    generator = load_generator(local)
+    cfg = generator.config
+    # The version's model card names the values the sweep searched.
+    card = champion_version(first.model_name, env["tracking_uri"]).description
+    assert "### Using it" in card and "--env-manager local" in card
+    assert all(f"| `{key}` | `{value}` |" in card for key, value in first.best.params.items())
+    server = ScoringServer(uri, env["tracking_uri"], tmp_path / "serve").start()
+    try:
+        example = (local / "serving_input_example.json").read_text()
+        noise = example_noise(cfg, 500)
+        answers = [server.invoke(example), server.invoke({"inputs": noise.tolist()})]
+        assert [a.status_code for a in answers] == [200, 200], answers[0].text[:500]
+        given = [np.array(json.loads(example)["inputs"]["noise"], np.float32), noise]
+        for answer, z in zip(answers, given, strict=True):
+            samples = np.array(answer.json()["predictions"], np.float32)
+            with torch.no_grad():
+                expected = generator.module(torch.from_numpy(z)).numpy()
+            assert samples.shape == (len(z), 2) and np.isfinite(samples).all()
+            assert np.abs(samples).max() < 10  # ring8's modes lie on the unit circle
+            np.testing.assert_allclose(samples, expected, rtol=1e-4, atol=1e-5)
+
+        width = f"shape (n, {cfg.noise_dim})"
+        _refused(server.invoke({"inputs": noise[:3, :-1].tolist()}), f"(-1, {cfg.noise_dim})")
+        _refused(server.invoke('{"inputs": [[NaN' + ", 0" * (cfg.noise_dim - 1) + "]]}"), width)
+        _refused(server.invoke({"inputs": []}), f"(-1, {cfg.noise_dim})")
+        _refused(server.invoke({"inputs": {"noise": [[0.0] * cfg.noise_dim] * 32769}}), "got n = 32769")
+    finally:
+        server.stop()

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import optuna
 import pytest
+from faults import inject
 
-from gan_ray.settings import CRASH_AT_STEP, CRASH_MARKER
 from gan_ray.training.checkpoint import load_checkpoint
 
 pytestmark = pytest.mark.slow
@@ -58,8 +58,7 @@ def test_a_crashed_single_worker_trial_resumes_from_its_latest_checkpoint(ray_se
     from mlflow import MlflowClient
 
     marker = tmp_path / "crashed"
-    monkeypatch.setenv(CRASH_AT_STEP, "400")
-    monkeypatch.setenv(CRASH_MARKER, str(marker))
+    inject(monkeypatch, "CrashOnce", at_step=400, marker=str(marker))
     result, tracking = _sweep(tmp_path, "t_trial_crash", "{num_samples: 2, max_concurrent_trials: 1}")
     assert marker.read_text() == "400", "the injected crash did not happen"
     assert [t.status for t in result.trials] == ["completed", "completed"]

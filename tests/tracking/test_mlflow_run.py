@@ -17,7 +17,7 @@ import yaml
 
 import gan_ray
 from gan_ray.config import GanConfig, validate_config
-from gan_ray.errors import DivergedError, TrackingUnavailableError
+from gan_ray.errors import TrackingUnavailableError
 from gan_ray.objective import Objective
 from gan_ray.tracking.params import run_params
 from gan_ray.tracking.run import MlflowRun, logged_sample_steps, tracked_run
@@ -142,7 +142,7 @@ def test_completed_run_records_params_metrics_artifacts(store, completed_run):
         assert [m.step for m in history] == [100, 200], name
     assert "step" not in run.data.metrics and "health" not in run.data.metrics  # a string, not a metric
     last = client.get_metric_history(logger.run_id, "mode_distance")[-1].value
-    assert last == pytest.approx(result.final["mode_distance"])
+    assert last == pytest.approx(result.metrics["mode_distance"])
 
     top = {a.path for a in client.list_artifacts(logger.run_id)}
     assert {"config.yaml", "loss_curves.png", "images", "checkpoint"} <= top
@@ -160,8 +160,8 @@ def test_completed_run_records_params_metrics_artifacts(store, completed_run):
 def test_diverged_run_is_tagged_and_failed(store, tmp_path):
     cfg = _ring8(tmp_path, **{"loss.name": "least_squares", "optim.lr_d": 1e6, "optim.lr_g": 1e6})
     logger = tracked_run(cfg, store, experiment="tracking-tests", run_name="diverges")
-    with pytest.raises(DivergedError):
-        train(cfg, observers=[logger], verbose=False)
+    result = train(cfg, observers=[logger], verbose=False)  # a diverged run returns, as under Ray
+    assert result.diverged and result.metrics["step"] == 100 and result.history == []
     run = make_client(store).get_run(logger.run_id)
     assert run.info.status == "FAILED"
     assert run.data.tags[TAG_STATUS] == "diverged"
@@ -184,7 +184,7 @@ def test_a_run_where_d_wins_ends_collapsed_with_its_health_recorded(store, tmp_p
     result = train(cfg, observers=[logger], verbose=False)
     assert result.status == "collapsed"
     assert [h["health"] for h in result.history] == ["ok", "ok", "d_won"]
-    assert result.final["d_real"] >= 0.99 and result.final["d_fake"] <= 0.01
+    assert result.metrics["d_real"] >= 0.99 and result.metrics["d_fake"] <= 0.01
 
     client = make_client(store)
     run = client.get_run(logger.run_id)
@@ -370,7 +370,7 @@ def test_logs_registers_and_loads_through_a_tracking_server(mlflow_server, tmp_p
     assert logged_sample_steps(client, logger.run_id) == [100, 200]
 
     version, promoted = register_champion(
-        logger.model_uri, "served-gan", "mode_distance", result.final["mode_distance"], "min",
+        logger.model_uri, "served-gan", "mode_distance", result.metrics["mode_distance"], "min",
         logger.run_id, cfg, mlflow_server,
     )  # fmt: skip
     assert (version, promoted) == (1, True)

@@ -18,7 +18,7 @@ from gan_ray.cli import main
 from gan_ray.config import GanConfig, validate_config
 from gan_ray.errors import TrackingUnavailableError
 from gan_ray.sampling import LoadedGenerator, load_generator
-from gan_ray.tracking.model import download_model, log_generator
+from gan_ray.tracking.model import PROGRAM_DIR, download_model, log_generator
 from gan_ray.tracking.registry import (
     CHAMPION,
     TAG_CONFIG,
@@ -141,7 +141,7 @@ def test_logged_model_layout_is_pickle_free_and_fast(store, digits, tmp_path, mo
     assert plain.tags[TAG_LOGGED_MODEL] == again.removeprefix("models:/")
     assert champion_version("digits-plain", store) is None
     local = download_model(model_uri, tmp_path / "model", store)
-    assert (local / "MLmodel").is_file() and (local / "data" / "model.pt2").is_file()
+    assert (local / "MLmodel").is_file() and (local / PROGRAM_DIR / "data" / "model.pt2").is_file()
     assert not list(local.rglob("*.pth")), "a pickled module (model.pth) was written"
     assert (local / "requirements.txt").read_text().startswith("mlflow")
     assert "torch==" in (local / "requirements.txt").read_text()
@@ -265,7 +265,7 @@ def test_load_champion_by_alias_version_run_and_folder(store, ring8, digits, tmp
     champion = load_generator("models:/ring8-gan@champion", tracking_uri=store)
     assert champion.config == result.config
     samples = _check_sampling(champion, (2,))
-    for uri in ("models:/ring8-gan/1", f"runs:/{run_id}/generator", model_uri, str(result.output_dir)):
+    for uri in ("models:/ring8-gan/1", f"runs:/{run_id}/generator", model_uri, result.output):
         assert load_generator(uri, tracking_uri=store).sample(16, seed=7).equal(samples), uri
     with pytest.raises(FileNotFoundError, match="not a gan_ray checkpoint"):
         load_generator(f"runs:/{run_id}/config.yaml", tracking_uri=store)

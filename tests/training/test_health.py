@@ -189,5 +189,5 @@ def test_a_normal_short_run_stays_completed_and_healthy(tmp_path, capsys):
     result = run_local(cfg, verbose=False)
     assert result.status == "completed"
     assert [h["health"] for h in result.history] == [HEALTHY, HEALTHY]
-    assert 0.3 < result.final["d_real"] < 0.9  # the game is on
+    assert 0.3 < result.metrics["d_real"] < 0.9  # the game is on
     assert "warning" not in capsys.readouterr().err

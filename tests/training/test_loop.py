@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import json
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -167,10 +168,10 @@ def test_resume_continues_bit_for_bit(tmp_path):
     # and only step 20 was trained after the resume.
     assert [h["step"] for h in b.history] == [10, 20]
     assert b.history[0]["loss_d"] == pytest.approx(a.history[0]["loss_d"], rel=1e-6)
-    lines = (b.output_dir / "history.jsonl").read_text().splitlines()
+    lines = (Path(b.output) / "history.jsonl").read_text().splitlines()
     assert [json.loads(line)["step"] for line in lines] == [10, 20]
     for key in ("loss_d", "loss_g", "d_real", "d_fake", "mode_distance"):
-        assert b.final[key] == pytest.approx(a.final[key], rel=1e-6, abs=1e-7), key
+        assert b.metrics[key] == pytest.approx(a.metrics[key], rel=1e-6, abs=1e-7), key
 
 
 def test_cli_train_writes_checkpoint_samples_and_history(tmp_path, capsys):
@@ -474,3 +475,40 @@ def test_a_checkpoint_written_before_penalties_existed_still_resumes(tmp_path):
     for a, b in zip(t.discriminator.parameters(), resumed.discriminator.parameters(), strict=True):
         torch.testing.assert_close(a, b)
     resumed.step_fn()
+
+
+def test_one_resume_rule_and_a_diverged_local_run_returns_its_result(tmp_path, monkeypatch, capsys):
+    """A local run diverges (its eval samples made NaN by a test session wrapping the real one): it
+    returns a diverged result, as a Ray run does, and leaves a divergence record that no resume goes on
+    from. Without --resume the same name starts afresh: the earlier output goes, with a line."""
+    from faults import inject
+
+    cfg = validate_config({**small().model_dump(), "name": "rule", "output_dir": str(tmp_path)})
+    out = tmp_path / "rule"
+    train(cfg, verbose=False)
+    (out / "mine.txt").write_text("a user's file")
+    inject(monkeypatch, "NanSamples")
+    capsys.readouterr()
+    diverged = train(cfg, verbose=False)
+    assert "starts afresh: removed its earlier checkpoints in" in capsys.readouterr().err
+    assert diverged.status == "diverged" and diverged.metrics["step"] == 10 and diverged.history == []
+    assert diverged.checkpoint is None and (out / "diverged.json").is_file()
+    assert not (out / "history.jsonl").exists() and (out / "mine.txt").is_file()
+    monkeypatch.undo()
+    longer = cfg.with_overrides({"train.steps": 30})
+    from gan_ray.config import ConfigError
+
+    with pytest.raises(ConfigError, match="diverged at step 10"):
+        train(longer, resume=True, verbose=False)
+    assert main(["train", "--no-tracking", "--resume", _write(tmp_path / "c.yaml", longer)]) == 2
+    fresh = train(longer, verbose=False)
+    assert fresh.status == "completed" and [h["step"] for h in fresh.history] == [10, 20, 30]
+    assert not (out / "diverged.json").exists() and fresh.checkpoint == str(out)
+    assert [h["restarts"] for h in fresh.history] == [0, 0, 0]
+
+
+def test_cli_train_exits_1_on_a_diverged_run(tmp_path, capsys):
+    cfg = small(**{"loss.name": "least_squares", "optim.lr_d": 1e8})
+    path = _write(tmp_path / "c.yaml", cfg.with_overrides({"output_dir": str(tmp_path)}))
+    assert main(["train", "--no-tracking", path]) == 1
+    assert "gan-ray: training diverged by step 10: non-finite" in capsys.readouterr().err

@@ -70,7 +70,7 @@ def test_evals_and_checkpoints_use_the_average_and_a_resume_keeps_it(tmp_path):
 
     result = run_local(cfg, verbose=False)
     saved = load_checkpoint(result.checkpoint)
-    loaded = load_generator(result.output_dir)  # the averaged weights, not the live ones
+    loaded = load_generator(result.output)  # the averaged weights, not the live ones
     for key, value in saved["generator_ema"].items():
         assert torch.equal(loaded.module.state_dict()[key], value), key
     assert any(not torch.equal(saved["generator"][k], v) for k, v in saved["generator_ema"].items())

@@ -20,7 +20,7 @@ from gan_ray.metrics.features.classifier import (
     train_classifier,
 )
 from gan_ray.metrics.features.inception import inception_extractor
-from gan_ray.registry import Registry
+from gan_ray.registry import Registry, require_callable
 
 __all__ = [
     "FEATURE_EXTRACTORS",
@@ -49,22 +49,16 @@ class FeatureExtractor(Protocol):
 ExtractorBuilder = Callable[[DataSpec, Path, torch.device, int], nn.Module]
 
 
-def _as_builder(name: str, obj: object) -> ExtractorBuilder:
-    if not callable(obj):
-        raise PluginError(
-            f"feature extractor {name!r} is {obj!r}; expected a builder(data_spec, cache_dir, device, seed) "
-            "returning an nn.Module with num_features and cache_id"
-        )
-    return obj  # type: ignore[return-value]
-
-
 #: kind -> builder(data spec, cache_dir, device, seed) returning a :class:`FeatureExtractor`; plug-ins by
 #: import path or ``gan_ray.features`` entry points (their Fréchet metric is ``fid_<name>``).
 FEATURE_EXTRACTORS: Registry[ExtractorBuilder] = Registry(
     "feature extractor",
     FEATURES_GROUP,
     {"classifier": classifier_extractor, "inception": inception_extractor},
-    convert=_as_builder,
+    convert=require_callable(
+        "feature extractor",
+        "a builder(data_spec, cache_dir, device, seed) returning an nn.Module with num_features and cache_id",
+    ),
 )
 
 
