@@ -105,7 +105,9 @@ def choose_from_front(
       corner (0, ..., 0) in Euclidean distance;
     - ``weighted``: the least weighted sum of the scaled objectives (``weights``, one per objective).
 
-    Ties go to the later point (as :class:`Objective` gives them). None when no point is finite."""
+    Ties go to the better first objective (then the next ones: a front of two points is always a tie for the
+    knee, both at distance 1), then to the later point (as :class:`Objective` gives them). None when no
+    point is finite."""
     if rule not in CHAMPION_RULES:
         raise ValueError(f"champion rule must be one of {list(CHAMPION_RULES)}, got {rule!r}")
     front = pareto_front(points, objectives)
@@ -118,11 +120,12 @@ def choose_from_front(
     spans = [max(costs[i][j] for i in front) - lows[j] or 1.0 for j in range(len(objectives))]
     scaled = {i: [(costs[i][j] - lows[j]) / spans[j] for j in range(len(objectives))] for i in front}
     if rule == "knee":
-        return min(reversed(front), key=lambda i: math.fsum(s * s for s in scaled[i]))
+        return min(reversed(front), key=lambda i: (math.fsum(s * s for s in scaled[i]), costs[i]))
     if len(weights) != len(objectives):
         raise ValueError(
             f"the weighted rule needs one weight per objective ({len(objectives)}), got {list(weights)}"
         )
     return min(
-        reversed(front), key=lambda i: math.fsum(w * s for w, s in zip(weights, scaled[i], strict=True))
+        reversed(front),
+        key=lambda i: (math.fsum(w * s for w, s in zip(weights, scaled[i], strict=True)), costs[i]),
     )

@@ -31,6 +31,14 @@ def test_each_rule_picks_its_champion_from_the_front():
     assert choose_from_front([(None, 1.0)], objectives) is None
 
 
+def test_a_tie_on_the_knee_goes_to_the_better_first_objective_whatever_the_order():
+    # ring8_pareto's front (bench/QUALITY.md): two points, both at distance 1 from the ideal corner
+    front = [(8, 0.799), (1, 0.96)]
+    for points in (front, front[::-1]):
+        assert points[choose_from_front(points, [MODES, QUALITY], "knee")] == (8, 0.799)
+        assert points[choose_from_front(points, [MODES, QUALITY], "weighted", [1.0, 1.0])] == (8, 0.799)
+
+
 def test_bad_rules_and_weights_are_one_line():
     with pytest.raises(ValueError, match="champion rule must be one of"):
         choose_from_front(POINTS, [MODES, QUALITY], "best")
@@ -73,3 +81,63 @@ def test_what_a_multi_objective_sweep_refuses_is_one_line(extra, message):
 
     with pytest.raises(SearchSpaceError, match=message):
         parse_search_space(BASE + extra)
+
+
+def test_asha_under_a_list_of_objectives_stops_by_the_first_while_optuna_is_told_both(tmp_path):
+    """What docs/search-spaces.md says ASHA does with a list: it ranks trials by the first objective's best
+    (here a minimised one before a maximised one), and the study has one direction per objective."""
+    import optuna
+    from ray.tune.schedulers import ASHAScheduler
+
+    from gan_ray.ray.ledger import TrialLedger
+    from gan_ray.ray.strategy import RANKED_BY, SearchStrategy
+    from gan_ray.search.load import parse_search_space
+
+    text = BASE.replace("metric: modes_covered, mode: max", "metric: mode_distance, mode: min")
+    space = parse_search_space(text + "scheduler: {type: asha, grace_period: 1}\n")
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    strategy = SearchStrategy(space, "mo_asha", url, False, TrialLedger(space), concurrency=2)
+    assert isinstance(strategy.scheduler, ASHAScheduler)
+    assert (strategy.metric, strategy.mode) == (RANKED_BY, "min")
+    assert (strategy.searcher.metric, strategy.searcher.mode) == (
+        ["mode_distance", "high_quality_fraction"],
+        ["min", "max"],
+    )
+    study = optuna.load_study(study_name="mo_asha", storage=url)
+    assert [d.name for d in study.directions] == ["MINIMIZE", "MAXIMIZE"]
+
+
+def test_the_parent_run_params_name_every_objective_and_the_champion_rule():
+    from gan_ray.search.load import parse_search_space
+    from gan_ray.tracking.sweep import sweep_params
+
+    space = parse_search_space(BASE + "search: {champion: {rule: weighted, weights: [1.0, 2.0]}}\n")
+    params = sweep_params(space, "mo")
+    assert params["sweep.objectives"] == "modes_covered:max,high_quality_fraction:max"
+    assert params["sweep.champion_rule"] == "weighted [1.0, 2.0]"
+    assert params["sweep.metric"] == "modes_covered"
+    single = parse_search_space(BASE.replace("objective: [", "#"))
+    assert "sweep.objectives" not in sweep_params(single, "one")
+
+
+def test_the_report_of_a_two_direction_study_names_its_objectives_the_rule_and_the_champion(tmp_path):
+    import optuna
+
+    from gan_ray.ray.study import read_study
+    from gan_ray.tracking.report import write_report
+
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    study = optuna.create_study(study_name="fm-1", storage=url, directions=["minimize", "maximize"])
+    # (fid_classifier, recall) of four trials: the second is dominated by the first
+    distribution = {"optim.lr_g": optuna.distributions.FloatDistribution(1e-5, 1e-2, log=True)}
+    for values in [(40.0, 0.6), (50.0, 0.5), (20.0, 0.45), (10.0, 0.2)]:
+        study.tell(study.ask(distribution), list(values))
+    fid, recall = Objective("fid_classifier", "min"), Objective("recall", "max")
+    record = read_study("fm-1", url, "fid_classifier", objectives=(fid, recall), champion_rule="knee")
+    files = {p.name for p in write_report(record, tmp_path / "r")}
+    assert "pareto_front.png" in files
+    text = (tmp_path / "r" / "README.md").read_text()
+    assert "objectives `fid_classifier` (min), `recall` (max), each at the trial's last eval" in text
+    # the front scaled to [0, 1] (0 best): (1, 0), (1/3, 3/8), (0, 1): the middle one is the knee
+    assert "3 of 4 completed trials on the Pareto front" in text
+    assert "its `knee` pick: trial 2 (fid_classifier 20, recall 0.45)" in text

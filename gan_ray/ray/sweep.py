@@ -144,7 +144,7 @@ def _choose_champion(result: SweepResult, space: SearchSpace, rescore: bool, ver
         result.best, result.front = front_champion(
             candidates, space.objectives, space.champion_rule, space.champion_weights
         )
-        result.champion_rule = space.champion_rule
+        result.champion_rule, result.objectives = space.champion_rule, space.objectives
         return
     if rescore:
         rescore_best(candidates, space, verbose)

@@ -88,6 +88,7 @@ class SweepResult:
     # A multi-objective sweep: the Pareto front of its usable trials, and the rule that picked ``best``.
     front: list[TrialSummary] = field(default_factory=list)
     champion_rule: str | None = None
+    objectives: tuple[Objective, ...] = ()
 
     def rows(self) -> list[dict[str, Any]]:
         """One row per trial: id, status, scores, run id and the parameters (the ``trials.csv`` table)."""
@@ -245,6 +246,20 @@ def _best_lines(b: TrialSummary, objective: Objective) -> list[str]:
     return lines
 
 
+def champion_note(result: SweepResult) -> str:
+    """A multi-objective sweep: the rule that picked ``best`` from the front, and its value of each objective."""
+    assert result.best is not None
+    values = ", ".join(
+        f"{o.metric} = {v:.4g}" if v is not None else f"{o.metric} = none"
+        for o, v in zip(result.objectives, result.best.values, strict=False)
+    )
+    usable = sum(t.status in USABLE for t in result.trials + result.earlier)
+    return (
+        f"the `{result.champion_rule}` pick of the Pareto front ({len(result.front)} of {usable} usable "
+        f"trials), at its last eval: {values}"
+    )
+
+
 def format_summary(result: SweepResult) -> str:
     counts = status_counts(result)
     lines = [f"sweep {result.name}: study {result.study_name}, {len(result.trials)} trials {counts}"]
@@ -261,7 +276,10 @@ def format_summary(result: SweepResult) -> str:
         return "\n".join(lines)
     b = result.best
     metric = result.objective.metric
-    lines += _best_lines(b, result.objective)
+    best = _best_lines(b, result.objective)
+    if result.champion_rule is not None:
+        best.insert(1, f"  champion: {champion_note(result)}")
+    lines += best
     if result.parent_run_id:
         lines.append(f"  mlflow: {result.tracking_uri} run {b.mlflow_run_id} (parent {result.parent_run_id})")
     if result.stratify:

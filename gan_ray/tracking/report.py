@@ -14,7 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from gan_ray.objective import pareto_front
+from gan_ray.objective import choose_from_front, pareto_front
 from gan_ray.search.trials import StudyRecord, expected_best_of_k
 from gan_ray.tracking.charts import (
     best_of_k_chart,
@@ -104,12 +104,20 @@ def _front_note(record: StudyRecord) -> str:
     """One line: the objectives, the front's size, and the rule that picks the champion from it."""
     objectives = ", ".join(f"{o.metric} ({o.mode})" for o in record.objectives)
     trials = [t for t in record.completed if len(t.values) == len(record.objectives)]
-    front = pareto_front([t.values for t in trials], record.objectives)
+    points = [t.values for t in trials]
+    front = pareto_front(points, record.objectives)
     weights = f" with weights {list(record.champion_weights)}" if record.champion_rule == "weighted" else ""
+    pick = choose_from_front(points, record.objectives, record.champion_rule, record.champion_weights)
+    champion = ""
+    if pick is not None:
+        values = ", ".join(
+            f"{o.metric} {v:.4g}" for o, v in zip(record.objectives, points[pick], strict=True)
+        )
+        champion = f": trial {trials[pick].number} ({values})"
     return (
         f"- Multi-objective: {objectives}; {len(front)} of {len(trials)} completed trials on the Pareto front "
         f"(`pareto_front.png`, the first two objectives); the champion is its `{record.champion_rule}` "
-        f"pick{weights}."
+        f"pick{weights}{champion}. Importances are for the first objective."
     )
 
 
@@ -118,6 +126,9 @@ def _counts(record: StudyRecord) -> str:
     for t in record.trials:
         states[t.state] = states.get(t.state, 0) + 1
     counts = ", ".join(f"{n} {s.lower()}" for s, n in states.items()) or "none"
+    if len(record.objectives) > 1:  # what Optuna was told: each objective's value at the trial's last eval
+        named = ", ".join(f"`{o.metric}` ({o.mode})" for o in record.objectives)
+        return f"{len(record.trials)} trials ({counts}); objectives {named}, each at the trial's last eval."
     metric, mode = record.objective.metric, record.objective.mode
     return f"{len(record.trials)} trials ({counts}); objective `{metric}` ({mode}), each trial's best eval."
 

@@ -18,7 +18,14 @@ import yaml
 
 from gan_ray.config import GanConfig, config_yaml
 from gan_ray.search.space import SearchSpace
-from gan_ray.search.trials import SweepResult, TrialSummary, registration, status_counts, trial_name
+from gan_ray.search.trials import (
+    SweepResult,
+    TrialSummary,
+    champion_note,
+    registration,
+    status_counts,
+    trial_name,
+)
 from gan_ray.tracking.model import log_generator_from_folder
 from gan_ray.tracking.registry import (
     champion_version,
@@ -66,9 +73,20 @@ def sweep_params(space: SearchSpace, study_name: str) -> dict[str, str]:
         if pbt is not None
         else {}
     )
+    # A multi-objective sweep: every objective and the rule that picks its champion (sweep.metric: the first).
+    objectives = (
+        {
+            "sweep.objectives": ",".join(f"{o.metric}:{o.mode}" for o in space.objectives),
+            "sweep.champion_rule": space.champion_rule
+            + (f" {list(space.champion_weights)}" if space.champion_rule == "weighted" else ""),
+        }
+        if space.multi_objective
+        else {}
+    )
     return {
         **stratify,
         **population,
+        **objectives,
         "sweep.name": space.name,
         "sweep.study": study_name,
         "sweep.metric": space.objective.metric,
@@ -345,6 +363,8 @@ def describe(result: SweepResult) -> str:
     if best.final_objective is not None:
         score += f", {best.final_objective:.4g} on {best.final_samples} samples"
     lines.append(f"Best: trial `{best.trial_id}` (run `{trial_name(best.trial_id)}`), {score}.")
+    if result.champion_rule is not None:
+        lines.append(f"Champion: {champion_note(result)}.")
     if result.model_name:
         lines.append(f"Model: `models:/{result.model_name}/{result.model_version}` ({registration(result)}).")
     if result.study is not None:

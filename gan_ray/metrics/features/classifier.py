@@ -180,7 +180,9 @@ def describe(
 def _train_and_describe(spec: DataSpec, device: torch.device, seed: int) -> dict[str, Any]:
     images, labels = load_labelled(spec, train=True)
     log.info(
-        "training the feature classifier for %s %s (once; then cached)", spec.name, tuple(images.shape[1:])
+        "training the feature classifier for %s %s, once (then cached): minutes on a CPU",
+        spec.name,
+        tuple(images.shape[1:]),
     )
     start = time.perf_counter()
     model = train_classifier(images, labels, seed=seed, device=device)
