@@ -55,6 +55,7 @@ from gan_ray.tracking.store import (
     make_client,
     resolve_tracking_uri,
 )
+from gan_ray.tracking.view import runs_views, view_link
 from gan_ray.tracking.writer import TrackingWriter
 from gan_ray.training.observers import USABLE
 
@@ -145,6 +146,9 @@ class MlflowSweep:
         if space.source is not None and space.source.is_file():
             self.client.log_artifact(self.parent_run_id, str(space.source))
         self.client.log_text(self.parent_run_id, config_yaml(space.base), "base_config.yaml")
+        # The runs table's columns and order for this sweep (the latest sweep's, where several share it).
+        for key, value in runs_views(space).items():
+            self.client.set_experiment_tag(self.experiment_id, key, value)
         self.runs: dict[str, MlflowRun] = {}
         # The trials' records are written in the background: Tune calls the ledger in its scheduling loop.
         self.writer = TrackingWriter(self.tracking_uri)
@@ -229,6 +233,7 @@ class MlflowSweep:
             if result.study is not None:
                 self._report(result)
             note = describe(result)
+            note += f"\n\nThe trials side by side: [the runs table]({view_link(self.experiment_id)})."
             if self.resumes:
                 link = f"#/experiments/{self.experiment_id}/runs/{self.resumes}"
                 note += f"\n\nResumes the sweep run [{self.resumes}]({link}) of the same study."
