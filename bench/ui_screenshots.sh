@@ -112,9 +112,9 @@ shot() {  # shot NAME URL [WIDTH,HEIGHT]
 }
 
 if [ "$VIEW" = yes ]; then  # the sweep's views: sorted, with its metrics and params as columns
-    shot 1_runs_sorted_by_best "$BASE/experiments/$EXP/runs?$ML&viewStateShareKey=gan_ray" 2200,1000
+    shot 1_runs_sorted_by_best "$BASE/experiments/$EXP/runs?$ML&viewStateShareKey=gan_ray" 3000,900
     [ "$SECOND" != none ] && shot "1b_runs_sorted_by_$SECOND" \
-        "$BASE/experiments/$EXP/runs?$ML&viewStateShareKey=gan_ray-$SECOND" 2200,1000
+        "$BASE/experiments/$EXP/runs?$ML&viewStateShareKey=gan_ray-$SECOND" 3000,900
 else  # an older store: sorted, but the UI's default columns (no metric among them)
     shot 1_runs_sorted_by_best "$BASE/experiments/$EXP/runs?$ML&orderByKey=metrics.%60$METRIC%60&orderByAsc=$ASC"
 fi

@@ -109,7 +109,7 @@ def test_asha_under_a_list_of_objectives_stops_by_the_first_while_optuna_is_told
 
 def test_the_parent_run_params_name_every_objective_and_the_champion_rule():
     from gan_ray.search.load import parse_search_space
-    from gan_ray.tracking.sweep import sweep_params
+    from gan_ray.tracking.sweep import objectives_from_params, sweep_params
 
     space = parse_search_space(BASE + "search: {champion: {rule: weighted, weights: [1.0, 2.0]}}\n")
     params = sweep_params(space, "mo")
@@ -118,6 +118,9 @@ def test_the_parent_run_params_name_every_objective_and_the_champion_rule():
     assert params["sweep.metric"] == "modes_covered"
     single = parse_search_space(BASE.replace("objective: [", "#"))
     assert "sweep.objectives" not in sweep_params(single, "one")
+    # what `gan-ray report` reads back to draw the front again
+    assert objectives_from_params(params) == ((MODES, QUALITY), "weighted", (1.0, 2.0))
+    assert objectives_from_params(sweep_params(single, "one")) == ((), "first_objective", ())
 
 
 def test_the_report_of_a_two_direction_study_names_its_objectives_the_rule_and_the_champion(tmp_path):

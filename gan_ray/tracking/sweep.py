@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from gan_ray.config import GanConfig, config_yaml
+from gan_ray.objective import Objective
 from gan_ray.search.space import SearchSpace
 from gan_ray.search.trials import (
     SweepResult,
@@ -96,6 +99,16 @@ def sweep_params(space: SearchSpace, study_name: str) -> dict[str, str]:
         "sweep.scheduler": space.scheduler,
         "sweep.num_samples": str(space.budget.num_samples),
     }
+
+
+def objectives_from_params(params: Mapping[str, str]) -> tuple[tuple[Objective, ...], str, tuple[float, ...]]:
+    """A multi-objective sweep's objectives, champion rule and weights, read back from the parent run's
+    params (:func:`sweep_params`); ``((), "first_objective", ())`` for a single objective."""
+    objectives = tuple(
+        Objective(*item.split(":")) for item in params.get("sweep.objectives", "").split(",") if item
+    )
+    rule, _, weights = params.get("sweep.champion_rule", "first_objective").partition(" ")
+    return objectives, rule, tuple(json.loads(weights)) if weights else ()
 
 
 def searched_tag(space: SearchSpace) -> str:
