@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
 # Screenshots of what a person sees of a sweep in the MLflow UI, taken by headless Chromium in a fresh
-# profile (so the UI's own remembered view cannot help): the runs table sorted by best_<metric>, the
+# profile (so the UI's own remembered view cannot help): the runs table sorted by best_<metric> with the
+# sweep's metrics and params as columns (and, for a multi-objective sweep, by its second objective, with the
+# report's Pareto front), the
 # compare view of three child runs, a child run's sample images, the parent run's report, and the
 # champion's registered version with its model card.
 #
@@ -58,7 +60,7 @@ for _ in $(seq 90); do
 done
 
 # The ids to open: the latest sweep's experiment, its parent run, three child runs (best first).
-read -r EXP PARENT RUNS METRIC IMAGE MODEL VERSION <<<"$("$PY" - "$STORE" <<'EOF'
+read -r EXP PARENT RUNS METRIC ASC SECOND SECOND_ASC VIEW IMAGE MODEL VERSION <<<"$("$PY" - "$STORE" <<'EOF'
 import json, sys
 from mlflow import MlflowClient
 
@@ -71,6 +73,12 @@ parent = client.search_runs(
 )[0]
 metric = "best_" + parent.data.params["sweep.metric"]
 order = "ASC" if parent.data.params.get("sweep.mode", "min") == "min" else "DESC"
+# A multi-objective sweep: the runs table sorted by its second objective too (the value at the last eval).
+objectives = [o.split(":") for o in parent.data.params.get("sweep.objectives", "").split(",") if o]
+second, second_asc = (objectives[1][0], str(objectives[1][1] == "min").lower()) if objectives else ("none", "true")
+# The sweep's own views of the runs table (gan_ray/tracking/view.py): its metrics and params as columns.
+tags = client.get_experiment(parent.info.experiment_id).tags
+view = "yes" if "mlflow.sharedViewState.gan_ray" in tags else "no"
 children = client.search_runs(
     [parent.info.experiment_id],
     filter_string=f"tags.`mlflow.parentRunId` = '{parent.info.run_id}'",
@@ -86,7 +94,10 @@ for registered in client.search_registered_models():
         held = client.get_model_version_by_alias(registered.name, "champion")
         if held.run_id in {r.info.run_id for r in children} or model == "none":
             model, version = registered.name, held.version
-print(parent.info.experiment_id, parent.info.run_id, ids, metric, images[-1] if images else "none", model, version)
+print(
+    parent.info.experiment_id, parent.info.run_id, ids, metric, str(order == "ASC").lower(), second, second_asc, view,
+    images[-1] if images else "none", model, version,
+)
 EOF
 )"
 FIRST=$("$PY" -c "import json,sys; print(json.loads(sys.argv[1])[0])" "$RUNS")
@@ -100,7 +111,13 @@ shot() {  # shot NAME URL [WIDTH,HEIGHT]
     echo "$OUT/$1.png  <- $2"
 }
 
-shot 1_runs_sorted_by_best "$BASE/experiments/$EXP/runs?$ML&orderByKey=metrics.%60$METRIC%60&orderByAsc=true&isComparingRuns=false"
+if [ "$VIEW" = yes ]; then  # the sweep's views: sorted, with its metrics and params as columns
+    shot 1_runs_sorted_by_best "$BASE/experiments/$EXP/runs?$ML&viewStateShareKey=gan_ray" 3000,900
+    [ "$SECOND" != none ] && shot "1b_runs_sorted_by_$SECOND" \
+        "$BASE/experiments/$EXP/runs?$ML&viewStateShareKey=gan_ray-$SECOND" 3000,900
+else  # an older store: sorted, but the UI's default columns (no metric among them)
+    shot 1_runs_sorted_by_best "$BASE/experiments/$EXP/runs?$ML&orderByKey=metrics.%60$METRIC%60&orderByAsc=$ASC"
+fi
 shot 2_compare_three_children "$BASE/compare-runs?runs=$RUNS&experiments=[\"$EXP\"]&$ML"
 # The Model metrics tab holds the `samples` images under a step slider; headless Chromium leaves its
 # charts loading (seen with MLflow 3.17), so the latest grid is also shot where Artifacts shows it.
@@ -108,6 +125,7 @@ shot 3_child_model_metrics "$BASE/experiments/$EXP/runs/$FIRST/model-metrics?$ML
 shot 3_child_latest_samples "$BASE/experiments/$EXP/runs/$FIRST/artifacts/$IMAGE?$ML"
 shot 4_parent_report "$BASE/experiments/$EXP/runs/$PARENT/artifacts/report/README.md?$ML"
 shot 5_parent_history "$BASE/experiments/$EXP/runs/$PARENT/artifacts/report/history.png?$ML"
+[ "$SECOND" != none ] && shot 5b_parent_pareto_front "$BASE/experiments/$EXP/runs/$PARENT/artifacts/report/pareto_front.png?$ML"
 shot 6_parent_overview "$BASE/experiments/$EXP/runs/$PARENT?$ML"
 [ "$MODEL" != none ] && shot 7_champion_model_card "$BASE/models/$MODEL/versions/$VERSION?$ML" 1600,2600
 exit 0

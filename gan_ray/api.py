@@ -261,6 +261,7 @@ def report(
         make_client,
         resolve_tracking_uri,
     )
+    from gan_ray.tracking.sweep import objectives_from_params
 
     uri = resolve_tracking_uri(tracking_uri)
     check_tracking_server(uri, must_exist=True)
@@ -273,12 +274,16 @@ def report(
         )
     params, tags = run.data.params, run.data.tags
     searched = [k for k in tags.get(TAG_SEARCHED, "").split(",") if k] or None
+    objectives, rule, weights = objectives_from_params(params)
     record = read_study(
         tags[TAG_STUDY],
         study_storage or settings.study_storage(),
         params.get("sweep.metric", "objective"),
         stratify=params.get("sweep.stratify"),
         searched=searched,
+        objectives=objectives,
+        champion_rule=rule,
+        champion_weights=weights,
     )
     artifacts = log_report(client, run.info.run_id, record, Path(out) if out is not None else None)
     return Report(record, run.info.run_id, uri, artifacts)

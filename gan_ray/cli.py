@@ -82,6 +82,14 @@ def _console(args: argparse.Namespace) -> int:
         for handler in logging.getLogger(name).handlers:
             if isinstance(handler, logging.StreamHandler) and not isinstance(handler, logging.FileHandler):
                 handler.setLevel(level)
+    # gan_ray's own one-off lines: a feature classifier trained once before the first trial (minutes on a
+    # busy CPU, with nothing else on the console meanwhile) and its held-out accuracy.
+    features = logging.getLogger("gan_ray.metrics.features")
+    if not features.handlers:
+        handler = logging.StreamHandler()
+        handler.setFormatter(logging.Formatter("gan_ray: %(message)s"))
+        features.addHandler(handler)
+        features.setLevel(logging.INFO)
     return 2 if args.verbose else 1
 
 

@@ -15,7 +15,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from gan_ray import settings
-from gan_ray.data.catalog import DatasetInfo, check_feature_name, dataset_info, spec_info
+from gan_ray.data.catalog import DatasetInfo, check_feature_name, check_suite, dataset_info, spec_info
 from gan_ray.errors import ConfigError
 from gan_ray.losses import LOSSES, get_loss, loss_param_names
 from gan_ray.models.spec import AUTO, MODELS, ModelSpec
@@ -358,11 +358,27 @@ class MetricsConfig(_Strict):
 
     features: str = "classifier"
     extractor: str | None = None
+    suite: tuple[str, ...] = Field(
+        (),
+        description="beside the Fréchet distance: 'fid' (nothing), 'full', or [kid, precision_recall, density_coverage]",
+    )
+    reference_samples: int = Field(
+        5000,
+        ge=10,
+        le=50_000,
+        description="real features kept for KID, P&R, D&C (the papers: 50,000 / 10,000)",
+    )
+    reference: str | None = Field(None, description="pytorch-fid's .npz (mu, sigma) as the Fréchet reference")
 
     @field_validator("features")
     @classmethod
     def _known_features(cls, v: str) -> str:
         return check_feature_name(v)
+
+    @field_validator("suite", mode="before")
+    @classmethod
+    def _known_parts(cls, v: Any) -> tuple[str, ...]:
+        return check_suite(v)
 
 
 class ScalingConfig(_Strict):
@@ -527,8 +543,15 @@ class GanConfig(_Strict):
 
     @property
     def reported_metrics(self) -> tuple[str, ...]:
-        """The metrics every eval report of this config carries."""
-        return self.data.info.reported_metrics(self.metrics.features)
+        """The metrics every eval report of this config carries; a conditional model's adds the
+        classifier's ``class_accuracy`` and the intra-class FID ``intra_fid`` (per class: ``intra_fid_<c>``)."""
+        reported = self.data.info.reported_metrics(self.metrics.features, self.metrics.suite)
+        if not self.model.conditional:
+            return reported
+        per_class = (
+            ("class_accuracy", "intra_fid") if self.metrics.features == "classifier" else ("intra_fid",)
+        )
+        return reported + per_class
 
     @property
     def model_name(self) -> str:
@@ -634,7 +657,14 @@ class GanConfig(_Strict):
 
 
 #: The config keys that hold a local path (or a URI, which stays as it is).
-PATH_KEYS = ("output_dir", "data.root", "data.prepared", "scaling.storage_path", "metrics.extractor")
+PATH_KEYS = (
+    "output_dir",
+    "data.root",
+    "data.prepared",
+    "scaling.storage_path",
+    "metrics.extractor",
+    "metrics.reference",
+)
 
 
 def resolve_path(value: str | None) -> str | None:

@@ -71,3 +71,19 @@ def test_a_sweep_of_collapsed_trials_has_no_best_and_says_so():
     assert result.best is None
     assert "no usable trial" in format_summary(result)
     assert "No usable trial" in describe(result)
+
+
+def test_a_multi_objective_summary_names_the_rule_and_the_champions_value_of_each_objective():
+    from gan_ray.search.trials import front_champion
+
+    modes, quality = Objective("modes_covered", "max"), Objective("high_quality_fraction", "max")
+    trials = [trial("a1", "completed", 8.0), trial("b2", "completed", 1.0), trial("c3", "stopped_early", 8.0)]
+    for t, values in zip(trials, [(8.0, 0.799), (1.0, 0.96), (8.0, 0.087)], strict=True):
+        t.values = values
+    result = SweepResult("ring8_pareto", "r-1", modes, trials=trials)
+    result.best, result.front = front_champion(trials, (modes, quality), "knee")
+    result.champion_rule, result.objectives = "knee", (modes, quality)
+    line = "the `knee` pick of the Pareto front (2 of 3 usable trials), at its last eval: "
+    line += "modes_covered = 8, high_quality_fraction = 0.799"
+    assert f"  champion: {line}\n" in format_summary(result)
+    assert f"Champion: {line}." in describe(result)

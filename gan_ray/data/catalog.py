@@ -23,6 +23,12 @@ FEATURES_GROUP = "gan_ray.features"
 RENAMED_METRICS = {"fid": "fid_classifier"}
 #: The classes the feature classifier sees in the samples (the StackedMNIST protocol's mode count).
 CLASS_METRICS = ("classes_covered", "class_reverse_kl")
+#: The standard suite beyond the Fréchet distance (``metrics.suite``), cheapest first; ``full`` is all of it.
+SUITE_PARTS = ("kid", "precision_recall", "density_coverage")
+#: What a run reports where its features are on real data: the reference's identity (a tag).
+REFERENCE_KEY = "reference_statistics"
+#: The local file holding the reference's real feature sample (an eval report's, for MLflow to log).
+REFERENCE_FILE_KEY = "reference_file"
 #: What every eval report carries besides the quality metrics.
 TRAINING_METRICS = ("loss_d", "loss_g", "d_real", "d_fake")
 
@@ -58,16 +64,18 @@ class DatasetInfo:
         """Its files come from a torchvision root folder (``data.root``)."""
         return self.torchvision_class is not None
 
-    def quality_metrics(self, features: str = "classifier") -> tuple[str, ...]:
+    def quality_metrics(self, features: str = "classifier", suite: tuple[str, ...] = ()) -> tuple[str, ...]:
         """The quality metrics every eval on this dataset reports, the objective's first: the mixtures' mode
-        metrics, or the Fréchet distance on ``features`` (and, for the classifier, the classes it sees)."""
+        metrics, or the Fréchet distance on ``features`` (and, for the classifier, the classes it sees, and
+        the ``suite``'s metrics: :func:`suite_metrics`)."""
         if self.is_mixture:
             return MIXTURE_METRICS
-        return (frechet_metric(features),) + (CLASS_METRICS if features == "classifier" else ())
+        classes = CLASS_METRICS if features == "classifier" else ()
+        return (frechet_metric(features),) + classes + suite_metrics(features, suite)
 
-    def reported_metrics(self, features: str = "classifier") -> tuple[str, ...]:
+    def reported_metrics(self, features: str = "classifier", suite: tuple[str, ...] = ()) -> tuple[str, ...]:
         """The metrics every eval report on this dataset carries (what a sweep may optimise)."""
-        return self.quality_metrics(features) + TRAINING_METRICS
+        return self.quality_metrics(features, suite) + TRAINING_METRICS
 
     def objective(self, features: str = "classifier") -> Objective:
         """What a sweep optimises by default: ``mode_distance`` (mixtures) or the Fréchet distance on
@@ -148,6 +156,30 @@ def frechet_metric(features: str) -> str:
         return FID_METRICS[features]
     short = features.rpartition(":")[2].rpartition(".")[2] if is_import_path(features) else features
     return "fid_" + re.sub(r"\W+", "_", short).lower()
+
+
+def suite_metrics(features: str, suite: tuple[str, ...]) -> tuple[str, ...]:
+    """What the ``suite`` parts report: ``kid_<features>`` and its std over subsets (named like the Fréchet
+    distance: not Inception-KID unless on Inception), ``precision``/``recall``, ``density``/``coverage``."""
+    kid = "kid" + frechet_metric(features)[len("fid") :]
+    names = {
+        "kid": (kid, kid + "_std"),
+        "precision_recall": ("precision", "recall"),
+        "density_coverage": ("density", "coverage"),
+    }
+    return tuple(m for part in SUITE_PARTS if part in suite for m in names[part])
+
+
+def check_suite(value: object) -> tuple[str, ...]:
+    """``metrics.suite`` as its parts: ``fid`` (none: the default), ``full`` (all), or a list of parts."""
+    if value in ("fid", None):
+        return ()
+    if value == "full":
+        return SUITE_PARTS
+    parts = (value,) if isinstance(value, str) else value
+    if not isinstance(parts, (list, tuple)) or any(p not in SUITE_PARTS for p in parts):
+        raise ValueError(f"expected 'fid', 'full' or a list of {list(SUITE_PARTS)}, got {value!r}")
+    return tuple(p for p in SUITE_PARTS if p in parts)
 
 
 def check_feature_name(features: str) -> str:

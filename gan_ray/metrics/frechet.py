@@ -19,6 +19,8 @@ from gan_ray.data.images import data_identity, load_stored, to_unit_range
 from gan_ray.metrics.classes import class_coverage
 from gan_ray.metrics.features import default_cache_dir, get_feature_extractor
 from gan_ray.metrics.features.cache import cached
+from gan_ray.metrics.reference import cached_real_features, identity, read_npz_stats
+from gan_ray.metrics.scorer import SuiteScorer
 
 if TYPE_CHECKING:
     from torchmetrics.image.fid import FrechetInceptionDistance
@@ -71,6 +73,14 @@ def frechet_distance(features_a: Tensor, features_b: Tensor) -> float:
     return _compute(metric)
 
 
+def _real_sample(spec: DataSpec, num: int) -> Tensor:
+    """The first ``num`` real images of one seeded draw: the Fréchet statistics and the reference's
+    feature sample come from the same draw."""
+    images, _ = load_stored(spec)  # uint8 where stored so: only the picked ones become float
+    pick = torch.randperm(images.shape[0], generator=torch.Generator().manual_seed(0))[:num]
+    return to_unit_range(images[pick])
+
+
 def _stats_validator(num_features: int):
     def valid(stats: dict[str, Any] | None) -> bool:
         try:
@@ -107,12 +117,17 @@ class FrechetEvaluator:
         extractor_seed: int = 0,
         batch_size: int = 500,
         extractor_file: str | Path | None = None,
+        suite: tuple[str, ...] = (),
+        reference_samples: int = 5000,
+        reference: str | Path | None = None,
+        keep_fake_features: bool = False,
     ):
         if num_real < 2:
             raise ValueError(f"num_real must be at least 2, got {num_real}")
         self.device = torch.device(device)
         self.batch_size = batch_size
         info = spec_info(spec)
+        data_name = data_identity(spec)
         self.shape = info.sample_shape(spec.image_size)
         self.metric_name = frechet_metric(kind)
         cache = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
@@ -124,27 +139,47 @@ class FrechetEvaluator:
         # The features are computed here (not inside torchmetrics), so the classifier's head can label the
         # same forward pass's samples.
         self._metric = _fid_metric(_Identity(self.extractor.num_features)).to(self.device)
+        self.suite = SuiteScorer(self.metric_name, suite) if suite else None
+        # The last scored samples' features, for per-class metrics (a conditional G) and the suite.
+        self.keep_fake_features = keep_fake_features or self.suite is not None
+        self._fake_features: Tensor | None = None
+        self._spec, self._reference_samples = spec, reference_samples
+        self._labelled_real: tuple[Tensor, Tensor] | None = None
         c, h, w = self.shape
-        name = f"real-{data_identity(spec)}-{c}x{h}x{w}-n{num_real}-{self.extractor.cache_id}.pt"
-        stats, _ = cached(
-            cache,
-            name,
-            lambda: self._real_stats(spec, num_real),
-            _stats_validator(self.extractor.num_features),
-        )
+        if reference is not None:
+            stats = read_npz_stats(reference, self.extractor.num_features)
+            source = Path(reference).name
+        else:
+            name = f"real-{data_name}-{c}x{h}x{w}-n{num_real}-{self.extractor.cache_id}.pt"
+            stats, _ = cached(
+                cache,
+                name,
+                lambda: self._real_stats(spec, num_real),
+                _stats_validator(self.extractor.num_features),
+            )
+            source = "data"
         self.num_real = int(stats["num_samples"])
         self._metric.real_features_sum = stats["features_sum"].to(self.device)
         self._metric.real_features_cov_sum = stats["features_cov_sum"].to(self.device)
         self._metric.real_features_num_samples = stats["num_samples"].to(self.device)
+        self.reference_identity = identity(data_name, self.shape, self.identity, self.num_real, source)
+        self.reference_file: Path | None = None
+        if self.suite is not None:
+            features_ident = identity(data_name, self.shape, self.identity, reference_samples)
+            real, self.reference_file = cached_real_features(
+                cache,
+                features_ident,
+                self.extractor.num_features,
+                lambda: self._features(_real_sample(spec, reference_samples)),
+            )
+            self.suite.real = real.to(self.device)
 
     @property
     def identity(self) -> str:
         return self.extractor.cache_id
 
     def _real_stats(self, spec: DataSpec, num_real: int) -> dict[str, Tensor]:
-        images, _ = load_stored(spec)  # uint8 where stored so: only the picked ones become float
-        pick = torch.randperm(images.shape[0], generator=torch.Generator().manual_seed(0))[:num_real]
-        self._update(to_unit_range(images[pick]), real=True)
+        self._update(_real_sample(spec, num_real), real=True)
         return {
             "features_sum": self._metric.real_features_sum.cpu().clone(),
             "features_cov_sum": self._metric.real_features_cov_sum.cpu().clone(),
@@ -156,16 +191,47 @@ class FrechetEvaluator:
         """The extractor is a classifier of the dataset's classes: its head can label samples."""
         return isinstance(getattr(self.extractor, "head", None), nn.Linear) and self.num_classes > 0
 
+    @property
+    def fake_features(self) -> Tensor | None:
+        """The features of the last scored samples (with ``keep_fake_features``; None after non-finite ones)."""
+        return self._fake_features
+
+    def labelled_real_features(self) -> tuple[Tensor, Tensor]:
+        """Features and labels of ``reference_samples`` real images (the seeded draw of the statistics),
+        computed once: what per-class metrics compare a conditional G's samples of each class with."""
+        if self._labelled_real is None:
+            images, labels = load_stored(self._spec)
+            pick = torch.randperm(images.shape[0], generator=torch.Generator().manual_seed(0))
+            pick = pick[: self._reference_samples]
+            self._labelled_real = (self._features(to_unit_range(images[pick])), labels[pick])
+        return self._labelled_real
+
+    @torch.no_grad()
+    def _features(self, images: Tensor) -> Tensor:
+        """The extractor's features of ``images``, in batches."""
+        return torch.cat(
+            [
+                self.extractor(
+                    images[s : s + self.batch_size].to(self.device, torch.float32, non_blocking=True)
+                )
+                for s in range(0, images.shape[0], self.batch_size)
+            ]
+        )
+
     @torch.no_grad()
     def _update(self, images: Tensor, real: bool) -> list[Tensor]:
-        """Feed the images' features to the metric; the classes the classifier predicts for fake ones."""
-        labels = []
+        """Feed the images' features to the metric; the classes the classifier predicts for fake ones.
+        The fake features are kept (``self._fake_features``) where the suite needs them."""
+        labels, kept = [], []
         for start in range(0, images.shape[0], self.batch_size):
             batch = images[start : start + self.batch_size].to(self.device, torch.float32, non_blocking=True)
             features = self.extractor(batch)
             self._metric.update(features.double(), real=real)
             if not real and self.labels_classes:
                 labels.append(self.extractor.head(features).argmax(1).cpu())
+            if not real and self.keep_fake_features:
+                kept.append(features)
+        self._fake_features = torch.cat(kept) if kept else None
         return labels
 
     @torch.no_grad()
@@ -175,6 +241,7 @@ class FrechetEvaluator:
                 f"expected at least 2 generated images of shape {self.shape}, "
                 f"got a tensor of shape {tuple(fake_images.shape)}"
             )
+        self._fake_features = None
         if not bool(torch.isfinite(fake_images).all()):
             return math.inf, []  # a diverged generator's samples get no classes
         self._metric.reset()  # fake statistics only: reset_real_features=False keeps the real ones
@@ -202,4 +269,6 @@ class FrechetEvaluator:
             out.update(class_coverage(predicted, self.num_classes))
             if asked is not None:
                 out["class_accuracy"] = float((predicted == asked.cpu()).double().mean())
+        if self.suite is not None:
+            out.update(self.suite.scores(self._fake_features if math.isfinite(distance) else None))
         return out

@@ -69,6 +69,7 @@ class _Trial:
                 (h["feature_extractor"] for h in reversed(self.history) if "feature_extractor" in h), None
             ),
             lineage=tuple(self.lineage),
+            values=tuple(_float(last.get(o.metric)) for o in space.objectives),
         )
 
 
@@ -268,3 +269,8 @@ def _moved(before: Any, after: Any) -> bool:
 
 def _number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _float(value: object) -> float | None:
+    """A reported metric as a float, None where it is missing or not a number."""
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None

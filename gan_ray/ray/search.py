@@ -87,9 +87,13 @@ class FailingNonFiniteOptunaSearch(OptunaSearch):
     """
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
-        value = (result or {}).get(self.metric)
-        if isinstance(value, (int, float)) and not math.isfinite(value):
-            result, error = {k: v for k, v in result.items() if k != self.metric}, True
+        metrics = self.metric if isinstance(self.metric, list) else [self.metric]
+        values = [(result or {}).get(m) for m in metrics]
+        # Multi-objective: every value must be a finite number, else Optuna leaves the trial RUNNING.
+        if any(isinstance(v, (int, float)) and not math.isfinite(v) for v in values) or (
+            len(metrics) > 1 and result and any(v is None for v in values)
+        ):
+            result, error = None, True  # no values: Optuna records a FAIL
         super().on_trial_complete(trial_id, result, error)
 
 
@@ -181,11 +185,17 @@ def make_searcher(
     space: SearchSpace, study_name: str, study_url: str, points: list[dict[str, Any]], metric: str
 ):
     """Tune's OptunaSearch over ``space``'s define-by-run space, in the study ``study_name``; it tells
-    Optuna each trial's final ``metric``."""
+    Optuna each trial's final ``metric``, or for a multi-objective sweep each objective's metric at the
+    trial's last eval (a study with one direction per objective; the sampler's multi-objective form)."""
+    metrics: str | list[str] = metric
+    modes: str | list[str] = space.objective.mode
+    if space.multi_objective:
+        metrics = [o.metric for o in space.objectives]
+        modes = [o.mode for o in space.objectives]
     return FailingNonFiniteOptunaSearch(
         space=space.define_by_run,
-        metric=metric,
-        mode=space.objective.mode,
+        metric=metrics,
+        mode=modes,
         sampler=sampler_for(space),
         study_name=study_name,
         storage=optuna.storages.RDBStorage(study_url),

@@ -30,6 +30,9 @@ def read_study(
     *,
     stratify: str | None = None,
     searched: Sequence[str] | None = None,
+    objectives: Sequence[Objective] = (),
+    champion_rule: str = "first_objective",
+    champion_weights: Sequence[float] = (),
 ) -> StudyRecord:
     """The study ``study_name`` in ``storage_url``, whose values are the objective ``metric``.
 
@@ -41,7 +44,8 @@ def read_study(
         study = optuna.load_study(study_name=study_name, storage=storage_url)
     except KeyError:
         raise ConfigError(f"no Optuna study {study_name!r} in {storage_url} (see --study-storage)") from None
-    mode = "min" if study.direction == optuna.study.StudyDirection.MINIMIZE else "max"
+    multi = len(study.directions) > 1
+    mode = "min" if study.directions[0] == optuna.study.StudyDirection.MINIMIZE else "max"
     frozen = study.get_trials(deepcopy=False)
     distributions: dict[str, optuna.distributions.BaseDistribution] = {}
     for t in frozen:
@@ -52,7 +56,10 @@ def read_study(
     return StudyRecord(
         name=study_name,
         objective=Objective(metric, mode),
-        trials=tuple(StudyTrial(t.number, t.state.name, _finite(t.value), dict(t.params)) for t in frozen),
+        trials=tuple(_trial(t, multi) for t in frozen),
+        objectives=tuple(objectives) if multi else (),
+        champion_rule=champion_rule,
+        champion_weights=tuple(champion_weights),
         searched=tuple(keys),
         log_scale=frozenset(k for k in keys if getattr(distributions[k], "log", False)),
         choices={
@@ -73,9 +80,11 @@ def param_importances(study: optuna.Study) -> tuple[dict[str, float], str]:
             f"No importances: {len(completed)} completed trial(s); fANOVA needs at least "
             f"{MIN_TRIALS_FOR_IMPORTANCE} to say anything (add trials with `gan-ray sweep ... --resume`)."
         )
+    # A multi-objective study: the importances for the first objective.
+    target = (lambda t: t.values[0]) if len(study.directions) > 1 else None
     try:
         # Optuna 5 defaults to PED-ANOVA; fANOVA (seeded) is the evaluator the literature reports.
-        values = get_param_importances(study, evaluator=FanovaImportanceEvaluator(seed=0))
+        values = get_param_importances(study, evaluator=FanovaImportanceEvaluator(seed=0), target=target)
     except (RuntimeError, ValueError) as err:
         return {}, f"No importances: Optuna could not compute them ({err})."
     if not values:
@@ -85,6 +94,13 @@ def param_importances(study: optuna.Study) -> tuple[dict[str, float], str]:
         f"fANOVA (Optuna's FanovaImportanceEvaluator, seed 0) over {len(completed)} completed trials, for "
         f"the parameters every completed trial has ({shown}); conditional ones are left out."
     )
+
+
+def _trial(t: optuna.trial.FrozenTrial, multi: bool) -> StudyTrial:
+    if not multi:
+        return StudyTrial(t.number, t.state.name, _finite(t.value), dict(t.params))
+    values = tuple(_finite(v) for v in t.values) if t.values else ()
+    return StudyTrial(t.number, t.state.name, values[0] if values else None, dict(t.params), values)
 
 
 def _finite(value: float | None) -> float | None:

@@ -50,6 +50,7 @@ from gan_ray.search.trials import (
     TrialSummary,
     best_trial,
     format_summary,
+    front_champion,
 )
 
 #: Tune's switch between its output engines.
@@ -125,9 +126,7 @@ def run_sweep(
         result.trials = ledger.summaries()
         search.finish(ledger)
         # After Ctrl-C too: the finished trials' best is kept, so a resumed sweep has it to beat.
-        if fit_returned:
-            rescore_best(result.trials + result.earlier, space, verbose)
-        result.best = best_trial(result.trials + result.earlier, space.objective)
+        _choose_champion(result, space, rescore=fit_returned, verbose=verbose)
         if recorder is not None:
             result.study = _study_record(space, study_name, study_url)
             _finish(recorder, result, status, register=fit_returned)
@@ -135,6 +134,21 @@ def run_sweep(
         print(format_summary(result), file=sys.stderr, flush=True)
     _raise_if_stopped(space, ledger)
     return result
+
+
+def _choose_champion(result: SweepResult, space: SearchSpace, rescore: bool, verbose: int) -> None:
+    """``result.best``: the best trial by the objective (its best few scored again where ``rescore``), or
+    for a multi-objective sweep the rule's pick from the Pareto front (no rescoring of one objective)."""
+    candidates = result.trials + result.earlier
+    if space.multi_objective:
+        result.best, result.front = front_champion(
+            candidates, space.objectives, space.champion_rule, space.champion_weights
+        )
+        result.champion_rule, result.objectives = space.champion_rule, space.objectives
+        return
+    if rescore:
+        rescore_best(candidates, space, verbose)
+    result.best = best_trial(candidates, space.objective)
 
 
 def _raise_if_stopped(space: SearchSpace, ledger: TrialLedger) -> None:
@@ -253,6 +267,9 @@ def _study_record(space: SearchSpace, study_name: str, study_url: str) -> StudyR
             study_url,
             space.objective.metric,
             stratify=space.stratify,
+            objectives=space.objectives,
+            champion_rule=space.champion_rule,
+            champion_weights=space.champion_weights,
             searched=space.searched_keys,
         )
     except Exception as err:

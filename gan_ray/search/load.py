@@ -78,13 +78,16 @@ def parse_search_space(text: str, source: str = "<string>", base_dir: Path | Non
     params = read_params(lines, data.get("parameters"))
     budget = _read_budget(lines, data.get("budget") or {})
     scaled = _apply_budget(lines, base, budget)
-    objective = _read_objective(lines, data.get("objective") or {}, base)
+    objectives = _read_objectives(lines, data.get("objective") or {}, base)
     search = _section(lines, "search", Search, data, "{sampler: tpe, seed: 0}", {"params": params})
     space = SearchSpace(
         name=name,
         base=scaled,
         params=tuple(params),
-        objective=objective,
+        objective=objectives[0],
+        objectives=objectives if len(objectives) > 1 else (),
+        champion_rule=search.champion.rule,
+        champion_weights=search.champion.weights,
         budget=budget,
         sampler=search.sampler,
         seed=search.seed,
@@ -97,9 +100,45 @@ def parse_search_space(text: str, source: str = "<string>", base_dir: Path | Non
         **_read_scheduler(lines, data),
     )
     _check_branches(lines, space)
+    _check_champion(lines, space)
     if space.pbt is not None:
         _check_pbt(lines, space)
     return space
+
+
+def _read_objectives(lines: SourceLines, raw: Any, base: GanConfig) -> tuple[Objective, ...]:
+    """One objective (a mapping) or several (a list of mappings: a multi-objective sweep)."""
+    if not isinstance(raw, list):
+        return (_read_objective(lines, raw, base),)
+    if len(raw) < 2 or any(not isinstance(item, dict) or "metric" not in item for item in raw):
+        raise lines.fail(
+            ("objective",), "a list of objectives needs two or more, each {metric: NAME, mode: min|max}"
+        )
+    objectives = tuple(
+        _read_objective(lines, item, base, ("objective", str(i))) for i, item in enumerate(raw)
+    )
+    metrics = [o.metric for o in objectives]
+    if len(set(metrics)) < len(metrics):
+        raise lines.fail(("objective",), f"each objective once; got {metrics}")
+    return objectives
+
+
+def _check_champion(lines: SourceLines, space: SearchSpace) -> None:
+    """A multi-objective sweep: PBT refused, the weighted rule's weights one per objective."""
+    if not space.multi_objective:
+        return
+    if space.scheduler == "pbt":
+        raise lines.fail(
+            ("scheduler", "type"),
+            "PBT ranks a population by one metric: a multi-objective sweep takes asha (on the first "
+            "objective) or none",
+        )
+    n = len(space.objectives)
+    if space.champion_rule == "weighted" and len(space.champion_weights) != n:
+        raise lines.fail(
+            ("search", "champion", "weights"),
+            f"the weighted rule needs {n} weights, one per objective; got {list(space.champion_weights)}",
+        )
 
 
 def _section(
@@ -129,15 +168,17 @@ def _read_base(lines: SourceLines, data: dict[str, Any], source: str, base_dir: 
         raise lines.fail(("base_config",), str(err)) from None
 
 
-def _read_objective(lines: SourceLines, raw: Any, base: GanConfig) -> Objective:
+def _read_objective(
+    lines: SourceLines, raw: Any, base: GanConfig, at: tuple[Any, ...] = ("objective",)
+) -> Objective:
     """The ``objective:`` section over the base config's objective; a metric the data reports."""
-    shape = "expected {metric: NAME, mode: min|max}"
+    shape = "expected {metric: NAME, mode: min|max}, or a list of them"
     if not isinstance(raw, dict):
-        raise lines.fail(("objective",), shape)
+        raise lines.fail(at, shape)
     try:
         choice = ObjectiveChoice.model_validate(raw)
     except ValidationError:
-        raise lines.fail(("objective",), shape) from None
+        raise lines.fail(at, shape) from None
     default, reported = base.objective, base.reported_metrics
     metric = default.metric if choice.metric is None else choice.metric
     mode = default.mode if choice.mode is None else choice.mode
@@ -147,7 +188,7 @@ def _read_objective(lines: SourceLines, raw: Any, base: GanConfig) -> Objective:
         metric = default.metric
     if metric not in reported:
         raise lines.fail(
-            ("objective", "metric"),
+            (*at, "metric"),
             f"{metric!r} is not reported for {base.data.name!r}; expected one of {list(reported)}",
         )
     return Objective(metric, mode)

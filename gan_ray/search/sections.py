@@ -7,6 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PlainValidator, ValidationInfo, field_validator
 
+from gan_ray.objective import CHAMPION_RULES
 from gan_ray.search.parameters import Param, initial_points
 
 SamplerName = Literal["tpe", "random"]
@@ -100,6 +101,15 @@ class FinalEval(_Section):
 FINAL_EVAL_SHAPE = "{" + ", ".join(f"{k}: {v}" for k, v in FinalEval().model_dump().items()) + "}"
 
 
+class Champion(_Section):
+    """How a multi-objective sweep picks its champion from the Pareto front (:func:`gan_ray.objective.
+    choose_from_front`): ``first_objective``, ``knee`` (nearest the ideal corner, objectives scaled over
+    the front) or ``weighted`` (``weights``, one per objective, on the scaled objectives)."""
+
+    rule: Annotated[str, _one_of(*CHAMPION_RULES)] = "first_objective"
+    weights: tuple[float, ...] = ()
+
+
 class Search(_Section):
     """Who draws the trials: the sampler and its seed, the points to try first, a stratified draw.
     Validated with the parsed parameters as its context (``{"params": [...]}``)."""
@@ -114,6 +124,7 @@ class Search(_Section):
     stratify: str | None = None
     seed: NonNegativeInt = 0
     final_eval: FinalEval = FinalEval()
+    champion: Champion = Champion()
 
     @field_validator("initial_points", mode="plain")
     @classmethod

@@ -46,6 +46,16 @@ class SearchSpace:
     pbt: Pbt | None = None
     source: Path | None = None
     description: str = ""
+    # A multi-objective sweep's objectives (``objective`` is the first: ASHA's and the checkpoints');
+    # empty for a single objective.
+    objectives: tuple[Objective, ...] = ()
+    # How the champion is picked from the Pareto front (multi-objective only).
+    champion_rule: str = "first_objective"
+    champion_weights: tuple[float, ...] = ()
+
+    @property
+    def multi_objective(self) -> bool:
+        return len(self.objectives) > 1
 
     @property
     def searched_keys(self) -> tuple[str, ...]:

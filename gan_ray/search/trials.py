@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from gan_ray.config import GanConfig
-from gan_ray.objective import Objective
+from gan_ray.objective import Objective, choose_from_front, pareto_front
 from gan_ray.training.observers import USABLE, RunObserver, RunStatus
 
 
@@ -53,6 +53,8 @@ class TrialSummary:
     final_samples: int | None = None
     # Population-based training: the checkpoints it continued from, oldest first (params: its last ones).
     lineage: tuple[Clone, ...] = ()
+    # A multi-objective sweep: each objective's metric at its last eval (what Optuna was told).
+    values: tuple[float | None, ...] = ()
 
     @property
     def champion_score(self) -> float | None:
@@ -83,6 +85,10 @@ class SweepResult:
     interrupted: bool = False
     # The whole study as its report reads it (earlier sweeps' trials of a resumed one too).
     study: StudyRecord | None = None
+    # A multi-objective sweep: the Pareto front of its usable trials, and the rule that picked ``best``.
+    front: list[TrialSummary] = field(default_factory=list)
+    champion_rule: str | None = None
+    objectives: tuple[Objective, ...] = ()
 
     def rows(self) -> list[dict[str, Any]]:
         """One row per trial: id, status, scores, run id and the parameters (the ``trials.csv`` table)."""
@@ -110,6 +116,7 @@ class StudyTrial:
     state: str  # Optuna's: COMPLETE, FAIL, PRUNED, RUNNING, WAITING
     value: float | None  # what Optuna was told: the trial's best objective (COMPLETE trials only)
     params: dict[str, Any]
+    values: tuple[float | None, ...] = ()  # a multi-objective study's values (``value`` is the first)
 
 
 @dataclass(frozen=True)
@@ -126,6 +133,9 @@ class StudyRecord:
     stratify: str | None = None
     importances: dict[str, float] = field(default_factory=dict)  # largest first; empty: see the note
     importance_note: str = ""  # how they were computed, or why there are none
+    objectives: tuple[Objective, ...] = ()  # a multi-objective study's (``objective`` is the first)
+    champion_rule: str = "first_objective"
+    champion_weights: tuple[float, ...] = ()
 
     @property
     def completed(self) -> list[StudyTrial]:
@@ -191,6 +201,18 @@ def best_trial(trials: list[TrialSummary], objective: Objective) -> TrialSummary
     return objective.best_of(rescored or usable, lambda t: t.champion_score)
 
 
+def front_champion(
+    trials: list[TrialSummary], objectives: tuple[Objective, ...], rule: str, weights: tuple[float, ...] = ()
+) -> tuple[TrialSummary | None, list[TrialSummary]]:
+    """A multi-objective sweep's champion, chosen by ``rule`` (:func:`gan_ray.objective.choose_from_front`)
+    from the Pareto front of its usable trials' values, and that front."""
+    usable = [t for t in trials if t.status in USABLE and len(t.values) == len(objectives)]
+    points = [t.values for t in usable]
+    front = [usable[i] for i in pareto_front(points, objectives)]
+    pick = choose_from_front(points, objectives, rule, weights)
+    return (usable[pick] if pick is not None else None), front
+
+
 def best_per(result: SweepResult, key: str) -> dict[Any, TrialSummary]:
     """The best trial for each value of parameter ``key`` (e.g. the best per loss)."""
     groups: dict[Any, list[TrialSummary]] = {}
@@ -224,6 +246,20 @@ def _best_lines(b: TrialSummary, objective: Objective) -> list[str]:
     return lines
 
 
+def champion_note(result: SweepResult) -> str:
+    """A multi-objective sweep: the rule that picked ``best`` from the front, and its value of each objective."""
+    assert result.best is not None
+    values = ", ".join(
+        f"{o.metric} = {v:.4g}" if v is not None else f"{o.metric} = none"
+        for o, v in zip(result.objectives, result.best.values, strict=False)
+    )
+    usable = sum(t.status in USABLE for t in result.trials + result.earlier)
+    return (
+        f"the `{result.champion_rule}` pick of the Pareto front ({len(result.front)} of {usable} usable "
+        f"trials), at its last eval: {values}"
+    )
+
+
 def format_summary(result: SweepResult) -> str:
     counts = status_counts(result)
     lines = [f"sweep {result.name}: study {result.study_name}, {len(result.trials)} trials {counts}"]
@@ -240,7 +276,10 @@ def format_summary(result: SweepResult) -> str:
         return "\n".join(lines)
     b = result.best
     metric = result.objective.metric
-    lines += _best_lines(b, result.objective)
+    best = _best_lines(b, result.objective)
+    if result.champion_rule is not None:
+        best.insert(1, f"  champion: {champion_note(result)}")
+    lines += best
     if result.parent_run_id:
         lines.append(f"  mlflow: {result.tracking_uri} run {b.mlflow_run_id} (parent {result.parent_run_id})")
     if result.stratify:

@@ -17,6 +17,7 @@ from matplotlib.colors import Normalize
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from gan_ray.objective import choose_from_front, pareto_front
 from gan_ray.search.trials import StudyRecord, expected_best_of_k
 
 # Figures use matplotlib's object API (no pyplot): no global backend, nothing shared between threads.
@@ -179,3 +180,39 @@ class _Axis:
 
 def _is_number(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def pareto_chart(record: StudyRecord, path: Path) -> Path:
+    """A multi-objective study: every completed trial on its first two objectives, the Pareto front drawn
+    through, and the champion the stated rule picks from it."""
+    objectives = record.objectives
+    trials = [t for t in record.completed if len(t.values) == len(objectives)]
+    points = [t.values for t in trials]
+    front = sorted(pareto_front(points, objectives), key=lambda i: points[i][0])
+    pick = choose_from_front(points, objectives, record.champion_rule, record.champion_weights)
+    fig = Figure(figsize=(6.5, 4.5))
+    ax = fig.subplots()
+    ax.scatter([p[0] for p in points], [p[1] for p in points], s=18, color="tab:gray", label="trial")
+    ax.plot(
+        [points[i][0] for i in front],
+        [points[i][1] for i in front],
+        "o-",
+        color="tab:red",
+        label="Pareto front",
+    )
+    if pick is not None:
+        ax.scatter(
+            [points[pick][0]],
+            [points[pick][1]],
+            s=140,
+            marker="*",
+            color="gold",
+            edgecolor="black",
+            zorder=3,
+            label=f"champion ({record.champion_rule})",
+        )
+    for j, axis in enumerate((ax.set_xlabel, ax.set_ylabel)):
+        axis(f"{objectives[j].metric} ({objectives[j].mode})")
+    ax.legend(fontsize=8)
+    ax.set_title(f"{record.name}: {len(front)} of {len(trials)} trials on the front")
+    return _save(fig, path)

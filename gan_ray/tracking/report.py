@@ -14,6 +14,7 @@ import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from gan_ray.objective import choose_from_front, pareto_front
 from gan_ray.search.trials import StudyRecord, expected_best_of_k
 from gan_ray.tracking.charts import (
     best_of_k_chart,
@@ -21,6 +22,7 @@ from gan_ray.tracking.charts import (
     history_chart,
     importance_chart,
     parallel_chart,
+    pareto_chart,
 )
 from gan_ray.tracking.params import log_metrics
 from gan_ray.tracking.store import TAG_KIND, TAG_STUDY
@@ -50,6 +52,9 @@ def write_report(record: StudyRecord, folder: Path) -> list[Path]:
             files.append(parallel_chart(record, folder / "parallel_coordinates.png"))
         if record.stratify:
             files += _per_value(record, folder)
+        if len(record.objectives) > 1:
+            files.append(pareto_chart(record, folder / "pareto_front.png"))
+            notes.append(_front_note(record))
     notes += ["", "Files: " + ", ".join(f"`{f.name}`" for f in files)]
     summary = folder / SUMMARY_FILE
     summary.write_text("\n".join(notes) + "\n")
@@ -95,11 +100,35 @@ def find_sweep_run(client: MlflowClient, experiment_or_study: str) -> Run | None
     return runs[0] if runs else None
 
 
+def _front_note(record: StudyRecord) -> str:
+    """One line: the objectives, the front's size, and the rule that picks the champion from it."""
+    objectives = ", ".join(f"{o.metric} ({o.mode})" for o in record.objectives)
+    trials = [t for t in record.completed if len(t.values) == len(record.objectives)]
+    points = [t.values for t in trials]
+    front = pareto_front(points, record.objectives)
+    weights = f" with weights {list(record.champion_weights)}" if record.champion_rule == "weighted" else ""
+    pick = choose_from_front(points, record.objectives, record.champion_rule, record.champion_weights)
+    champion = ""
+    if pick is not None:
+        values = ", ".join(
+            f"{o.metric} {v:.4g}" for o, v in zip(record.objectives, points[pick], strict=True)
+        )
+        champion = f": trial {trials[pick].number} ({values})"
+    return (
+        f"- Multi-objective: {objectives}; {len(front)} of {len(trials)} completed trials on the Pareto front "
+        f"(`pareto_front.png`, the first two objectives); the champion is its `{record.champion_rule}` "
+        f"pick{weights}{champion}. Importances are for the first objective."
+    )
+
+
 def _counts(record: StudyRecord) -> str:
     states: dict[str, int] = {}
     for t in record.trials:
         states[t.state] = states.get(t.state, 0) + 1
     counts = ", ".join(f"{n} {s.lower()}" for s, n in states.items()) or "none"
+    if len(record.objectives) > 1:  # what Optuna was told: each objective's value at the trial's last eval
+        named = ", ".join(f"`{o.metric}` ({o.mode})" for o in record.objectives)
+        return f"{len(record.trials)} trials ({counts}); objectives {named}, each at the trial's last eval."
     metric, mode = record.objective.metric, record.objective.mode
     return f"{len(record.trials)} trials ({counts}); objective `{metric}` ({mode}), each trial's best eval."
 

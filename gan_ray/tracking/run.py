@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from gan_ray.config import GanConfig
+from gan_ray.data.catalog import REFERENCE_FILE_KEY, REFERENCE_KEY
 from gan_ray.objective import Objective
 from gan_ray.search.trials import Clone
 from gan_ray.tracking.model import log_generator_from_folder
@@ -40,6 +41,7 @@ from gan_ray.tracking.store import (
     TAG_PBT_CLONED_FROM,
     TAG_PBT_LINEAGE,
     TAG_PBT_PARAMS,
+    TAG_REFERENCE,
     TAG_STATUS,
     check_tracking_server,
     clip,
@@ -132,6 +134,7 @@ class MlflowRun:
         self.experiment_id: str | None = None
         self.model_uri: str | None = None
         self._feature_extractor: str | None = None  # tagged once it is known (image runs)
+        self._reference: str | None = None
         self._health: str | None = None  # the health tag as last set (tagged again only when it changes)
         self._best: float | None = None  # the objective's best value logged so far
         self._client: MlflowClient | None = None
@@ -191,6 +194,7 @@ class MlflowRun:
         if isinstance(extractor, str) and extractor != self._feature_extractor:
             self.client.set_tag(self.run_id, TAG_FEATURE_EXTRACTOR, extractor)
             self._feature_extractor = extractor
+        self._log_reference(record.metrics)
         image = record.folder / SAMPLES_FILE if record.folder is not None else None
         if image is not None and image.is_file():
             from PIL import Image
@@ -198,6 +202,18 @@ class MlflowRun:
             with Image.open(image) as grid:
                 grid.load()
                 self.client.log_image(self.run_id, grid, key=SAMPLES_KEY, step=record.step)
+
+    def _log_reference(self, report: Mapping[str, Any]) -> None:
+        """The reference statistics' identity as a tag and, where this node holds it, the file of its real
+        features as the artifact ``reference/`` (once a run: what scores its suite metrics)."""
+        line = report.get(REFERENCE_KEY)
+        if not isinstance(line, str) or line == self._reference:
+            return
+        self.client.set_tag(self.run_id, TAG_REFERENCE, line)
+        self._reference = line
+        file = report.get(REFERENCE_FILE_KEY)
+        if isinstance(file, str) and Path(file).is_file():
+            self.client.log_artifact(self.run_id, file, "reference")
 
     def on_clone(self, clone: Clone, lineage: tuple[Clone, ...]) -> None:
         """A PBT exploit: which trial's checkpoint (and step) this run continues from, as tags; how many

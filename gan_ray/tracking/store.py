@@ -44,6 +44,9 @@ TAG_NOTE = "mlflow.note.content"  # MLflow's own tag: a run's Description in the
 # MLflow's own experiment tag: the UI files the experiment under "Model training", not GenAI traces.
 TAG_EXPERIMENT_KIND = "mlflow.experimentKind"
 TAG_FEATURE_EXTRACTOR = "gan_ray.feature_extractor"  # which extractor scored an image run (its weights' hash)
+TAG_REFERENCE = (
+    "gan_ray.reference"  # the real statistics it was scored against: dataset/split/resolution/extractor/n
+)
 TAG_EVAL_SAMPLES = "gan_ray.eval_samples"  # how many generated samples a registered score was measured on
 # The searched parameters (comma-separated dotted keys): what to pick as the UI's columns and axes.
 TAG_SEARCHED = "gan_ray.searched_params"

@@ -10,15 +10,25 @@ from __future__ import annotations
 
 import csv
 import io
+import json
 import warnings
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
 import yaml
 
 from gan_ray.config import GanConfig, config_yaml
+from gan_ray.objective import Objective
 from gan_ray.search.space import SearchSpace
-from gan_ray.search.trials import SweepResult, TrialSummary, registration, status_counts, trial_name
+from gan_ray.search.trials import (
+    SweepResult,
+    TrialSummary,
+    champion_note,
+    registration,
+    status_counts,
+    trial_name,
+)
 from gan_ray.tracking.model import log_generator_from_folder
 from gan_ray.tracking.registry import (
     champion_version,
@@ -48,6 +58,7 @@ from gan_ray.tracking.store import (
     make_client,
     resolve_tracking_uri,
 )
+from gan_ray.tracking.view import runs_views, view_link
 from gan_ray.tracking.writer import TrackingWriter
 from gan_ray.training.observers import USABLE
 
@@ -66,9 +77,20 @@ def sweep_params(space: SearchSpace, study_name: str) -> dict[str, str]:
         if pbt is not None
         else {}
     )
+    # A multi-objective sweep: every objective and the rule that picks its champion (sweep.metric: the first).
+    objectives = (
+        {
+            "sweep.objectives": ",".join(f"{o.metric}:{o.mode}" for o in space.objectives),
+            "sweep.champion_rule": space.champion_rule
+            + (f" {list(space.champion_weights)}" if space.champion_rule == "weighted" else ""),
+        }
+        if space.multi_objective
+        else {}
+    )
     return {
         **stratify,
         **population,
+        **objectives,
         "sweep.name": space.name,
         "sweep.study": study_name,
         "sweep.metric": space.objective.metric,
@@ -77,6 +99,16 @@ def sweep_params(space: SearchSpace, study_name: str) -> dict[str, str]:
         "sweep.scheduler": space.scheduler,
         "sweep.num_samples": str(space.budget.num_samples),
     }
+
+
+def objectives_from_params(params: Mapping[str, str]) -> tuple[tuple[Objective, ...], str, tuple[float, ...]]:
+    """A multi-objective sweep's objectives, champion rule and weights, read back from the parent run's
+    params (:func:`sweep_params`); ``((), "first_objective", ())`` for a single objective."""
+    objectives = tuple(
+        Objective(*item.split(":")) for item in params.get("sweep.objectives", "").split(",") if item
+    )
+    rule, _, weights = params.get("sweep.champion_rule", "first_objective").partition(" ")
+    return objectives, rule, tuple(json.loads(weights)) if weights else ()
 
 
 def searched_tag(space: SearchSpace) -> str:
@@ -127,6 +159,9 @@ class MlflowSweep:
         if space.source is not None and space.source.is_file():
             self.client.log_artifact(self.parent_run_id, str(space.source))
         self.client.log_text(self.parent_run_id, config_yaml(space.base), "base_config.yaml")
+        # The runs table's columns and order for this sweep (the latest sweep's, where several share it).
+        for key, value in runs_views(space).items():
+            self.client.set_experiment_tag(self.experiment_id, key, value)
         self.runs: dict[str, MlflowRun] = {}
         # The trials' records are written in the background: Tune calls the ledger in its scheduling loop.
         self.writer = TrackingWriter(self.tracking_uri)
@@ -211,6 +246,7 @@ class MlflowSweep:
             if result.study is not None:
                 self._report(result)
             note = describe(result)
+            note += f"\n\nThe trials side by side: [the runs table]({view_link(self.experiment_id)})."
             if self.resumes:
                 link = f"#/experiments/{self.experiment_id}/runs/{self.resumes}"
                 note += f"\n\nResumes the sweep run [{self.resumes}]({link}) of the same study."
@@ -345,6 +381,8 @@ def describe(result: SweepResult) -> str:
     if best.final_objective is not None:
         score += f", {best.final_objective:.4g} on {best.final_samples} samples"
     lines.append(f"Best: trial `{best.trial_id}` (run `{trial_name(best.trial_id)}`), {score}.")
+    if result.champion_rule is not None:
+        lines.append(f"Champion: {champion_note(result)}.")
     if result.model_name:
         lines.append(f"Model: `models:/{result.model_name}/{result.model_version}` ({registration(result)}).")
     if result.study is not None:

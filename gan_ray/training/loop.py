@@ -19,6 +19,7 @@ from torch import Tensor, nn
 
 from gan_ray.augment import Augmentation, make_augmentation
 from gan_ray.config import AugmentConfig, GanConfig, check_resumable
+from gan_ray.data.catalog import REFERENCE_FILE_KEY, REFERENCE_KEY
 from gan_ray.data.labelled import make_labelled_source
 from gan_ray.data.sources import DataSource, make_source
 from gan_ray.errors import DivergedError
@@ -320,24 +321,44 @@ def default_evaluator(
 ) -> Evaluator:
     """The quality metrics for the config's dataset (:attr:`GanConfig.reported_metrics`): mode metrics for
     mixtures, a Fréchet distance (and the classes a classifier sees; for a conditional G, how often it
-    sees the class asked for: ``class_accuracy``) for images, scored by ``extractor_file`` (default: ``cfg.metrics.extractor``, else this node's cache)
-    and named by ``feature_extractor`` in every report."""
+    sees the class asked for: ``class_accuracy``; and ``metrics.suite``) for images, scored by
+    ``extractor_file`` (default: ``cfg.metrics.extractor``, else this node's cache) and named by
+    ``feature_extractor`` and the reference's identity line in every report (and the file of its real
+    features where the suite has one, for the tracking floor to log)."""
     if cfg.data.is_mixture:
         return lambda samples: mode_metrics(samples, cfg.data.name)
+    from gan_ray.metrics.conditional import intra_class_fid
     from gan_ray.metrics.frechet import FrechetEvaluator  # torchmetrics: only for image runs
 
     extractor_file = extractor_file or cfg.metrics.extractor
     if extractor_file is not None and "://" in str(extractor_file):
         raise ValueError(f"metrics.extractor {extractor_file!r} is remote: copy it to a local file first")
+    from gan_ray.metrics.reference import identity_line
+
+    m = cfg.metrics
     frechet = FrechetEvaluator(
-        cfg.data, device=device, kind=cfg.metrics.features, extractor_file=extractor_file
+        cfg.data,
+        device=device,
+        kind=m.features,
+        extractor_file=extractor_file,
+        suite=m.suite,
+        reference_samples=m.reference_samples,
+        reference=m.reference,
+        keep_fake_features=cfg.num_classes > 0,
     )
+    named = {"feature_extractor": frechet.identity, REFERENCE_KEY: identity_line(frechet.reference_identity)}
+    if frechet.reference_file is not None:
+        named[REFERENCE_FILE_KEY] = str(frechet.reference_file)
     classes = cfg.num_classes
 
     def scores(samples: Tensor) -> dict[str, float | str]:
         # A conditional G's eval samples were asked for the classes in turn (Training.eval_labels).
         asked = torch.arange(samples.shape[0]) % classes if classes else None
-        return {**frechet.scores(samples, asked=asked), "feature_extractor": frechet.identity}
+        out = {**frechet.scores(samples, asked=asked), **named}
+        if asked is not None and frechet.fake_features is not None and samples.shape[0] >= 2 * classes:
+            real, real_labels = frechet.labelled_real_features()
+            out.update(intra_class_fid(real, real_labels, frechet.fake_features, asked))
+        return out
 
     return scores
 

@@ -317,3 +317,53 @@ def test_scores_name_the_distance_for_its_features_and_count_classes(evaluator):
     broken = one_class.clone()
     broken[0, 0, 0, 0] = float("nan")
     assert evaluator.scores(broken) == {"fid_classifier": math.inf}  # no classes of a diverged generator
+
+
+def test_the_suite_on_digits_with_its_cached_reference(evaluator, cache_dir, halves, tmp_path):
+    """``metrics.suite: full``: the reference's real features are cached beside the Fréchet statistics
+    (one file, named by its identity), a real half scores as real data, one digit as a collapse; and a
+    pytorch-fid .npz of the same real features gives the same Fréchet distance as the data's own."""
+    from gan_ray.metrics.reference import save_npz_stats
+
+    suite = ("kid", "precision_recall", "density_coverage")
+    ev = FrechetEvaluator(DIGITS, "cpu", cache_dir=cache_dir, suite=suite, reference_samples=800)
+    assert ev.identity == evaluator.identity and ev.reference_file.is_file()
+    assert ev.reference_file.name == f"real-features-digits-train-1x8x8-n800-{ev.identity}.pt"
+    assert ev.reference_identity["split"] == "train" and ev.reference_identity["source"] == "data"
+    real = ev.scores(halves[1][:800])
+    images, labels = load_labelled(DIGITS)
+    collapsed = ev.scores(images[labels == 3][:150].repeat(6, 1, 1, 1))
+    assert real["precision"] > 0.7 and real["recall"] > 0.7 and real["coverage"] > 0.7
+    assert collapsed["precision"] > 0.5 and collapsed["recall"] < 0.3 and collapsed["coverage"] < 0.3
+    assert collapsed["kid_classifier"] > 10 * max(real["kid_classifier"], 1e-3)
+    assert ev.scores(halves[1][:800]) == real  # two scorings of the same images agree exactly
+    npz = tmp_path / "digits.npz"
+    save_npz_stats(_features(evaluator, load_images(DIGITS)), npz)  # the whole set: what num_real draws
+    from_npz = FrechetEvaluator(DIGITS, "cpu", cache_dir=cache_dir, reference=npz)
+    assert from_npz.reference_identity["source"] == "digits.npz"
+    assert from_npz.evaluate(halves[1]) == pytest.approx(evaluator.evaluate(halves[1]), rel=1e-6)
+
+
+def test_per_class_metrics_of_real_images_see_their_labels_right_and_wrong(evaluator, cache_dir):
+    """What a conditional run's eval adds: real digits scored as a conditional G's samples. With their
+    true labels the intra-class FID is small and the class accuracy high; with the labels rotated (every
+    image "asked" for the next class) the intra-class FID grows many times and the accuracy falls."""
+    from gan_ray.metrics.conditional import intra_class_fid
+
+    ev = FrechetEvaluator(DIGITS, "cpu", cache_dir=cache_dir, keep_fake_features=True, reference_samples=900)
+    images, labels = load_labelled(DIGITS)
+    pick = torch.randperm(images.shape[0], generator=torch.Generator().manual_seed(3))[:600]
+    fakes, truth = images[pick], labels[pick]
+    real, real_labels = ev.labelled_real_features()
+    assert real.shape[0] == real_labels.shape[0] == 900
+    right = ev.scores(fakes, asked=truth)
+    right.update(intra_class_fid(real, real_labels, ev.fake_features, truth))
+    wrong_labels = (truth + 1) % 10
+    wrong = ev.scores(fakes, asked=wrong_labels)
+    wrong.update(intra_class_fid(real, real_labels, ev.fake_features, wrong_labels))
+    assert right["class_accuracy"] > 0.9 > 0.2 > wrong["class_accuracy"]
+    assert wrong["intra_fid"] > 5 * right["intra_fid"]
+    assert right[ev.metric_name] == pytest.approx(wrong[ev.metric_name])  # the pooled distance is blind to it
+    assert {f"intra_fid_{c}" for c in range(10)} <= right.keys()
+    ev.scores(torch.full_like(fakes, float("nan")), asked=truth)
+    assert ev.fake_features is None  # a diverged G's eval keeps no stale features

@@ -378,3 +378,29 @@ def test_logs_registers_and_loads_through_a_tracking_server(mlflow_server, tmp_p
     samples = generator.sample(32, seed=0)
     assert samples.shape == (32, 2)
     assert generator.sample(32, seed=0).equal(samples)
+
+
+def test_the_suite_metrics_and_the_reference_reach_the_run(store, tmp_path):
+    """An eval report with the suite (what ``metrics.suite: full`` adds) is logged metric by metric; the
+    reference's identity is a tag and its real-feature file an artifact under ``reference/``, once."""
+    from gan_ray.data.catalog import REFERENCE_FILE_KEY, REFERENCE_KEY
+    from gan_ray.tracking.store import TAG_REFERENCE
+
+    reference = tmp_path / "real-features-demo.pt"
+    reference.write_bytes(b"features")
+    suite = {"kid_classifier": 0.01, "kid_classifier_std": 0.001, "precision": 0.8, "recall": 0.6}
+    suite |= {"density": 0.9, "coverage": 0.7}
+    run = MlflowRun(store, "tracking-tests", "suite", log_model=False)
+    run.start(_ring8(tmp_path))
+    line = "fashion_mnist/train/1x28x28/classifier-abc/n10000"
+    for step in (100, 200):
+        report = {"mode_distance": 0.5, "step": step, **suite, REFERENCE_KEY: line}
+        run.on_eval(EvalRecord(step, {**report, REFERENCE_FILE_KEY: str(reference)}))
+    run.end(RunOutcome("completed"))
+    client = make_client(store)
+    logged = client.get_run(run.run_id)
+    assert {k: logged.data.metrics[k] for k in suite} == suite
+    assert logged.data.tags[TAG_REFERENCE] == line
+    assert [a.path for a in client.list_artifacts(run.run_id, "reference")] == [
+        "reference/real-features-demo.pt"
+    ]

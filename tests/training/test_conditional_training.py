@@ -4,6 +4,7 @@ takes {"noise", "labels"}. Tiny models, a real SQLite MLflow store."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import mlflow.pyfunc
@@ -83,6 +84,7 @@ def test_a_conditional_model_trains_and_samples_by_class(trained, model):
     assert [h["step"] for h in result.history] == [2, 4]
     if model == "dcgan":  # scored by the digits classifier: how often it sees the class asked for
         assert 0.0 <= result.history[-1]["class_accuracy"] <= 1.0
+        assert math.isfinite(result.history[-1]["intra_fid"]) and "intra_fid_9" in result.history[-1]
     g = gan_ray.load_generator(result.output)
     side = 8 if model == "dcgan" else 28
     assert g.num_classes == 10

@@ -196,7 +196,9 @@ def _train_and_describe(spec: DataSpec, device: torch.device, seed: int) -> dict
 
         classes = load_prepared(spec).num_classes  # every class folder, even one whose files all failed
     log.info(
-        "training the feature classifier for %s %s (once; then cached)", spec.name, tuple(images.shape[1:])
+        "training the feature classifier for %s %s, once (then cached): minutes on a CPU",
+        spec.name,
+        tuple(images.shape[1:]),
     )
     start = time.perf_counter()
     model = train_classifier(images, labels, seed=seed, device=device, num_classes=classes)

@@ -29,9 +29,12 @@ class InceptionFeatures(nn.Module):
             name="inception-v3-compat",
             features_list=["2048"],
             feature_extractor_weights_path=str(weights_path),
+            # torch-fidelity's TF1-style bilinear resize to 299, what published FIDs use; torchmetrics'
+            # default (antialias=True) resizes otherwise and shifts the scores
+            antialias=False,
         )
         self.num_features = 2048
-        self.cache_id = "inception-v3-2048"
+        self.cache_id = "inception-v3-2048-tf1resize"  # cached statistics of the antialiased resize differ
         self.test_accuracy: float | None = None
         self.origin = "disk"
 
