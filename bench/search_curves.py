@@ -52,7 +52,7 @@ def space_for(method: str, space: str, seed: int, steps: int | None, every: int 
         return dataclasses.replace(s, sampler=method, scheduler="none")
     if method in FIRST_RUNG:
         evals = base.train.steps // base.train.eval_every
-        grace = max(1, round(evals * FIRST_RUNG[method]))
+        grace = max(1, int(evals * FIRST_RUNG[method] + 0.5))  # half up: 5 evals -> 2 and 3
         return dataclasses.replace(s, sampler="tpe", scheduler="asha", grace_period=grace)
     return s
 
