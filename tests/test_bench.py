@@ -375,3 +375,56 @@ def test_nets_quality_bench_runs_the_conditional_and_small_data_experiments(caps
     ]
     assert 0.0 <= lines[1]["class_accuracy"] <= 1.0 and "class_accuracy" not in lines[0]
     assert all(r["train_images"] == 200 and math.isfinite(r["d_gap"]) for r in lines[2:])
+
+
+CURVES = BENCH.with_name("search_curves.py")
+
+
+def test_search_curves_spaces_leave_out_the_known_starts_and_set_each_method():
+    curves = bench_module("search_curves")
+    random = curves.space_for("random", "ring8", 3, 1500, 250, None)
+    assert random.initial_points == () and random.seed == 3
+    assert (random.sampler, random.scheduler, random.base.train.steps) == ("random", "none", 1500)
+    early, late = (curves.space_for(m, "ring8", 0, 1500, 250, 16) for m in ("tpe_asha", "tpe_asha_late"))
+    # 6 evals: the first rung after 2 evals (a third of the run) or 3 (half of it)
+    assert (early.scheduler, early.grace_period, late.grace_period) == ("asha", 2, 3)
+    pbt = curves.space_for("pbt", "ring8", 0, None, None, None)
+    assert pbt.scheduler == "pbt" and pbt.initial_points == () and pbt.budget.num_samples == 8
+
+
+def test_search_curves_expected_best_pools_the_seeds_like_the_report():
+    curves = bench_module("search_curves")
+    rows = [{"trials": [{"best": 0.4}, {"best": 0.2}]}, {"trials": [{"best": 0.3}, {"best": 0.1}]}]
+    expected = curves.expected_best(rows, budgets=(1, 2, 4, 8))
+    assert expected[1] == pytest.approx(0.25) and expected[4] == pytest.approx(0.1)
+    # best of 2 of 4 drawn without replacement: 0.1 in half the pairs, 0.2 in 2 of 6, 0.3 in 1 of 6
+    assert expected[2] == pytest.approx((3 * 0.1 + 2 * 0.2 + 0.3) / 6) and 8 not in expected
+    assert curves.best_so_far([0.5, 0.7, 0.2, 0.3]) == [0.5, 0.5, 0.2, 0.2]
+
+
+def test_search_curves_draws_each_methods_best_so_far_and_scores_the_champions(ray_session, tmp_path):
+    env = {**os.environ, "RAY_ADDRESS": ray_session.get_runtime_context().gcs_address}
+    args = ["--methods", "random", "tpe_asha", "--seeds", "0", "--steps", "100", "--eval-every", "50"]
+    subprocess.run(
+        [sys.executable, str(CURVES), *args, "--num-samples", "2", "--out-dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        check=True,
+        env=env,
+    )
+    written = json.loads((tmp_path / "search_curves.json").read_text())
+    sweeps, summary = written["sweeps"], written["summary"]
+    assert [s["method"] for s in sweeps] == ["random", "tpe_asha"] and (
+        tmp_path / "search_curves.png"
+    ).stat().st_size
+    for s in sweeps:
+        ends = [t["end_s"] for t in s["trials"]]
+        assert len(ends) == 2 and ends == sorted(ends) and 0 < ends[-1] <= s["wall_s"], s
+        assert all(0 <= t["best"] <= 1 and t["params"]["loss.name"] for t in s["trials"])
+        assert 0 <= s["champion"]["mode_distance"] <= 1 and s["champion"]["modes"] <= 8
+    for line in summary:
+        assert (
+            set(line["expected_best"]) == {"1", "2"}
+            and line["expected_best"]["2"] <= line["expected_best"]["1"]
+        )
