@@ -122,12 +122,11 @@ class TuneSession(_RaySession):
 def _tune_stop_event() -> threading.Event | None:
     """The event Tune sets when it ends this trial (to reuse its process, or to stop the actor).
 
-    Tune reports of a function trainable are synchronous, so its thread mostly hears of the stop at its
-    next report, where Tune ends it. The event tells a thread that was stopped while training on (a stop
-    that came while a report was on its way) to end between two steps instead of an eval interval
-    later: Tune waits only so long for it (:func:`gan_ray.settings.default_tune_thread_timeout`). It is
-    Ray's internal session (no public API says "stop"): where a Ray version lacks it, None, and the
-    thread ends at its next report as before.
+    Tune's reports from a function trainable are synchronous (Ray 2.60): a trial ASHA stops is parked
+    in its report, and ends there as soon as Tune tells it. A stop that comes while the thread trains
+    (Tune stops trials between reports too: a sweep-wide stop, the time budget) reached it only at its
+    next report, an eval interval later; with this event it ends within a step. Ray's internal session
+    (no public API says "stop"): where a Ray version lacks it, None, and the thread ends as before.
     """
     try:
         from ray.train._internal.session import get_session
