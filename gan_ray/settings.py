@@ -21,6 +21,8 @@ VARIABLES: dict[str, str] = {
     "GAN_RAY_CACHE": "feature-extractor cache, and folder datasets' prepared files under prepared/ (default: ~/.cache/gan_ray)",
     "GAN_RAY_INCEPTION_WEIGHTS": "path of torch-fidelity's Inception weights file, where present",
     "RAY_ADDRESS": "the Ray cluster to use (default: start a local Ray)",
+    "TUNE_FUNCTION_THREAD_TIMEOUT_S": "Ray Tune's: seconds a sweep's reused trial process waits for the "
+    "stopped trial's thread before the next trial starts there (gan_ray's default 30; Ray's own, 2)",
     "GAN_RAY_GIT_COMMIT": "the code's git commit, tagged on runs where no .git is at hand (ray job submit)",
     "GAN_RAY_TEST_SESSION": "tests only: module:attr (or file.py:attr) that wraps every run's session",
     "GAN_RAY_TEST_SESSION_ARGS": "tests only: the JSON keyword arguments of that wrapper",
@@ -96,6 +98,21 @@ def git_commit() -> str | None:
 
 #: The test-only settings: a session factory every run driver wraps its session in (faults a test
 #: injects, in tests/faults.py), and its arguments. Forwarded to Ray workers when set.
+#: Ray Tune's wait for a stopped trial's thread before it reuses the process for another trial.
+TUNE_THREAD_TIMEOUT = "TUNE_FUNCTION_THREAD_TIMEOUT_S"
+
+
+def default_tune_thread_timeout(seconds: float = 30.0) -> None:
+    """Give Tune's wait for a stopped trial's thread ``seconds`` in this (trial) process, unless set.
+
+    Tune reads it in the trial's process when it starts the next trial there (``reset_config``); past
+    it the next trial is aborted, never run. Ray's default of 2 s is shorter than a slow machine may
+    take to end a thread that was training (Ray reads whole seconds: an int).
+    """
+    if not _get(TUNE_THREAD_TIMEOUT):
+        os.environ[TUNE_THREAD_TIMEOUT] = str(int(seconds))
+
+
 TEST_SESSION = "GAN_RAY_TEST_SESSION"
 TEST_SESSION_ARGS = "GAN_RAY_TEST_SESSION_ARGS"
 

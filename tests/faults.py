@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -73,3 +74,27 @@ class NanSamples(_Wrapper):
         if training.rank == self.nan_rank:
             sample = training.sample
             training.sample = lambda n=None: sample(n) * float("nan")
+
+
+class LingerAfterStop(_Wrapper):
+    """The run's thread lingers ``seconds`` after Tune told it to stop (at a report), as a thread that
+    takes long to end would; ``thread_timeout_s`` sets how long Tune waits for it in this trial process.
+    Each run appends the id of the process it trains in to the file ``starts``."""
+
+    def __init__(self, session, seconds: float, starts: str, thread_timeout_s: float | None = None):
+        super().__init__(session)
+        self.seconds, self.starts, self.thread_timeout_s = seconds, Path(starts), thread_timeout_s
+
+    def started(self, training) -> None:
+        self.session.started(training)
+        if self.thread_timeout_s is not None:
+            os.environ["TUNE_FUNCTION_THREAD_TIMEOUT_S"] = str(self.thread_timeout_s)
+        with self.starts.open("a") as out:
+            out.write(f"{os.getpid()}\n")
+
+    def report(self, metrics, write, dir_name: str) -> None:
+        try:
+            self.session.report(metrics, write, dir_name)
+        except SystemExit:  # Tune's way to end a trial's thread at its report
+            time.sleep(self.seconds)
+            raise

@@ -3,6 +3,7 @@ and status, and tells each to the sweep's recorder (MLflow, when tracking is on)
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -88,19 +89,47 @@ class TrialLedger(Callback):
         self.trials: dict[str, _Trial] = {}
         # The one line of an error every trial would meet, once a trial met it (the sweep then stops).
         self.sweep_wide_error: str | None = None
+        # Ends a trial as FAIL in the sweep's study, and frees its place among the running ones: for a
+        # trial Tune ended before it started (``(trial_id, why)``; set by the sweep).
+        self.fail_in_study: Callable[[str, str], None] | None = None
 
     def summaries(self) -> list[TrialSummary]:
         return [t.summary(self.space) for t in self.trials.values()]
 
     def on_trial_start(self, iteration: int, trials: list, trial, **info) -> None:
-        if trial.trial_id in self.trials:
-            return
+        if trial.trial_id not in self.trials:
+            self._record(trial)
+
+    def _record(self, trial) -> _Trial:
         values = self.space.resolve(trial.config)
         cfg = self.space.trial_config(values)
         observer = self.recorder.trial(trial.trial_id, cfg, values) if self.recorder else None
         if observer is not None:
             observer.start(cfg)
-        self.trials[trial.trial_id] = _Trial(trial.trial_id, values, cfg.train.steps, observer)
+        record = self.trials[trial.trial_id] = _Trial(trial.trial_id, values, cfg.train.steps, observer)
+        return record
+
+    def on_step_end(self, iteration: int, trials: list, **info) -> None:
+        self._fail_never_started(trials)
+
+    def on_experiment_end(self, trials: list, **info) -> None:
+        self._fail_never_started(trials)
+
+    def _fail_never_started(self, trials: list) -> None:
+        """Record as failed, at once, each trial that Tune ended in error before it ever started (Tune
+        tells no callback, nor the searcher, of those): e.g. one it could not start in a reused trial
+        process, whose last trial's thread did not end in time (``TUNE_FUNCTION_THREAD_TIMEOUT_S``)."""
+        for trial in trials:
+            if trial.status != "ERROR" or trial.trial_id in self.trials:
+                continue
+            record = self._record(trial)
+            record.status = "failed"
+            lines = (_error_text(trial) or "no error recorded").strip().splitlines()
+            record.error = f"Tune did not start the trial: {lines[-1]}"
+            warn(f"gan_ray: {tune_trial_name(trial)} failed: {record.error}")
+            if self.fail_in_study is not None:
+                self.fail_in_study(trial.trial_id, "Tune did not start it")
+            self._end(record)
 
     def on_trial_result(self, iteration: int, trials: list, trial, result: dict, **info) -> None:
         record = self.trials.get(trial.trial_id)
@@ -182,9 +211,7 @@ class TrialLedger(Callback):
             return
         last = record.history[-1] if record.history else {}
         record.status = "diverged" if last.get("diverged") else "failed"
-        error_file = getattr(trial, "error_file", None)
-        if error_file and Path(error_file).is_file():
-            record.error = Path(error_file).read_text()
+        record.error = _error_text(trial) or record.error
         if not record.history and self.sweep_wide_error is None:
             self.sweep_wide_error = _sweep_wide(trial)
         self._end(record)
@@ -220,6 +247,12 @@ class TrialLedger(Callback):
             error = str(DivergedError(diverged_at, {k: v for k, v in last.items() if _number(v)}))
         curve = [h for h in record.history if not h.get("diverged")]
         record.observer.end(RunOutcome(record.status, curve, None, error=error, diverged_at=diverged_at))
+
+
+def _error_text(trial) -> str | None:
+    """The error Tune recorded for ``trial`` in its folder, if any."""
+    error_file = getattr(trial, "error_file", None)
+    return Path(error_file).read_text() if error_file and Path(error_file).is_file() else None
 
 
 def _sweep_wide(trial) -> str | None:

@@ -102,13 +102,16 @@ class FailingNonFiniteOptunaSearch(OptunaSearch):
 INTERRUPTED_ATTR = "gan_ray.interrupted"
 
 
-def fail_trial(searcher: OptunaSearch, trial_id: str, why: str = "the sweep was interrupted") -> None:
-    """Record a trial that Tune stopped without an ending (the sweep was interrupted) as FAIL.
+def fail_trial(searcher, trial_id: str, why: str = "the sweep was interrupted") -> None:
+    """Record a trial that Tune stopped without an ending (the sweep was interrupted, or Tune never
+    started it) as FAIL. ``searcher``: the OptunaSearch, or a ConcurrencyLimiter around it (which then
+    frees the trial's place too).
 
     Otherwise it stays RUNNING in the study for ever, and a resumed sweep's TPE treats it as pending.
     """
     # OptunaSearch keeps the Optuna trial it asked for each Tune trial in `_ot_trials`.
-    ot_trial = getattr(searcher, "_ot_trials", {}).get(trial_id)
+    optuna_search = getattr(searcher, "searcher", searcher)
+    ot_trial = getattr(optuna_search, "_ot_trials", {}).get(trial_id)
     if ot_trial is not None:
         ot_trial.set_user_attr(INTERRUPTED_ATTR, why)
     try:

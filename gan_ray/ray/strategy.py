@@ -6,6 +6,8 @@ from __future__ import annotations
 import math
 from typing import Any
 
+from ray.tune.search import ConcurrencyLimiter
+
 from gan_ray.ray.cluster import cluster_capacity, run_needs
 from gan_ray.ray.ledger import TrialLedger
 from gan_ray.ray.progress import warn
@@ -104,15 +106,20 @@ class SearchStrategy:
             return
         points = first_points(space, study_name, study_url, resume)
         self.param_space: dict[str, Any] = {}
-        self.searcher = make_searcher(space, study_name, study_url, points, RANKED_BY)
+        # Tune's max_concurrent_trials would wrap the searcher in a limiter of its own, out of reach: a
+        # trial Tune aborts before it starts (no callback hears of it) would hold its place for ever,
+        # and at 1 trial at a time the sweep would wait for ever. This one, fail() frees.
+        self.searcher = ConcurrencyLimiter(
+            make_searcher(space, study_name, study_url, points, RANKED_BY), max_concurrent=concurrency
+        )
         self.scheduler = scheduler_for(space)
         self.num_samples = len(points) if space.stratify else space.budget.num_samples
         self.metric, self.mode = RANKED_BY, space.objective.mode
-        self.max_concurrent = concurrency
+        self.max_concurrent = None  # the limiter's
 
-    def fail(self, trial_id: str) -> None:
+    def fail(self, trial_id: str, why: str = "the sweep was interrupted") -> None:
         if self.space.scheduler != "pbt":
-            fail_trial(self.searcher, trial_id)
+            fail_trial(self.searcher, trial_id, why)
 
     def finish(self, ledger: TrialLedger) -> None:
         """PBT: tell the study each member's best objective (the study holds the initial population)."""

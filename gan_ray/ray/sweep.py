@@ -99,6 +99,7 @@ def run_sweep(
     ledger = TrialLedger(space, recorder, announce=verbose >= 1)
     concurrency = max_concurrent(space, capacity)
     search = SearchStrategy(space, study_name, study_url, resume, ledger, concurrency)
+    ledger.fail_in_study = search.fail  # a trial never started: a resumed sweep runs it again
     callbacks: list[Callback] = [ledger]
     if verbose:
         note = concurrency_note(space, capacity, concurrency)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from gan_ray import settings
 from gan_ray.ray.train import make_trainer
 from gan_ray.ray.worker import TuneSession
 from gan_ray.search.space import SearchSpace
@@ -36,6 +37,8 @@ def run_trial(
 
     cfg = space.trial_config(space.resolve(params))
     if in_trial_process(space):
+        # Tune reuses this process for the next trial once this one's thread has ended.
+        settings.default_tune_thread_timeout()
         # A divergence ends the trial normally: its last report says so, and raising would have Tune
         # retry it (max_failures) from a divergence record.
         # The sweep's ledger prints its trials' health warnings on the sweep's console: the trials do not.

@@ -10,6 +10,7 @@ Ray persists as the checkpoint to resume from.
 from __future__ import annotations
 
 import tempfile
+import threading
 from contextlib import AbstractContextManager
 from pathlib import Path
 from typing import Any
@@ -34,6 +35,9 @@ class _RaySession:
 
     def started(self, training: Training) -> None:
         pass
+
+    def should_stop(self) -> bool:
+        return False  # a Train worker group is ended by its controller, all ranks together
 
     def report(self, metrics: dict[str, Any], write: FolderWriter | None, dir_name: str) -> None:
         if write is None:
@@ -92,6 +96,10 @@ class TuneSession(_RaySession):
 
         self.name = tune.get_context().get_trial_name()
         self.use_gpu = use_gpu
+        self._stop = _tune_stop_event()
+
+    def should_stop(self) -> bool:
+        return self._stop is not None and self._stop.is_set()
 
     def device(self) -> torch.device:
         # Ray sets CUDA_VISIBLE_DEVICES to the trial's GPU (a share of one, with fractional GPUs).
@@ -109,6 +117,24 @@ class TuneSession(_RaySession):
         from ray import tune
 
         tune.report(metrics, checkpoint=tune.Checkpoint.from_directory(folder) if folder else None)
+
+
+def _tune_stop_event() -> threading.Event | None:
+    """The event Tune sets when it ends this trial (to reuse its process, or to stop the actor).
+
+    Tune's reports from a function trainable are synchronous (Ray 2.60): a trial ASHA stops is parked
+    in its report, and ends there as soon as Tune tells it. A stop that comes while the thread trains
+    (Tune stops trials between reports too: a sweep-wide stop, the time budget) reached it only at its
+    next report, an eval interval later; with this event it ends within a step. Ray's internal session
+    (no public API says "stop"): where a Ray version lacks it, None, and the thread ends as before.
+    """
+    try:
+        from ray.train._internal.session import get_session
+
+        event = getattr(get_session(), "stop_event", None)
+    except ImportError:
+        return None
+    return event if isinstance(event, threading.Event) else None
 
 
 def train_worker(config: dict[str, Any]) -> None:

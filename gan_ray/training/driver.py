@@ -74,6 +74,11 @@ class Session(Protocol):
         watch or wrap them (the test sessions of tests/faults.py inject their faults so)."""
         ...
 
+    def should_stop(self) -> bool:
+        """Whether the run was told to stop (a sweep's scheduler stopped its trial): asked before every
+        step, so it must be cheap and never sync a device. The run then ends at once, unreported."""
+        ...
+
     def report(self, metrics: dict[str, Any], write: FolderWriter | None, dir_name: str) -> None:
         """Report an eval's ``metrics``; from rank 0 with ``write``, which makes a folder the
         checkpoint to keep (named ``dir_name`` where the session names them)."""
@@ -208,7 +213,9 @@ def run_worker(
         with session.local_file(cfg.metrics.extractor) as extractor:  # a sweep's, on storage every node reads
             evaluator = default_evaluator(cfg, device, extractor)
     try:
-        for report in run_loop(training, evaluator, objective=objective):
+        # Only a run of one worker may stop between evals: ranks must agree on every collective.
+        should_stop = session.should_stop if session.world_size == 1 else None
+        for report in run_loop(training, evaluator, objective=objective, should_stop=should_stop):
             metrics = report.metrics  # the history's own entry: what is added here is checkpointed too
             metrics[RESTARTS] = restarts
             if session.world_size > 1:
@@ -221,6 +228,8 @@ def run_worker(
     except DivergedError as err:
         _report_divergence(session, training, err)
         return
+    if session.world_size == 1 and session.should_stop():
+        return  # told to stop: whoever stopped it has its history and says how it ended
     if warn and training.history and final_status("completed", training.history) == "collapsed":
         last = training.history[-1]
         _warn(health_warning(session.name, int(last["step"]), last, ended=True))

@@ -91,6 +91,9 @@ class LocalSession:
     def started(self, training: Training) -> None:
         pass
 
+    def should_stop(self) -> bool:
+        return False  # a local run ends at its last step, or at Ctrl-C
+
     def report(self, metrics: dict[str, Any], write: FolderWriter | None, dir_name: str) -> None:
         if write is None:
             return

@@ -363,10 +363,26 @@ def default_evaluator(
     return scores
 
 
+def _steps(training: Training, count: int, should_stop: Callable[[], bool] | None) -> int:
+    """Run up to ``count`` steps, fewer where ``should_stop`` says so first; returns how many ran."""
+    for done in range(count):
+        if should_stop is not None and should_stop():
+            return done
+        training.step_fn()
+    return count
+
+
 def run_loop(
-    training: Training, evaluator: Evaluator | None = None, objective: Objective | None = None
+    training: Training,
+    evaluator: Evaluator | None = None,
+    objective: Objective | None = None,
+    should_stop: Callable[[], bool] | None = None,
 ) -> Iterator[EvalReport]:
     """Train from ``training.step`` to ``config.train.steps``, yielding a report every ``eval_every`` steps.
+
+    ``should_stop``, asked before every step (it must be cheap and never sync a device), ends the loop
+    at once, without another report: whoever runs it has been told to stop. Only for a run of one
+    worker: a rank that stopped alone would leave the others waiting in their next collective.
 
     Each report's ``objective`` repeats the metric ``objective.metric`` (default: the dataset's, see
     :attr:`gan_ray.config.GanConfig.objective`) and ``best_objective`` is the best of it so far
@@ -385,8 +401,10 @@ def run_loop(
         interval = min(every - training.step % every, total - training.step)
         metrics.reset()
         start = time.perf_counter()
-        for _ in range(interval):
-            training.step_fn()
+        done = _steps(training, interval, should_stop)
+        if done < interval:
+            training.step += done
+            return
         values = metrics.read()  # the interval's only host sync
         elapsed = time.perf_counter() - start
         training.step += interval

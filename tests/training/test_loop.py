@@ -512,3 +512,33 @@ def test_cli_train_exits_1_on_a_diverged_run(tmp_path, capsys):
     path = _write(tmp_path / "c.yaml", cfg.with_overrides({"output_dir": str(tmp_path)}))
     assert main(["train", "--no-tracking", path]) == 1
     assert "gan-ray: training diverged by step 10: non-finite" in capsys.readouterr().err
+
+
+def test_a_run_told_to_stop_ends_before_its_next_step_without_another_report():
+    t = build_training(small(**{"train.steps": 30}))
+    asked: list[int] = []
+
+    def should_stop() -> bool:  # a sweep's scheduler stops the run 5 steps after its first eval
+        asked.append(t.step)
+        return len(asked) > 15
+
+    reports = list(run_loop(t, should_stop=should_stop))
+    assert [r.step for r in reports] == [10]
+    assert t.step == 15 and len(t.history) == 1
+
+
+def test_the_driver_writes_nothing_for_a_run_stopped_between_evals(tmp_path):
+    from gan_ray.training.checkpoint import HISTORY_FILE, SAMPLES_DIR, load_checkpoint
+    from gan_ray.training.driver import loop_config, run_worker
+    from gan_ray.training.local import LocalSession
+
+    class StoppedAfterFirstEval(LocalSession):
+        def should_stop(self) -> bool:
+            return (self.out / HISTORY_FILE).is_file()
+
+    cfg = small(**{"train.steps": 30})
+    (tmp_path / SAMPLES_DIR).mkdir()
+    run_worker(loop_config(cfg, cfg.objective), StoppedAfterFirstEval(cfg, tmp_path, verbose=False), {})
+    history = [json.loads(line) for line in (tmp_path / HISTORY_FILE).read_text().splitlines()]
+    assert [h["step"] for h in history] == [10]
+    assert load_checkpoint(tmp_path)["step"] == 10
