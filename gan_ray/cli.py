@@ -94,9 +94,6 @@ def _console(args: argparse.Namespace) -> int:
 
 
 def _sweep(args: argparse.Namespace) -> int:
-    # The sweep's end loads its best trials' models to score them again: MLflow's per-file progress bars
-    # would break the summary's lines.
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     from gan_ray.api import sweep
 
     verbose = _console(args)
@@ -119,8 +116,6 @@ def _sweep(args: argparse.Namespace) -> int:
 
 
 def _sample(args: argparse.Namespace) -> int:
-    # A model is a handful of small files: MLflow's per-file progress bars are only noise here.
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     from gan_ray.api import load_generator
 
     generator = load_generator(args.model, tracking_uri=args.tracking_uri, device=args.device)
@@ -144,7 +139,6 @@ def _sample(args: argparse.Namespace) -> int:
 
 
 def _export(args: argparse.Namespace) -> int:
-    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     from gan_ray.api import export
 
     path = export(args.model, onnx=args.onnx, tracking_uri=args.tracking_uri)
@@ -372,6 +366,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    # A model is a handful of small files (logged at a run's end, loaded to sample, export or score the
+    # sweep's best again): MLflow's per-file progress bars only break the console's lines.
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")
     try:
         return args.func(args)
     except USER_ERRORS as err:

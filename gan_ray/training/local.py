@@ -57,6 +57,10 @@ def format_report(metrics: dict[str, Any], total: int) -> str:
             parts.append(f"{name} {m[name]:.3f}")
     if "classes_covered" in m:
         parts.append(f"classes {m['classes_covered']:.0f} kl {m['class_reverse_kl']:.3f}")
+    if "class_accuracy" in m:  # a conditional G: the class asked for, as the classifier judges it
+        parts.append(f"class acc {m['class_accuracy']:.3f} intra_fid {m.get('intra_fid', float('nan')):.3f}")
+    if "ada_p" in m:
+        parts.append(f"ada_p {m['ada_p']:.3f}")
     parts.append(f"{m['images_per_s']:.0f} img/s")
     return " | ".join(parts)
 

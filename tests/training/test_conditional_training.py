@@ -239,3 +239,17 @@ def test_export_onnx_of_a_conditional_generator_takes_the_class_as_the_last_colu
     labels = torch.tensor([0, 3, 3, 7, 9])
     (samples,) = session.run(None, {given.name: torch.cat([noise, labels[:, None].float()], 1).numpy()})
     np.testing.assert_allclose(samples, g.generate(noise, labels).numpy(), rtol=1e-4, atol=1e-5)
+
+
+def test_the_console_line_shows_the_class_accuracy_and_adas_p():
+    from gan_ray.training.local import format_report
+
+    base = {"step": 4, "loss_d": 1.0, "loss_g": 0.5, "d_real": 0.5, "d_fake": 0.4, "images_per_s": 10.0}
+    plain = format_report({**base, "fid_classifier": 50.0, "classes_covered": 10, "class_reverse_kl": 0.1}, 8)
+    assert "class acc" not in plain and "ada_p" not in plain
+    line = format_report(
+        {**base, "fid_classifier": 50.0, "classes_covered": 10, "class_reverse_kl": 0.1}
+        | {"class_accuracy": 0.625, "intra_fid": 80.5, "ada_p": 0.125},
+        8,
+    )
+    assert "class acc 0.625 intra_fid 80.500" in line and "ada_p 0.125" in line
