@@ -133,8 +133,10 @@ def _sample(args: argparse.Namespace) -> int:
         return 0
     labels = None if args.label is None else [args.label] * args.num_samples
     samples = generator.sample(args.num_samples, seed=args.seed, truncation=args.truncation, labels=labels)
-    path = generator.save(samples, args.out)
-    print(f"samples: {path}")
+    # A conditional G's samples go through the classes in turn: a row of num_classes is one of each.
+    by_class = generator.num_classes if labels is None and generator.num_classes else None
+    path = generator.save(samples, args.out, per_row=by_class)
+    print(f"samples: {path}" + (f" (one column a class, 0 to {by_class - 1})" if by_class else ""))
     return 0
 
 

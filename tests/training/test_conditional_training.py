@@ -130,6 +130,12 @@ def test_an_unconditional_generator_refuses_labels_and_the_cli_samples_a_class(t
     assert out.is_file()
     assert main(["sample", "--model", trained["dcgan"].output, "--class", "11", "--out", str(out)]) != 0
     assert "class 11 is out of range" in capsys.readouterr().err
+    # Without --class: the classes in turn, one column a class (20 of 8x8 digits: 10 wide, 2 high).
+    grid = tmp_path / "all.png"
+    assert main(["sample", "--model", trained["dcgan"].output, "-n", "20", "--out", str(grid)]) == 0
+    assert "one column a class, 0 to 9" in capsys.readouterr().out
+    with Image.open(grid) as image:
+        assert image.width > 4 * image.height
 
 
 def test_a_conditional_run_resumes_from_its_checkpoint(tmp_path):
