@@ -19,15 +19,22 @@ from torch import Tensor
 DEVICE_FRACTION = 0.25
 
 
-def as_float(batch: Tensor) -> Tensor:
+def _as_float(batch: Tensor) -> Tensor:
     if batch.dtype == torch.uint8:
         return batch.float().div_(127.5).sub_(1.0)
     return batch
 
 
-def mirrored(batch: Tensor, generator: torch.Generator | None) -> Tensor:
+def _mirrored(batch: Tensor, generator: torch.Generator | None) -> Tensor:
     flip = torch.rand(batch.shape[0], device=batch.device, generator=generator) < 0.5
     return torch.where(flip.view(-1, *([1] * (batch.dim() - 1))), batch.flip(-1), batch)
+
+
+def as_batch(stored: Tensor, mirror: bool, generator: torch.Generator | None) -> Tensor:
+    """Drawn rows as the step takes them: floats in [-1, 1], each flipped with probability 1/2 where
+    ``mirror``."""
+    batch = _as_float(stored)
+    return _mirrored(batch, generator) if mirror else batch
 
 
 class TensorSource:
@@ -44,8 +51,7 @@ class TensorSource:
 
     def sample(self, n: int, generator: torch.Generator | None = None) -> Tensor:
         idx = torch.randint(0, self.data.shape[0], (n,), device=self.data.device, generator=generator)
-        batch = as_float(self.data[idx])
-        return mirrored(batch, generator) if self.mirror else batch
+        return as_batch(self.data[idx], self.mirror, generator)
 
 
 class HostSource:
@@ -90,8 +96,7 @@ class HostSource:
             event = torch.cuda.Event()
             event.record(torch.cuda.current_stream(self.device))
             self._copied[(n, slot)] = event
-        batch = as_float(batch)
-        return mirrored(batch, generator) if self.mirror else batch
+        return as_batch(batch, self.mirror, generator)
 
 
 def fits_on_device(nbytes: int, device: torch.device) -> bool:

@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from gan_ray.data.batches import as_float, mirrored
+from gan_ray.data.batches import as_batch
 from gan_ray.data.catalog import DataSpec
 from gan_ray.data.images import load_stored
 
@@ -31,8 +31,7 @@ class LabelledSource:
         self.mirror = mirror
 
     def _batch(self, idx: Tensor, generator: torch.Generator | None) -> Tensor:
-        batch = as_float(self.data[idx])
-        return mirrored(batch, generator) if self.mirror else batch
+        return as_batch(self.data[idx], self.mirror, generator)
 
     def _index(self, n: int, generator: torch.Generator | None) -> Tensor:
         return torch.randint(0, self.data.shape[0], (n,), device=self.data.device, generator=generator)

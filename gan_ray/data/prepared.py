@@ -453,14 +453,13 @@ def check_for_run(
         raise ConfigError(
             f"data.root {where!r}: {count} image(s), fewer than one batch (train.batch_size {batch_size})"
         )
+    found = f"one class folder ({prepared.classes[0]!r})" if prepared.classes else "no class subfolders"
     if conditional and prepared.num_classes < 2:
         raise ConfigError(
-            f"model.conditional true: data.root {where!r} has "
-            f"{'one class folder' if prepared.classes else 'no class subfolders'}; a class-conditional "
-            "model needs 2 or more (allowed: one subfolder per class, or model.conditional false)"
+            f"model.conditional true: data.root {where!r} has {found}; a class-conditional model needs 2 "
+            "or more (allowed: one subfolder per class, or model.conditional false)"
         )
     if class_metrics and prepared.num_classes < 2:
-        found = f"one class folder ({prepared.classes[0]!r})" if prepared.classes else "no class subfolders"
         raise ConfigError(
             f"data.root {where!r} has {found}: metrics.features 'classifier' trains on 2 or more classes; "
             "put each class in a subfolder of its own, or set metrics.features: inception (its weights on disk)"

@@ -73,12 +73,12 @@ def frechet_distance(features_a: Tensor, features_b: Tensor) -> float:
     return _compute(metric)
 
 
-def _real_sample(spec: DataSpec, num: int) -> Tensor:
-    """The first ``num`` real images of one seeded draw: the Fréchet statistics and the reference's
-    feature sample come from the same draw."""
-    images, _ = load_stored(spec)  # uint8 where stored so: only the picked ones become float
+def _real_sample(spec: DataSpec, num: int) -> tuple[Tensor, Tensor]:
+    """The first ``num`` real images of one seeded draw, with their labels: the Fréchet statistics, the
+    reference's feature sample and the per-class features all come from the same draw."""
+    images, labels = load_stored(spec)  # uint8 where stored so: only the picked ones become float
     pick = torch.randperm(images.shape[0], generator=torch.Generator().manual_seed(0))[:num]
-    return to_unit_range(images[pick])
+    return to_unit_range(images[pick]), labels[pick]
 
 
 def _stats_validator(num_features: int):
@@ -170,7 +170,7 @@ class FrechetEvaluator:
                 cache,
                 features_ident,
                 self.extractor.num_features,
-                lambda: self._features(_real_sample(spec, reference_samples)),
+                lambda: self._features(_real_sample(spec, reference_samples)[0]),
             )
             self.suite.real = real.to(self.device)
 
@@ -179,7 +179,7 @@ class FrechetEvaluator:
         return self.extractor.cache_id
 
     def _real_stats(self, spec: DataSpec, num_real: int) -> dict[str, Tensor]:
-        self._update(_real_sample(spec, num_real), real=True)
+        self._update(_real_sample(spec, num_real)[0], real=True)
         return {
             "features_sum": self._metric.real_features_sum.cpu().clone(),
             "features_cov_sum": self._metric.real_features_cov_sum.cpu().clone(),
@@ -200,10 +200,8 @@ class FrechetEvaluator:
         """Features and labels of ``reference_samples`` real images (the seeded draw of the statistics),
         computed once: what per-class metrics compare a conditional G's samples of each class with."""
         if self._labelled_real is None:
-            images, labels = load_stored(self._spec)
-            pick = torch.randperm(images.shape[0], generator=torch.Generator().manual_seed(0))
-            pick = pick[: self._reference_samples]
-            self._labelled_real = (self._features(to_unit_range(images[pick])), labels[pick])
+            images, labels = _real_sample(self._spec, self._reference_samples)
+            self._labelled_real = (self._features(images), labels)
         return self._labelled_real
 
     @torch.no_grad()

@@ -204,13 +204,10 @@ def _ddp_rank(rank: int, port: int, out: str) -> None:
 
 @pytest.mark.slow
 def test_under_ddp_the_resnet_trains_with_ada_and_lazy_r1_r2_and_every_rank_moves_p_alike(tmp_path):
-    import socket
-
     import torch.multiprocessing as mp
+    from process_tree import free_ports
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    (port,) = free_ports(1)
     out = str(tmp_path / "rank")
     mp.spawn(_ddp_rank, args=(port, out), nprocs=2)
     first, second = (torch.load(f"{out}.{r}") for r in (0, 1))

@@ -216,13 +216,10 @@ def _ddp_rank(rank: int, port: int, out: str) -> None:
 def test_under_ddp_the_class_embeddings_train_alike_on_both_ranks(tmp_path):
     """Two gloo ranks, each on its own shard of labelled digits: G's class embedding and D's projection
     move, and stay equal across ranks (DDP averages their gradients like any other weight's)."""
-    import socket
-
     import torch.multiprocessing as mp
+    from process_tree import free_ports
 
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
+    (port,) = free_ports(1)
     out = str(tmp_path / "rank")
     mp.spawn(_ddp_rank, args=(port, out), nprocs=2)
     first, second = (torch.load(f"{out}.{r}") for r in (0, 1))
