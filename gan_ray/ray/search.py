@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import optuna
+from ray.tune.result import TRAINING_ITERATION
 from ray.tune.search.optuna import OptunaSearch
 from sqlalchemy.engine import make_url
 
@@ -80,11 +81,20 @@ def trials_in_study(study_name: str, storage_url: str) -> int:
 
 
 class FailingNonFiniteOptunaSearch(OptunaSearch):
-    """OptunaSearch that records a trial whose final objective is NaN/inf (a diverged GAN) as FAIL.
+    """OptunaSearch that records a trial whose final objective is NaN/inf (a diverged GAN) as FAIL, and
+    a trial the scheduler stopped before its last step as PRUNED.
 
     The stock class tells Optuna the NaN as a COMPLETE value; Optuna rejects it and the trial
-    stays RUNNING in the study for ever, where TPE keeps treating it as pending.
+    stays RUNNING in the study for ever, where TPE keeps treating it as pending. It also tells a trial
+    ASHA stopped at a third of its run as COMPLETE with the value it had there, and TPE then compares
+    that partial value with finished trials' final ones as if they were alike: a schedule that pays off
+    late (a decaying learning rate) looks bad because its trials were judged early. As PRUNED, Optuna
+    keeps the trial's last intermediate value and its step, and TPE ranks it below the finished trials.
     """
+
+    def __init__(self, *args, steps_of: SearchSpace | None = None, **kwargs):
+        super().__init__(*args, **kwargs)
+        self._steps_of = steps_of  # the space that gives a trial's planned steps from its Tune config
 
     def on_trial_complete(self, trial_id: str, result: dict | None = None, error: bool = False) -> None:
         metrics = self.metric if isinstance(self.metric, list) else [self.metric]
@@ -94,7 +104,21 @@ class FailingNonFiniteOptunaSearch(OptunaSearch):
             len(metrics) > 1 and result and any(v is None for v in values)
         ):
             result, error = None, True  # no values: Optuna records a FAIL
+        elif result and not error and len(metrics) == 1 and self._stopped_early(result):
+            # Tune hands the result the scheduler stopped the trial on to this call, not to
+            # on_trial_result: report it, so PRUNED keeps it (and a trial stopped at its first eval has one).
+            value, ot_trial = values[0], self._ot_trials.get(trial_id)
+            if isinstance(value, (int, float)) and ot_trial is not None:
+                ot_trial.report(value, int(result.get(TRAINING_ITERATION, 1)))
+            result = None  # no value and no error: the stock class tells Optuna PRUNED
         super().on_trial_complete(trial_id, result, error)
+
+    def _stopped_early(self, result: dict) -> bool:
+        step = result.get("step")
+        if self._steps_of is None or not isinstance(step, (int, float)):
+            return False
+        space = self._steps_of
+        return step < space.trial_config(space.resolve(result.get("config") or {})).train.steps
 
 
 #: The user attribute of an Optuna trial that ended FAIL only because its sweep was interrupted (it
@@ -189,7 +213,8 @@ def make_searcher(
 ):
     """Tune's OptunaSearch over ``space``'s define-by-run space, in the study ``study_name``; it tells
     Optuna each trial's final ``metric``, or for a multi-objective sweep each objective's metric at the
-    trial's last eval (a study with one direction per objective; the sampler's multi-objective form)."""
+    trial's last eval (a study with one direction per objective; the sampler's multi-objective form).
+    A trial the scheduler stopped is PRUNED at its last eval's value."""
     metrics: str | list[str] = metric
     modes: str | list[str] = space.objective.mode
     if space.multi_objective:
@@ -203,4 +228,5 @@ def make_searcher(
         study_name=study_name,
         storage=optuna.storages.RDBStorage(study_url),
         points_to_evaluate=points or None,
+        steps_of=space,
     )

@@ -114,7 +114,7 @@ class StudyTrial:
 
     number: int
     state: str  # Optuna's: COMPLETE, FAIL, PRUNED, RUNNING, WAITING
-    value: float | None  # what Optuna was told: the trial's best objective (COMPLETE trials only)
+    value: float | None  # the trial's best objective (COMPLETE), or at the eval it was stopped at (PRUNED)
     params: dict[str, Any]
     values: tuple[float | None, ...] = ()  # a multi-objective study's values (``value`` is the first)
 
@@ -139,7 +139,9 @@ class StudyRecord:
 
     @property
     def completed(self) -> list[StudyTrial]:
-        return [t for t in self.trials if t.state == "COMPLETE" and t.value is not None]
+        """The trials with a value: those that ran out (COMPLETE) and those the scheduler stopped (PRUNED,
+        at the value they had reached there; their best checkpoint may still be the champion)."""
+        return [t for t in self.trials if t.state in ("COMPLETE", "PRUNED") and t.value is not None]
 
     def best_so_far(self) -> list[tuple[StudyTrial, float]]:
         """Each completed trial, in trial order, with the best value of it and every completed one before."""

@@ -212,3 +212,30 @@ def test_the_history_counts_trials_in_whole_numbers():
     record = StudyRecord("s", Objective("mode_distance", "min"), trials, ("optim.lr_g",))
     ticks = history_figure(record).axes[0].get_xticks()
     assert len(ticks) and all(float(t).is_integer() for t in ticks), ticks
+
+
+def test_stopped_trials_count_by_their_value_but_not_towards_the_importances(tmp_path):
+    """A trial the scheduler stopped is PRUNED in the study: the report's history and expected best keep
+    it at the value it had reached (its checkpoint may be the champion), fANOVA leaves it out (a third of
+    a run's value beside finished ones' would rank the parameters by what survives the first rung)."""
+    space = parse_search_space(SPACE.format(name="pruned", per_loss=1))
+    url = f"sqlite:///{tmp_path / 'optuna.db'}"
+    study = optuna.create_study(
+        study_name="pruned-1", storage=url, sampler=optuna.samplers.RandomSampler(seed=1)
+    )
+    for i in range(MIN_TRIALS_FOR_IMPORTANCE + 4):
+        trial = study.ask()
+        space.define_by_run(trial)
+        value = known_objective(trial.params)
+        trial.report(value, 1)
+        if i < 4:  # a stopped trial: Optuna keeps its last intermediate value
+            study.tell(trial, state=optuna.trial.TrialState.PRUNED)
+        else:
+            study.tell(trial, value)
+    record = read_study("pruned-1", url, "mode_distance")
+    pruned = [t for t in record.trials if t.state == "PRUNED"]
+    assert len(pruned) == 4 and all(t in record.completed and t.value is not None for t in pruned)
+    assert len(record.completed) == MIN_TRIALS_FOR_IMPORTANCE + 4
+    assert (
+        record.importances and f"over {MIN_TRIALS_FOR_IMPORTANCE} completed trials" in record.importance_note
+    )
