@@ -38,11 +38,11 @@ import time
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 
+import yaml
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 ROOT = Path(__file__).resolve().parents[1]
-#: The base of the sharpening study: the mixture's sweep as `make sweep` would start it, i.e. its search
-#: space's base with its first known-good start, and the sharpening tools off (the variants turn them on).
 SEARCH_SPACES = {
     "ring8": ROOT / "search_spaces/ring8.yaml",
     "grid25": ROOT / "search_spaces/grid25.yaml",
@@ -61,6 +61,12 @@ PLAIN_GAN = {
     "noise.distribution": "normal",
     **SHARPENING_OFF,
 }
+#: The base of the sharpening study, with the sharpening tools off (the variants turn them on): on ring8
+#: its first known-good start (search_spaces/starts/ring8.yaml), on grid25 the plain GAN (the grid
+#: sweep's first start when the study was run).
+SHARPENING_START = {
+    "ring8": yaml.safe_load((ROOT / "search_spaces/starts/ring8.yaml").read_text())[0],
+}
 
 
 def base_config(
@@ -71,8 +77,6 @@ def base_config(
     data_root: str | None = None,
     base_overrides: dict | None = None,
 ):
-    import yaml
-
     from gan_ray.config import validate_config
 
     space = yaml.safe_load(SEARCH_SPACES[dataset].read_text())
@@ -83,7 +87,7 @@ def base_config(
     steps = steps or cfg.train.steps
     train.update(steps=steps, eval_every=steps)
     if study == "sharpening":
-        start = {**space["search"]["initial_points"][0], **SHARPENING_OFF}
+        start = {**SHARPENING_START.get(dataset, PLAIN_GAN), **SHARPENING_OFF}
     else:
         start = PLAIN_GAN if cfg.data.is_mixture else PYTORCH_EXAMPLES
     return cfg.with_overrides({**start, **{f"train.{k}": v for k, v in train.items()}})

@@ -6,7 +6,8 @@ through ``gan_ray.api.sweep`` (no MLflow). From Tune's per-trial results it take
 best-so-far against trials (in the order they ended) and against wall clock: one thin line per seed,
 a thick one for the mean. Beside it, the expected best at a budget of k trials (the sweep report's
 estimator, Lucic et al. 2018) over every seed's trials pooled, and each champion scored again on
-20,000 samples (mode_distance, modes covered, high-quality fraction).
+20,000 samples (mode_distance, modes covered, high-quality fraction; on an image space the sweep's own
+larger scoring of its champion).
 
 Methods: ``random`` (random sampler, every trial run out), ``tpe`` (TPE, run out), ``tpe_asha`` (TPE with
 ASHA's first rung a third into the run: the old default), ``tpe_asha_late`` (ASHA's first rung at half
@@ -37,15 +38,23 @@ BUDGETS = (1, 2, 4, 8, 16)
 FIRST_RUNG = {"tpe_asha": 1 / 3, "tpe_asha_late": 1 / 2}
 
 
-def space_for(method: str, space: str, seed: int, steps: int | None, every: int | None, samples: int | None):
+def space_for(
+    method: str,
+    space: str,
+    seed: int,
+    steps: int | None,
+    every: int | None,
+    samples: int | None,
+    data_root: str | None = None,
+):
     """The search space ``method`` runs: no known starts, the search seed, the step overrides."""
     from gan_ray.search.load import load_search_space
 
     name = f"{space}_pbt" if method == "pbt" else space
     s = load_search_space(ROOT / "search_spaces" / f"{name}.yaml")
-    overrides = {"train.steps": steps, "train.eval_every": every}
+    overrides = {"train.steps": steps, "train.eval_every": every, "data.root": data_root}
     base = s.base.with_overrides({k: v for k, v in overrides.items() if v is not None})
-    s = dataclasses.replace(s, base=base, seed=seed, initial_points=())
+    s = dataclasses.replace(s.with_initial_points("none"), base=base, seed=seed)
     if samples is not None:
         s = s.with_budget(num_samples=samples)
     if method in ("random", "tpe"):
@@ -88,15 +97,26 @@ def trial_points(storage: Path, start: float, objective) -> list[dict[str, Any]]
     return sorted(trials, key=lambda t: t["end_s"])
 
 
-def champion_quality(result, dataset: str) -> dict[str, Any]:
-    """The sweep's champion scored on 20,000 samples (sample seed 0)."""
+def champion_quality(result, space) -> dict[str, Any]:
+    """The sweep's champion: on a 2-D mixture scored again on 20,000 samples (sample seed 0); on images
+    the sweep's own larger scoring of it (``final_objective``) beside its best training eval."""
+    from gan_ray.data.catalog import MIXTURE_METRICS
+
+    metric = space.objective.metric
+    if result.best is None or not result.best.best_checkpoint:
+        return {metric: None, "params": None}
+    if metric not in MIXTURE_METRICS:
+        return {
+            metric: result.best.final_objective,
+            "best_eval": result.best.best_objective,
+            "samples": result.best.final_samples,
+            "params": result.best.params,
+        }
     from gan_ray.metrics import mode_metrics
     from gan_ray.sampling import load_generator
 
-    if result.best is None or not result.best.best_checkpoint:
-        return {"mode_distance": None, "modes": None, "high_quality": None, "params": None}
     generator = load_generator(result.best.best_checkpoint)
-    m = mode_metrics(generator.sample(CHAMPION_SAMPLES, seed=0), dataset)
+    m = mode_metrics(generator.sample(CHAMPION_SAMPLES, seed=0), space.base.data.name)
     return {
         "mode_distance": m["mode_distance"],
         "modes": m["modes_covered"],
@@ -109,7 +129,7 @@ def run_one(method: str, seed: int, args, root: Path) -> dict[str, Any]:
     """One sweep of ``method`` at search seed ``seed``: its trials' points and its champion."""
     from gan_ray.api import sweep
 
-    space = space_for(method, args.space, seed, args.steps, args.eval_every, args.num_samples)
+    space = space_for(method, args.space, seed, args.steps, args.eval_every, args.num_samples, args.data_root)
     folder = root / f"{method}-{seed}"
     folder.mkdir(parents=True)
     start = time.time()
@@ -130,7 +150,8 @@ def run_one(method: str, seed: int, args, root: Path) -> dict[str, Any]:
         "wall_s": wall,
         "trials": trial_points(folder / "ray_results", start, space.objective),
         "statuses": {t.status: sum(u.status == t.status for u in result.trials) for t in result.trials},
-        "champion": champion_quality(result, space.base.data.name),
+        "champion": champion_quality(result, space),
+        "objective": [space.objective.metric, space.objective.mode],
     }
 
 
@@ -147,7 +168,8 @@ def expected_best(rows: list[dict[str, Any]], budgets=BUDGETS) -> dict[int, floa
     from gan_ray.search.trials import expected_best_of_k
 
     values = [t["best"] for r in rows for t in r["trials"]]
-    curve = expected_best_of_k(values, Objective("mode_distance", "min")) if values else []
+    metric, mode = rows[0].get("objective", ("mode_distance", "min")) if rows else ("mode_distance", "min")
+    curve = expected_best_of_k(values, Objective(metric, mode)) if values else []
     return {k: curve[k - 1] for k in budgets if k <= len(curve)}
 
 
@@ -163,9 +185,7 @@ def summary(rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
                 "wall_s": [round(r["wall_s"]) for r in mine],
                 "trials": [len(r["trials"]) for r in mine],
                 "best_eval": [min((t["best"] for t in r["trials"]), default=None) for r in mine],
-                "champion_20k": [r["champion"]["mode_distance"] for r in mine],
-                "champion_modes": [r["champion"]["modes"] for r in mine],
-                "champion_high_quality": [r["champion"]["high_quality"] for r in mine],
+                "champion": [{k: v for k, v in r["champion"].items() if k != "params"} for r in mine],
                 "expected_best": expected_best(mine),
             }
         )
@@ -192,7 +212,7 @@ def plot(rows: list[dict[str, Any]], path: Path) -> None:
     by_trial.set_xlabel("trials ended")
     by_clock.set_xlabel("wall clock since the sweep started (s)")
     for ax in (by_trial, by_clock):
-        ax.set_ylabel("best mode_distance so far (training evals)")
+        ax.set_ylabel(f"best {rows[0].get('objective', ['mode_distance'])[0]} so far (training evals)")
         ax.set_yscale("log")
         ax.grid(alpha=0.3)
     by_trial.legend()
@@ -225,9 +245,8 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument(
-        "--space", default="ring8", help="a 2-D mixture space of search_spaces/ (default ring8)"
-    )
+    parser.add_argument("--space", default="ring8", help="a space of search_spaces/ (default ring8)")
+    parser.add_argument("--data-root", default=None, help="data.root of an image space")
     parser.add_argument("--methods", nargs="+", default=["random", "tpe", "tpe_asha", "pbt"], choices=METHODS)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="search seeds")
     parser.add_argument("--steps", type=int, default=None, help="steps per trial (default: the file's)")

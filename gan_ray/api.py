@@ -99,6 +99,7 @@ def sweep(
     register: bool = True,
     verbose: int = 1,
     overrides: dict[str, Any] | None = None,
+    initial_points: str | Path | list[dict[str, Any]] | None = None,
 ) -> SweepResult:
     """Run the sweep ``space`` (a :class:`SearchSpace` or a YAML path) and register its best generator.
 
@@ -106,7 +107,9 @@ def sweep(
     the MLflow tracking store, the cluster. Diverged trials end as failed trials; the sweep goes on.
     With ``tracking=False`` nothing is recorded in MLflow (and nothing registered); the result and the
     printed summary still name the best trial. ``overrides`` replaces dotted keys of the space's base
-    config (what ``--set`` passes; a searched key is refused). ``verbose``: 0 prints nothing, 1 (the
+    config (what ``--set`` passes; a searched key is refused). ``initial_points`` replaces the file's
+    points to try first (a list, a YAML file of one, or ``"none"``: a search from scratch; what
+    ``--initial-points`` passes). ``verbose``: 0 prints nothing, 1 (the
     default) a progress table, a line per ended trial and the summary, 2 also Tune's tables and the Ray
     workers' output (started here; a Ray already running keeps its own setting).
 
@@ -124,6 +127,8 @@ def sweep(
         space = load_search_space(space)
     if overrides:
         space = space.with_base_overrides(overrides)
+    if initial_points is not None:
+        space = space.with_initial_points(initial_points)
     if num_samples is not None:
         if num_samples < 1:
             raise ValueError(f"num_samples must be >= 1, got {num_samples}")

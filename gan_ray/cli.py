@@ -108,6 +108,7 @@ def _sweep(args: argparse.Namespace) -> int:
         study_storage=args.study_storage,
         model_name=args.model_name,
         overrides=_overrides(args),
+        initial_points=args.initial_points,
         verbose=verbose,
     )
     if result.interrupted:
@@ -338,6 +339,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="Optuna RDB URL (default $GAN_RAY_OPTUNA_STORAGE or ./optuna.db)",
     )
     p.add_argument("--model-name", default=None, help="registered model name (default gan_ray-<sweep name>)")
+    p.add_argument(
+        "--initial-points",
+        default=None,
+        metavar="FILE|none",
+        help="points to try first instead of the file's search.initial_points: a YAML list of "
+        "{parameter: value}, e.g. search_spaces/starts/ring8.yaml (known-good recipes); none: none",
+    )
     p.add_argument(
         "--no-tracking",
         action="store_true",

@@ -38,3 +38,19 @@ def test_tracking_uri_help_states_the_real_default():
         assert "sqlite:///./mlflow.db" in text and "$MLFLOW_REGISTRY_URI" in text, command
     sweep = " ".join(gan_ray_cli("sweep", "--help").stdout.split())
     assert "-v, --verbose" in sweep and "--log-level" in sweep
+
+
+def test_a_bad_initial_points_file_is_one_line_before_anything_starts(tmp_path):
+    bad = tmp_path / "starts.yaml"
+    bad.write_text("- {loss.name: hinge}\n")
+    done = gan_ray_cli(
+        "sweep", str(ROOT / "search_spaces" / "ring8.yaml"), "--initial-points", str(bad), "--no-tracking",
+        "--storage-path", str(tmp_path / "ray"), "--study-storage", f"sqlite:///{tmp_path / 'optuna.db'}",
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    (line,) = done.stderr.strip().splitlines()
+    assert (
+        line
+        == f"gan-ray: error: --initial-points {bad}: point 0: missing 'optim.lr_g' (active under this point's choices)"
+    )
+    assert not (tmp_path / "ray").exists() and not (tmp_path / "optuna.db").exists()

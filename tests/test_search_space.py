@@ -378,3 +378,34 @@ def test_the_gpu_folder_space_takes_128_px_and_conditional_from_the_command_line
         True,
     )
     assert cfg.data.augment.policy == "diffaug" and space.budget.gpus_per_worker > 0
+
+
+STARTS = sorted((Path(__file__).parent.parent / "search_spaces" / "starts").glob("*.yaml"))
+
+
+@pytest.mark.parametrize("path", STARTS, ids=lambda p: p.stem)
+def test_each_known_starts_file_fits_its_space_and_replaces_the_files_points(path):
+    space = load_search_space(path.parent.parent / path.name)
+    with_starts = space.with_initial_points(path)
+    assert with_starts.initial_points and with_starts.initial_points != space.initial_points
+    for point in with_starts.initial_points:  # each a full point the sweep can train
+        assert space.trial_config(space.resolve(point)).train.steps == space.base.train.steps
+    assert with_starts.with_initial_points("none").initial_points == ()
+
+
+def test_initial_points_from_the_command_line_are_checked_in_one_line(tmp_path):
+    space = load_search_space(Path(__file__).parent.parent / "search_spaces" / "ring8.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("- {optim.lr_g: 1.0, optim.lr_d: 1.0e-3}\n")
+    with pytest.raises(
+        SearchSpaceError, match=r"^--initial-points .*bad\.yaml: point 0: optim\.lr_g=1\.0 is outside"
+    ):
+        space.with_initial_points(bad)
+    with pytest.raises(SearchSpaceError, match=r"--initial-points .*nowhere\.yaml: no such file"):
+        space.with_initial_points(tmp_path / "nowhere.yaml")
+    bad.write_text("- {optim.lr_g: [\n")
+    with pytest.raises(SearchSpaceError, match=r"bad\.yaml: not YAML"):
+        space.with_initial_points(bad)
+    bad.write_text("optim.lr_g: 1.0e-3\n")
+    with pytest.raises(SearchSpaceError, match="expected a list"):
+        space.with_initial_points(bad)

@@ -11,10 +11,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from gan_ray.config import GanConfig
 from gan_ray.errors import ConfigError, SearchSpaceError
 from gan_ray.objective import Objective
 from gan_ray.search.parameters import DISTRIBUTIONS, UNSET, Param
+from gan_ray.search.parameters import initial_points as checked_points
 from gan_ray.search.sections import Budget, Pbt, SamplerName, SchedulerName
 
 
@@ -75,6 +78,31 @@ class SearchSpace:
             return dataclasses.replace(self, base=self.base.with_overrides(overrides))
         except ConfigError as err:
             raise ConfigError(f"--set: {err}") from None
+
+    def with_initial_points(self, points: str | Path | list[dict[str, Any]]) -> SearchSpace:
+        """This space with other points to try first instead of its ``search.initial_points`` (the
+        command line's ``--initial-points``): a list of ``{parameter: value}`` mappings, a YAML file
+        holding one, or ``"none"`` (and ``[]``) for none: a search from scratch. Each point is checked
+        against this space's parameters; a bad one is a :class:`SearchSpaceError` naming it."""
+        where = "--initial-points"
+        if isinstance(points, (str, Path)) and str(points) != "none":
+            path, where = Path(points).expanduser(), f"--initial-points {points}"
+            if not path.is_file():
+                raise SearchSpaceError(f"{where}: no such file")
+            try:
+                points = yaml.safe_load(path.read_text()) or []
+            except yaml.YAMLError as err:
+                raise SearchSpaceError(f"{where}: not YAML ({str(err).splitlines()[0]})") from None
+        elif isinstance(points, (str, Path)):
+            points = []
+        if self.stratify and points:
+            raise SearchSpaceError(
+                f"{where}: {self.source or self.name} stratifies; it draws every point itself"
+            )
+        try:
+            return dataclasses.replace(self, initial_points=checked_points(points, list(self.params)))
+        except ValueError as err:
+            raise SearchSpaceError(f"{where}: {err}") from None
 
     def with_budget(self, **changes: Any) -> SearchSpace:
         """This space with budget settings replaced (e.g. ``num_samples`` from the command line)."""

@@ -348,6 +348,7 @@ def test_unreachable_tracking_server_fails_fast(env):
 def test_shipped_default_space_is_the_readme_main_job():
     space = load_search_space(Path(__file__).resolve().parents[2] / "search_spaces" / "ring8.yaml")
     assert space.objective == Objective("mode_distance", "min") and space.scheduler == "asha"
+    assert space.initial_points == ()  # it searches from scratch; the known starts are an option
 
 
 def test_sweep_runs_without_tracking_and_still_names_its_best(env, tmp_path, capsys):
