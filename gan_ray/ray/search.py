@@ -104,7 +104,7 @@ class FailingNonFiniteOptunaSearch(OptunaSearch):
             len(metrics) > 1 and result and any(v is None for v in values)
         ):
             result, error = None, True  # no values: Optuna records a FAIL
-        elif result and not error and len(metrics) == 1 and self._stopped_early(result):
+        elif result and not error and len(metrics) == 1 and self._stopped_early(trial_id, result):
             # Tune hands the result the scheduler stopped the trial on to this call, not to
             # on_trial_result: report it, so PRUNED keeps it (and a trial stopped at its first eval has one).
             value, ot_trial = values[0], self._ot_trials.get(trial_id)
@@ -113,12 +113,14 @@ class FailingNonFiniteOptunaSearch(OptunaSearch):
             result = None  # no value and no error: the stock class tells Optuna PRUNED
         super().on_trial_complete(trial_id, result, error)
 
-    def _stopped_early(self, result: dict) -> bool:
-        step = result.get("step")
-        if self._steps_of is None or not isinstance(step, (int, float)):
+    def _stopped_early(self, trial_id: str, result: dict) -> bool:
+        step, ot_trial = result.get("step"), self._ot_trials.get(trial_id)
+        if self._steps_of is None or ot_trial is None or not isinstance(step, (int, float)):
             return False
+        # The trial's own steps (train.steps may be searched): from the values Optuna gave it, since the
+        # result Tune hands a searcher carries no config.
         space = self._steps_of
-        return step < space.trial_config(space.resolve(result.get("config") or {})).train.steps
+        return step < space.trial_config(space.resolve(dict(ot_trial.params))).train.steps
 
 
 #: The user attribute of an Optuna trial that ended FAIL only because its sweep was interrupted (it
