@@ -393,6 +393,17 @@ def test_each_known_starts_file_fits_its_space_and_replaces_the_files_points(pat
     assert with_starts.with_initial_points("none").initial_points == ()
 
 
+def test_initial_points_files_read_numbers_as_the_search_space_file_does(tmp_path):
+    """``1e-3`` is a float in a sweep file (YAML 1.2); a points file read by plain PyYAML got a string."""
+    space = load_search_space(Path(__file__).parent.parent / "search_spaces" / "ring8.yaml")
+    starts = Path(__file__).parent.parent / "search_spaces" / "starts" / "ring8.yaml"
+    point = dict(space.with_initial_points(starts).initial_points[0])
+    point.pop("optim.lr_g")
+    short = tmp_path / "short.yaml"
+    short.write_text("- {optim.lr_g: 2e-3, " + ", ".join(f"{k}: {v}" for k, v in point.items()) + "}\n")
+    assert space.with_initial_points(short).initial_points[0]["optim.lr_g"] == 2e-3
+
+
 def test_initial_points_from_the_command_line_are_checked_in_one_line(tmp_path):
     space = load_search_space(Path(__file__).parent.parent / "search_spaces" / "ring8.yaml")
     bad = tmp_path / "bad.yaml"
@@ -404,7 +415,7 @@ def test_initial_points_from_the_command_line_are_checked_in_one_line(tmp_path):
     with pytest.raises(SearchSpaceError, match=r"--initial-points .*nowhere\.yaml: no such file"):
         space.with_initial_points(tmp_path / "nowhere.yaml")
     bad.write_text("- {optim.lr_g: [\n")
-    with pytest.raises(SearchSpaceError, match=r"bad\.yaml: not YAML"):
+    with pytest.raises(SearchSpaceError, match=r"^--initial-points .*bad\.yaml:\d+:\d+: not valid YAML"):
         space.with_initial_points(bad)
     bad.write_text("optim.lr_g: 1.0e-3\n")
     with pytest.raises(SearchSpaceError, match="expected a list"):

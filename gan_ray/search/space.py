@@ -13,7 +13,7 @@ from typing import Any
 
 import yaml
 
-from gan_ray.config import GanConfig
+from gan_ray.config import GanConfig, read_yaml, yaml_error_line
 from gan_ray.errors import ConfigError, SearchSpaceError
 from gan_ray.objective import Objective
 from gan_ray.search.parameters import DISTRIBUTIONS, UNSET, Param
@@ -89,10 +89,10 @@ class SearchSpace:
             path, where = Path(points).expanduser(), f"--initial-points {points}"
             if not path.is_file():
                 raise SearchSpaceError(f"{where}: no such file")
-            try:
-                points = yaml.safe_load(path.read_text()) or []
+            try:  # the sweep file's reader: 1e-3 is a float there, as in the search space itself
+                points = read_yaml(path.read_text()) or []
             except yaml.YAMLError as err:
-                raise SearchSpaceError(f"{where}: not YAML ({str(err).splitlines()[0]})") from None
+                raise SearchSpaceError(f"--initial-points {yaml_error_line(err, path)}") from None
         elif isinstance(points, (str, Path)):
             points = []
         if self.stratify and points:
